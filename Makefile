@@ -1,0 +1,30 @@
+# Thin wrapper: every target is one command. The first use creates .venv and installs
+# what the project needs; later uses find the stamp newer than the install files and skip it.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+.PHONY: benchmark test smoke install clean
+
+benchmark: $(STAMP)   ## the main job: the default condensation table on the synthetic cohort
+	$(BIN)/condense bench --profile default
+
+test: $(STAMP)        ## the test suite
+	$(BIN)/python -m pytest -q
+
+smoke: $(STAMP)       ## the small benchmark CI compares against benchmarks/reference/smoke.csv
+	$(BIN)/condense bench --profile smoke --out benchmarks/results/smoke-ci
+	$(BIN)/condense compare benchmarks/reference/smoke.csv benchmarks/results/smoke-ci/table.csv
+
+install: $(STAMP)
+
+$(STAMP): setup.cfg pyproject.toml requirements/peers.txt
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e '.[dev]'
+	$(BIN)/python -m pip install -q --no-deps -r requirements/peers.txt
+	touch $(STAMP)
+
+clean:
+	rm -rf $(VENV) build *.egg-info

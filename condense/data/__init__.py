@@ -1,0 +1,57 @@
+"""Data layer: read episodes from disk into arrays. Knows nothing of Keras.
+
+``load_dataset(spec)`` is the entry point every command uses (see :mod:`condense.data.dataset`).
+"""
+
+from __future__ import annotations
+
+from condense.data.dataset import DataError, Dataset, Split
+from condense.data.layout import ChannelLayout
+
+__all__ = ["ChannelLayout", "DataError", "Dataset", "Split", "load_dataset", "parse_synthetic_spec"]
+
+#: Default size and seed of the embedded synthetic cohort (``--data synthetic``).
+DEFAULT_SYNTHETIC_EPISODES = 6000
+DEFAULT_SYNTHETIC_SEED = 0
+
+
+def parse_synthetic_spec(spec: str) -> tuple[int, int]:
+    """``synthetic[:EPISODES[:SEED]]`` -> (episodes, seed)."""
+    parts = spec.split(":")
+    if parts[0] != "synthetic" or len(parts) > 3:
+        raise DataError(f"--data {spec!r}: expected synthetic[:EPISODES[:SEED]]")
+    try:
+        episodes = int(parts[1]) if len(parts) > 1 and parts[1] else DEFAULT_SYNTHETIC_EPISODES
+        seed = int(parts[2]) if len(parts) > 2 and parts[2] else DEFAULT_SYNTHETIC_SEED
+    except ValueError:
+        raise DataError(f"--data {spec!r}: EPISODES and SEED must be whole numbers") from None
+    if episodes < 20:
+        raise DataError(f"--data {spec!r}: a synthetic cohort needs at least 20 episodes, got {episodes}")
+    return episodes, seed
+
+
+def load_dataset(spec: str, *, seed: int = 0, strict: bool = False, cache_dir=None, quiet: bool = False) -> Dataset:
+    """Load train/val/test arrays from ``spec``.
+
+    Args:
+        spec: an IHM-layout folder (``.../in-hospital-mortality``), ``synthetic[:EPISODES[:SEED]]``,
+            or ``physionet2012:PATH`` (a ``.tar.gz`` or a folder holding one ``set-*/`` folder).
+        seed: seed of the patient-level split when the source has no fixed validation split.
+        strict: stop at the first bad cell instead of counting it and treating it as missing.
+        cache_dir: where discretized arrays (and generated cohorts) are cached; default
+            ``$CONDENSE_CACHE`` or ``~/.cache/condense``.
+        quiet: no progress output.
+    """
+    spec = str(spec)
+    if spec.startswith("physionet2012:"):
+        from condense.data.physionet2012 import load_physionet2012
+
+        return load_physionet2012(spec.split(":", 1)[1], seed=seed, strict=strict, cache_dir=cache_dir, quiet=quiet)
+    if spec == "synthetic" or spec.startswith("synthetic:"):
+        from condense.data.synthetic import ensure_cohort
+
+        episodes, cohort_seed = parse_synthetic_spec(spec)
+        spec = str(ensure_cohort(episodes, cohort_seed, cache_dir=cache_dir, quiet=quiet))
+    from condense.data.ihm import load_ihm
+
+    return load_ihm(spec, seed=seed, strict=strict, cache_dir=cache_dir, quiet=quiet)
