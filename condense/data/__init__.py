@@ -8,7 +8,7 @@ from __future__ import annotations
 from condense.data.dataset import DataError, Dataset, Split
 from condense.data.layout import ChannelLayout
 
-__all__ = ["ChannelLayout", "DataError", "Dataset", "Split", "load_dataset", "parse_synthetic_spec"]
+__all__ = ["ChannelLayout", "DataError", "Dataset", "Split", "load_dataset", "load_records", "parse_synthetic_spec"]
 
 #: Default size and seed of the embedded synthetic cohort (``--data synthetic``).
 DEFAULT_SYNTHETIC_EPISODES = 6000
@@ -55,3 +55,31 @@ def load_dataset(spec: str, *, seed: int = 0, strict: bool = False, cache_dir=No
     from condense.data.ihm import load_ihm
 
     return load_ihm(spec, seed=seed, strict=strict, cache_dir=cache_dir, quiet=quiet)
+
+
+def load_records(spec: str, *, source_state: dict | None = None, strict: bool = False, cache_dir=None,
+                 quiet: bool = False) -> tuple[Split, str]:
+    """Every record/episode of ``spec`` as one :class:`Split`, for scoring with a saved model.
+
+    Returns (split, id column name): ``RecordID`` for PhysioNet 2012, ``stay`` for the IHM layout.
+    PhysioNet records are discretized with the model's saved ``source_state`` (fitted on its
+    training data), never refitted on the new records; labels are -1 where outcomes are absent.
+    IHM episodes are all episodes of the folder's listfiles (train, val and test).
+    """
+    import numpy as np
+
+    spec = str(spec)
+    if spec.startswith("physionet2012:"):
+        from condense.data.physionet2012 import load_physionet2012_records
+
+        if not source_state:
+            raise DataError(f"--data {spec!r}: the model has no saved PhysioNet 2012 state (was it trained on PhysioNet?)")
+        split, _issues = load_physionet2012_records(spec.split(":", 1)[1], source_state, strict=strict)
+        return split, "RecordID"
+    dataset = load_dataset(spec, strict=strict, cache_dir=cache_dir, quiet=quiet)
+    parts = [dataset.train, dataset.val, dataset.test]
+    return Split(
+        X=np.concatenate([p.X for p in parts]),
+        y=np.concatenate([p.y for p in parts]),
+        ids=np.concatenate([p.ids.astype(str) for p in parts]),
+    ), "stay"

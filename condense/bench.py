@@ -1,0 +1,400 @@
+"""``condense bench``: train, condense, export and measure every variant in one run.
+
+The benchmark orchestrates and owns no math: models come from :mod:`condense.workflow`
+(the same code as ``condense train``), pruning from :mod:`condense.prune`, files from
+:mod:`condense.export`, timings and sizes from :mod:`condense.measure`, statistics from
+:mod:`condense.metrics`, peers from :mod:`condense.peers`, and the outputs from
+:mod:`condense.bench_report`.
+
+Every row is trained/condensed/measured in the same run, on the same data, with the same seed.
+A row that fails (a converter crash, a missing optional peer) is kept in the table with its
+reason; the run goes on and the exit code says that something failed.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+import traceback
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from condense.bench_profiles import Profile
+from condense.data import Dataset, load_dataset
+
+RECURRENT = ("lstm", "hlstm")
+
+
+@dataclass(frozen=True)
+class RowSpec:
+    """One row of the table.
+
+    ``kind`` is ``"train"`` (a Keras model trained here), ``"convert"`` (a ``.tflite`` made from
+    the trained row ``source``), ``"tfmot"`` (a TensorFlow Model Optimization Toolkit peer) or
+    ``"lr"`` (the logistic regression). ``baseline`` names the row AUROC differences refer to.
+    """
+
+    row: str
+    model: str
+    method: str
+    kind: str
+    family: str
+    baseline: str | None = None
+    train: dict = field(default_factory=dict)
+    source: str | None = None
+    fmt: str | None = None
+    weight: float = 1.0  # relative cost, for the time-left estimate
+
+
+def _q(q: float) -> str:
+    return f"{round(q * 100):d}"
+
+
+def plan_rows(profile: Profile) -> list[RowSpec]:
+    """The rows of a profile, in table order (baselines first, then condensed, then peers)."""
+    rows: list[RowSpec] = [RowSpec("lstm", "LSTM", "baseline (2 x LSTM 16)", "train", "lstm", None, {"model": "lstm"})]
+    for q in profile.lstm_quantiles:
+        rows.append(RowSpec(f"lstm-prune{_q(q)}", "LSTM", f"channel pruning q={q:g} after epoch {profile.prune_after}",
+                            "train", "lstm", "lstm", {"model": "lstm", "prune_quantile": q}))
+    rows.append(RowSpec("hlstm", "hLSTM", "hLSTM, hidden layer in the gates", "train", "hlstm", "lstm",
+                        {"model": "hlstm", "hlstm_hidden": "gates"}, weight=0.7))
+    rows.append(RowSpec("hlstm-input", "hLSTM", "hLSTM, hidden layer on the input path", "train", "hlstm", "lstm",
+                        {"model": "hlstm", "hlstm_hidden": "input"}, weight=0.7))
+    for q in profile.hlstm_quantiles:
+        rows.append(RowSpec(f"hlstm-prune{_q(q)}", "hLSTM", f"hLSTM + channel pruning q={q:g}", "train", "hlstm", "lstm",
+                            {"model": "hlstm", "hlstm_hidden": "gates", "prune_quantile": q}, weight=0.7))
+    rows.append(RowSpec("dnn", "DNN", "baseline (256-128-64)", "train", "dnn", None, {"model": "dnn"}, weight=0.2))
+    for q in profile.dnn_quantiles:
+        rows.append(RowSpec(f"dnn-prune{_q(q)}", "DNN", f"channel pruning q={q:g} after epoch {profile.prune_after}",
+                            "train", "dnn", "dnn", {"model": "dnn", "prune_quantile": q}, weight=0.2))
+    trained = [r for r in rows if r.kind == "train"]
+    for src in [r for r in trained if r.family == "dnn" and r.row == "dnn"] + [r for r in trained if r.family in RECURRENT]:
+        rows.append(RowSpec(f"{src.row}-int8", src.model, f"{src.method} -> TFLite int8 (full integer)", "convert",
+                            src.family, src.row, source=src.row, fmt="int8", weight=0.1))
+    if profile.peers:
+        for src in ("dnn", "lstm"):
+            rows.append(RowSpec(f"{src}-dynamic", src.upper(), "peer: TFLite dynamic-range quantization", "convert",
+                                src, src, source=src, fmt="dynamic", weight=0.1))
+        rows.append(RowSpec("tfmot-prune-dnn", "DNN", "peer: tfmot magnitude pruning 50 % sparsity", "tfmot", "dnn", "dnn",
+                            train={"peer": "prune_dnn"}, weight=0.4))
+        rows.append(RowSpec("tfmot-prune-lstm", "LSTM", "peer: tfmot magnitude pruning 50 % sparsity", "tfmot", "lstm", "lstm",
+                            train={"peer": "prune_lstm"}, weight=1.2))
+        rows.append(RowSpec("tfmot-qat-dnn", "DNN", "peer: tfmot quantization-aware training, int8", "tfmot", "dnn", "dnn",
+                            train={"peer": "qat_dnn"}, weight=0.4))
+        rows.append(RowSpec("lr", "LR", "peer: logistic regression on hand-made features", "lr", "lr", "lstm",
+                            {"model": "lr"}, weight=0.05))
+    return rows
+
+
+class Progress:
+    """Prints which row, which epoch, and an estimate of the time left (stderr)."""
+
+    def __init__(self, rows: list[RowSpec], epochs: int, quiet: bool):
+        self.quiet = quiet
+        self.total = sum(r.weight * (epochs if r.kind in ("train", "tfmot") else 1) for r in rows)
+        self.done = 0.0
+        self.t0 = time.perf_counter()
+        self.n_rows = len(rows)
+        self.index = 0
+        self.row = ""
+
+    def eta(self) -> str:
+        if self.done <= 0:
+            return "estimating"
+        left = (time.perf_counter() - self.t0) / self.done * max(self.total - self.done, 0.0)
+        return f"~{left / 60:.1f} min left"
+
+    def start_row(self, spec: RowSpec) -> None:
+        self.index += 1
+        self.row = spec.row
+        self.say(f"[{self.index}/{self.n_rows}] {spec.row}: {spec.method} ({self.eta()})")
+
+    def advance(self, units: float) -> None:
+        self.done += units
+
+    def say(self, message: str) -> None:
+        if not self.quiet:
+            print(message, file=sys.stderr, flush=True)
+
+
+def machine_info() -> dict:
+    """CPU model and core count, read from the machine."""
+    cpu = "unknown"
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as fh:
+            for line in fh:
+                if line.startswith("model name"):
+                    cpu = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        import platform
+
+        cpu = platform.processor() or cpu
+    return {"cpu": cpu, "cores": os.cpu_count()}
+
+
+class BenchRun:
+    """One seed of a benchmark: trains and measures every row into ``out_dir``."""
+
+    def __init__(self, profile: Profile, dataset: Dataset, out_dir: Path, seed: int, progress: Progress):
+        self.profile = profile
+        self.dataset = dataset
+        self.out_dir = out_dir
+        self.seed = seed
+        self.progress = progress
+        self.results: dict[str, dict] = {}
+        self.p_test: dict[str, np.ndarray] = {}
+        self.inputs: dict[str, object] = {}
+        self.arrays: dict[str, dict[str, np.ndarray]] = {}
+        self.tfmot_results: dict[str, dict] | None = None  # all tfmot peers run in one child session
+
+    # -- inputs --------------------------------------------------------------------------------
+    def model_inputs(self, kind: str):
+        """Fitted preprocessing and prepared arrays per input kind (shared by every row)."""
+        if kind not in self.inputs:
+            from condense.workflow import fit_inputs, prepared_splits
+
+            self.inputs[kind] = fit_inputs(self.dataset, kind)
+            self.arrays[kind] = prepared_splits(self.dataset, self.inputs[kind])
+        return self.inputs[kind], self.arrays[kind]
+
+    @property
+    def y_test(self) -> np.ndarray:
+        return self.dataset.test.y
+
+    # -- rows ----------------------------------------------------------------------------------
+    def run(self, rows: list[RowSpec]) -> list[dict]:
+        for spec in rows:
+            self.progress.start_row(spec)
+            t0 = time.perf_counter()
+            try:
+                result = getattr(self, f"_run_{spec.kind}")(spec)
+                result["status"] = "ok"
+            except Exception as exc:  # noqa: BLE001 - a failing row is reported, the run goes on
+                detail = f"{type(exc).__name__}: {exc}".strip().splitlines()[0][:300]
+                self.progress.say(f"  {spec.row} FAILED: {detail}")
+                if os.environ.get("CONDENSE_DEBUG"):
+                    traceback.print_exc()
+                result = {"status": "failed", "error": detail}
+            result.update(row=spec.row, model=spec.model, method=spec.method, family=spec.family,
+                          baseline=spec.baseline or "", seed=self.seed, row_seconds=time.perf_counter() - t0)
+            self.results[spec.row] = result
+        self._add_differences(rows)
+        return [self.results[s.row] for s in rows]
+
+    def _train_config(self, spec: RowSpec):
+        from condense.train import TrainConfig
+
+        return TrainConfig(
+            epochs=self.profile.epochs, batch_size=self.profile.batch_size, seed=self.seed,
+            select=self.profile.select, patience=self.profile.patience, prune_after=self.profile.prune_after,
+            **spec.train,
+        )
+
+    def _on_epoch(self, spec: RowSpec, epochs: int):
+        def report(epoch, seconds, loss, val_auroc):
+            self.progress.advance(spec.weight)
+            self.progress.say(
+                f"  {spec.row} epoch {epoch}/{epochs}: {seconds:.1f} s, loss {loss:.4f}, "
+                f"val AUROC {val_auroc:.4f} ({self.progress.eta()})"
+            )
+
+        return report
+
+    def _run_train(self, spec: RowSpec) -> dict:
+        from condense import measure
+        from condense.export import TFLiteModel, export_tflite
+        from condense.runs import KERAS_FILE, save_run, tflite_file
+        from condense.workflow import train_on_dataset
+
+        config = self._train_config(spec)
+        model, inputs, record = train_on_dataset(
+            config, self.dataset, verbose=0, on_epoch=self._on_epoch(spec, config.epochs)
+        )
+        model_dir = self.out_dir / "models" / f"seed{self.seed}" / spec.row
+        self.p_test[spec.row] = record.pop("p_test")
+        save_run(model_dir, model=model, inputs=inputs, manifest={**record, "data": {"fingerprint": self.dataset.fingerprint}})
+        _, arrays = self.model_inputs(config.input_kind)
+        x_test = arrays["test"]
+        result = self._metrics(spec, self.p_test[spec.row])
+        result.update(
+            params=record["params"], keras_bytes=measure.file_bytes(model_dir / KERAS_FILE),
+            train_seconds=record["train_seconds"], epochs_run=len(record["epoch_seconds"]),
+            model_dir=str(model_dir), prune=record.get("prune"),
+        )
+        lat = measure.keras_latency(model, x_test[:1], warmup=self.profile.latency_warmup, repeats=self.profile.latency_repeats)
+        result.update(keras_latency_us_median=lat["median_us"], keras_latency_us_p95=lat["p95_us"])
+        # The deployable float file: size, LiteRT latency and its parity with Keras.
+        tfl = export_tflite(model_dir / KERAS_FILE, model_dir / tflite_file("float32"), "float32")
+        runner = TFLiteModel(tfl)
+        n = min(64, len(x_test))
+        result["parity_max_abs"] = float(np.max(np.abs(runner.predict(x_test[:n]) - self.p_test[spec.row][:n])))
+        result.update(tflite_format="float32", tflite_bytes=measure.file_bytes(tfl), deploy_bytes=measure.file_bytes(tfl))
+        self._litert_latency(result, tfl, x_test[:1])
+        return result
+
+    def _run_convert(self, spec: RowSpec) -> dict:
+        from condense import measure
+        from condense.export import TFLiteModel, export_tflite
+        from condense.runs import KERAS_FILE, tflite_file
+
+        source = self.results.get(spec.source, {})
+        if source.get("status") != "ok":
+            raise RuntimeError(f"source row {spec.source!r} did not train")
+        model_dir = Path(source["model_dir"])
+        kind = "features" if spec.family == "dnn" else "sequence"
+        _, arrays = self.model_inputs(kind)
+        calibration = arrays["train"][: self.profile.calibration] if spec.fmt == "int8" else None
+        path = export_tflite(model_dir / KERAS_FILE, model_dir / tflite_file(spec.fmt), spec.fmt, calibration_x=calibration)
+        self.progress.advance(spec.weight)
+        p = np.asarray(TFLiteModel(path).predict(arrays["test"]), dtype=np.float64).reshape(-1)
+        self.p_test[spec.row] = p
+        result = self._metrics(spec, p)
+        result.update(
+            params=source["params"], tflite_format=spec.fmt, tflite_bytes=measure.file_bytes(path),
+            deploy_bytes=measure.file_bytes(path), train_seconds=source["train_seconds"],
+            parity_max_abs=float(np.max(np.abs(p - self.p_test[spec.source]))),
+        )
+        self._litert_latency(result, path, arrays["test"][:1])
+        return result
+
+    def _run_tfmot(self, spec: RowSpec) -> dict:
+        from condense import measure
+
+        if self.tfmot_results is None:
+            self.tfmot_results = self._run_all_tfmot()
+        peer = self.tfmot_results.get(spec.train["peer"])
+        self.progress.advance(spec.weight * self.profile.epochs)
+        if peer is None or peer.get("status") != "ok":
+            raise RuntimeError((peer or {}).get("error", "peer did not run"))
+        p = np.asarray(peer.get("p_test_tflite") or peer["p_test"], dtype=np.float64)
+        self.p_test[spec.row] = p
+        result = self._metrics(spec, p)
+        result.update(
+            params=peer["params"], nonzero_params=peer.get("nonzero_params"),
+            tflite_format="int8" if spec.train["peer"].startswith("qat") else "float32",
+            tflite_bytes=peer.get("tflite_bytes"), tflite_gzip_bytes=peer.get("tflite_gzip_bytes"),
+            deploy_bytes=peer.get("tflite_bytes"), train_seconds=peer.get("train_seconds"),
+            epochs_run=len(peer.get("epoch_seconds", [])),
+        )
+        if peer.get("tflite_path"):
+            kind = "features" if spec.family == "dnn" else "sequence"
+            _, arrays = self.model_inputs(kind)
+            self._litert_latency(result, peer["tflite_path"], arrays["test"][:1])
+            result["tflite_gzip_bytes"] = measure.gzip_bytes(peer["tflite_path"])
+        return result
+
+    def _run_all_tfmot(self) -> dict:
+        from condense.peers.tfmot_bridge import run_tfmot_peers
+
+        _, seq = self.model_inputs("sequence")
+        _, feat = self.model_inputs("features")
+        arrays = {f"seq_{k}": v for k, v in seq.items()} | {f"feat_{k}": v for k, v in feat.items()}
+        arrays |= {f"y_{k}": self.dataset.split(k).y for k in ("train", "val", "test")}
+        self.progress.say("  tfmot peers: training in a child process (tf_keras)")
+        results = run_tfmot_peers(
+            arrays, self.out_dir / "models" / f"seed{self.seed}" / "tfmot",
+            epochs=self.profile.epochs, batch_size=self.profile.batch_size, seed=self.seed,
+            quiet=self.progress.quiet,
+        )
+        return {r["peer"]: r for r in results}
+
+    def _run_lr(self, spec: RowSpec) -> dict:
+        from condense import measure
+        from condense.runs import LR_FILE, save_run
+        from condense.workflow import train_on_dataset
+
+        config = self._train_config(spec)
+        model, inputs, record = train_on_dataset(config, self.dataset, verbose=0)
+        self.progress.advance(spec.weight * self.profile.epochs)
+        model_dir = self.out_dir / "models" / f"seed{self.seed}" / spec.row
+        self.p_test[spec.row] = record.pop("p_test")
+        save_run(model_dir, model=model, inputs=inputs, manifest={**record, "data": {"fingerprint": self.dataset.fingerprint}})
+        result = self._metrics(spec, self.p_test[spec.row])
+        result.update(params=record["params"], train_seconds=record["train_seconds"],
+                      deploy_bytes=measure.file_bytes(model_dir / LR_FILE), model_dir=str(model_dir))
+        return result
+
+    # -- measurements --------------------------------------------------------------------------
+    def _metrics(self, spec: RowSpec, p: np.ndarray) -> dict:
+        from condense.metrics import summarize
+
+        s = summarize(self.y_test, p, n_resamples=self.profile.bootstrap_resamples, seed=self.seed)
+        return {"auroc": s["auroc"], "auroc_low": s["auroc_ci"][0], "auroc_high": s["auroc_ci"][1],
+                "auprc": s["auprc"], "brier": s["brier"], "n_test": s["n"]}
+
+    def _litert_latency(self, result: dict, path, x_one) -> None:
+        from condense import measure
+
+        lat = measure.tflite_latency(path, x_one, num_threads=1, warmup=self.profile.latency_warmup,
+                                     repeats=self.profile.latency_repeats)
+        result.update(litert_latency_us_median=lat["median_us"], litert_latency_us_p95=lat["p95_us"])
+
+    def _add_differences(self, rows: list[RowSpec]) -> None:
+        from condense.metrics import paired_bootstrap_diff
+
+        for spec in rows:
+            res = self.results[spec.row]
+            base = self.results.get(spec.baseline or "")
+            if res.get("status") != "ok" or not base or base.get("status") != "ok":
+                continue
+            d = paired_bootstrap_diff(self.y_test, self.p_test[spec.baseline], self.p_test[spec.row],
+                                      metric="auroc", n_resamples=self.profile.bootstrap_resamples, seed=self.seed)
+            res.update(auroc_diff=d["diff"], auroc_diff_low=d["low"], auroc_diff_high=d["high"])
+            if res.get("train_seconds") and base.get("train_seconds") and spec.kind in ("train", "tfmot"):
+                res["train_ratio"] = res["train_seconds"] / base["train_seconds"]
+
+
+def run_benchmark(profile: Profile, *, out_dir, seeds: int = 1, cache_dir=None, quiet: bool = False,
+                  only: list[str] | None = None) -> tuple[Path, bool]:
+    """Run every row of ``profile`` for ``seeds`` seeds and write the outputs into ``out_dir``.
+
+    Returns (out_dir, all_ok).
+    """
+    from condense import bench_report
+    from condense.runs import git_commit, library_versions
+
+    if seeds < 1:
+        raise ValueError(f"--seeds must be at least 1, got {seeds}")
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    rows = plan_rows(profile)
+    if only:
+        unknown = sorted(set(only) - {r.row for r in rows})
+        if unknown:
+            raise ValueError(f"--rows: unknown row(s) {unknown}; known: {[r.row for r in rows]}")
+        rows = [r for r in rows if r.row in only]
+    t0 = time.perf_counter()
+    dataset = load_dataset(profile.data, seed=0, cache_dir=cache_dir, quiet=quiet)
+    progress = Progress(rows * seeds, profile.epochs, quiet)
+    progress.say(
+        f"benchmark {profile.name}: {len(rows)} rows x {seeds} seed(s) on {dataset.source} "
+        f"(train {len(dataset.train)}, val {len(dataset.val)}, test {len(dataset.test)}), "
+        f"{profile.epochs} epochs, batch {profile.batch_size} -> {out_dir}"
+    )
+    per_seed: list[list[dict]] = []
+    curves: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+    for seed in range(seeds):
+        run = BenchRun(profile, dataset, out_dir, seed, progress)
+        per_seed.append(run.run(rows))
+        if seed == 0:
+            curves = {row: (dataset.test.y, p) for row, p in run.p_test.items()}
+    header = {
+        "profile": profile.to_json(),
+        "seeds": list(range(seeds)),
+        "machine": machine_info(),
+        "library_versions": library_versions(),
+        "git_commit": git_commit(),
+        "data": {"spec": profile.data, "source": dataset.source, "fingerprint": dataset.fingerprint,
+                 "n": {s: len(dataset.split(s)) for s in ("train", "val", "test")},
+                 "issues": dict(dataset.issues)},
+        "wall_seconds": time.perf_counter() - t0,
+    }
+    table = bench_report.aggregate(per_seed)
+    bench_report.write_outputs(out_dir, table, header, curves, per_seed)
+    all_ok = all(r.get("status") == "ok" for seed_rows in per_seed for r in seed_rows)
+    progress.say(f"benchmark done in {header['wall_seconds'] / 60:.1f} min: {out_dir / 'table.md'}")
+    return out_dir, all_ok

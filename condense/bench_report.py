@@ -1,0 +1,242 @@
+"""The benchmark's outputs: ``table.csv``, ``table.md``, ``pareto.png``, ``roc.png``, ``manifest.json``.
+
+``table.csv`` is what ``condense compare`` reads; its columns are fixed (:data:`COLUMNS`).
+With several seeds every numeric column is the mean over seeds and the ``*_std`` columns hold
+the standard deviation.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+from pathlib import Path
+
+import numpy as np
+
+from condense.io import atomic_path, atomic_write, sha256_file, write_json
+
+COLUMNS = (
+    "row", "model", "method", "family", "baseline", "status", "error",
+    "params", "nonzero_params", "keras_bytes", "tflite_format", "tflite_bytes", "tflite_gzip_bytes", "deploy_bytes",
+    "keras_latency_us_median", "keras_latency_us_p95", "litert_latency_us_median", "litert_latency_us_p95",
+    "train_seconds", "train_ratio", "epochs_run",
+    "auroc", "auroc_low", "auroc_high", "auroc_std", "auprc", "auprc_std", "brier", "brier_std",
+    "auroc_diff", "auroc_diff_low", "auroc_diff_high", "parity_max_abs", "n_test", "seeds",
+)
+#: Columns averaged over seeds (with a standard deviation where a *_std column exists).
+NUMERIC = tuple(c for c in COLUMNS if c not in ("row", "model", "method", "family", "baseline", "status", "error",
+                                                "tflite_format", "seeds") and not c.endswith("_std"))
+
+
+def aggregate(per_seed: list[list[dict]]) -> list[dict]:
+    """One row per table row: means over seeds (std in *_std), status failed if any seed failed."""
+    table = []
+    for i, first in enumerate(per_seed[0]):
+        runs = [rows[i] for rows in per_seed]
+        row = {c: first.get(c, "") for c in COLUMNS}
+        failed = [r for r in runs if r.get("status") != "ok"]
+        row["status"] = "failed" if failed else "ok"
+        row["error"] = failed[0].get("error", "") if failed else ""
+        row["seeds"] = len(runs)
+        for col in NUMERIC:
+            values = [r.get(col) for r in runs if isinstance(r.get(col), (int, float)) and r.get(col) is not None]
+            values = [float(v) for v in values if not math.isnan(float(v))]
+            if not values:
+                row[col] = ""
+                continue
+            mean = float(np.mean(values))
+            row[col] = int(round(mean)) if col in ("params", "nonzero_params", "keras_bytes", "tflite_bytes",
+                                                    "tflite_gzip_bytes", "deploy_bytes", "epochs_run", "n_test") else mean
+            std_col = f"{col}_std"
+            if std_col in COLUMNS:
+                row[std_col] = float(np.std(values, ddof=1)) if len(values) > 1 else ""
+        table.append(row)
+    return table
+
+
+def _cell(value) -> str:
+    if value is None or value == "":
+        return ""
+    if isinstance(value, float):
+        return f"{value:.6g}"
+    return str(value)
+
+
+def table_csv(table: list[dict]) -> str:
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=COLUMNS, lineterminator="\n")
+    writer.writeheader()
+    for row in table:
+        writer.writerow({c: _cell(row.get(c)) for c in COLUMNS})
+    return buf.getvalue()
+
+
+def _num(row: dict, col: str):
+    v = row.get(col)
+    return float(v) if isinstance(v, (int, float)) and not (isinstance(v, float) and math.isnan(v)) else None
+
+
+def _f(v, fmt: str, empty: str = "–") -> str:
+    return empty if v is None else format(v, fmt)
+
+
+def _auroc_text(row: dict) -> str:
+    a, lo, hi, sd = (_num(row, c) for c in ("auroc", "auroc_low", "auroc_high", "auroc_std"))
+    if a is None:
+        return "–"
+    text = f"{a:.3f} [{lo:.3f}, {hi:.3f}]" if lo is not None else f"{a:.3f}"
+    return text + (f" ± {sd:.3f}" if sd is not None else "")
+
+
+def _diff_text(row: dict) -> str:
+    d, lo, hi = (_num(row, c) for c in ("auroc_diff", "auroc_diff_low", "auroc_diff_high"))
+    if d is None:
+        return "–"
+    return f"{d:+.3f} [{lo:+.3f}, {hi:+.3f}] vs {row['baseline']}"
+
+
+def deploy_latency(row: dict):
+    """The latency of the row's deployable form: LiteRT for a converted file, else Keras."""
+    if row.get("tflite_format") in ("int8", "dynamic") or _num(row, "keras_latency_us_median") is None:
+        return _num(row, "litert_latency_us_median")
+    return _num(row, "keras_latency_us_median")
+
+
+def table_markdown(table: list[dict], header: dict) -> str:
+    prof = header["profile"]
+    data = header["data"]
+    lines = [
+        f"# Condensation benchmark — profile `{prof['name']}`",
+        "",
+        f"- data: `{data['spec']}` ({data['source']}), train/val/test = {data['n']['train']}/{data['n']['val']}/"
+        f"{data['n']['test']}, fingerprint `{data['fingerprint'][:16]}`",
+        f"- protocol: {prof['epochs']} epochs, batch {prof['batch_size']}, Adam 1e-3, pruning after epoch "
+        f"{prof['prune_after']}, model of the {prof['select']} epoch; seeds {header['seeds']}",
+        f"- machine: {header['machine']['cpu']}, {header['machine']['cores']} cores; git `{header['git_commit']}`",
+        "- libraries: " + ", ".join(f"{k} {v}" for k, v in sorted(header["library_versions"].items())),
+        f"- AUROC: test set, 95 % bootstrap interval ({prof['bootstrap_resamples']:,} resamples); differences are "
+        "paired bootstraps on the same patients. Latency: batch 1, one thread, microseconds per sample.",
+        f"- wall time of the whole run: {header['wall_seconds'] / 60:.1f} min",
+        "",
+        "## The paper's layout",
+        "",
+        "| model | method | params | file (kB) | inference per sample (µs) | training (s) | AUROC |",
+        "|---|---|---:|---:|---:|---:|---|",
+    ]
+    for row in table:
+        if row["status"] != "ok":
+            lines.append(f"| {row['model']} | {row['method']} | FAILED: {row['error']} | | | | |")
+            continue
+        file_bytes = _num(row, "tflite_bytes") if row.get("tflite_format") in ("int8", "dynamic") else None
+        file_bytes = file_bytes or _num(row, "keras_bytes") or _num(row, "deploy_bytes")
+        train = _num(row, "train_seconds") if row.get("tflite_format") not in ("int8", "dynamic") else None
+        lines.append(
+            f"| {row['model']} | {row['method']} | {_f(_num(row, 'params'), ',.0f')} | "
+            f"{_f(None if file_bytes is None else file_bytes / 1000, ',.1f')} | {_f(deploy_latency(row), ',.0f')} | "
+            f"{_f(train, ',.1f', 'n/a')} | {_auroc_text(row)} |"
+        )
+    lines += [
+        "",
+        "## All columns",
+        "",
+        "| row | params (non-zero) | .keras B | .tflite B (format) | gzip B | Keras µs med / p95 | LiteRT µs med / p95 "
+        "| train s (× baseline) | AUPRC | Brier | ΔAUROC [95 % CI] | max abs vs Keras |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|",
+    ]
+    for row in table:
+        if row["status"] != "ok":
+            lines.append(f"| {row['row']} | FAILED: {row['error']} |||||||||||")
+            continue
+        nz = _num(row, "nonzero_params")
+        params = _f(_num(row, "params"), ",.0f") + (f" ({nz:,.0f})" if nz is not None else "")
+        tfl = _num(row, "tflite_bytes")
+        tfl_fmt = f" ({row['tflite_format']})" if tfl is not None else ""
+        ratio = _num(row, "train_ratio")
+        ratio_text = f" ({ratio:.2f}×)" if ratio is not None else ""
+        lines.append(
+            f"| {row['row']} | {params} | {_f(_num(row, 'keras_bytes'), ',.0f')} | "
+            f"{_f(tfl, ',.0f')}{tfl_fmt} | "
+            f"{_f(_num(row, 'tflite_gzip_bytes'), ',.0f')} | "
+            f"{_f(_num(row, 'keras_latency_us_median'), ',.0f')} / {_f(_num(row, 'keras_latency_us_p95'), ',.0f')} | "
+            f"{_f(_num(row, 'litert_latency_us_median'), ',.0f')} / {_f(_num(row, 'litert_latency_us_p95'), ',.0f')} | "
+            f"{_f(_num(row, 'train_seconds'), ',.1f')}{ratio_text} | "
+            f"{_f(_num(row, 'auprc'), '.3f')} | {_f(_num(row, 'brier'), '.4f')} | {_diff_text(row)} | "
+            f"{_f(_num(row, 'parity_max_abs'), '.1e')} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def _save_figure(fig, path: Path) -> None:
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=120, bbox_inches="tight", format="png")
+
+
+def plot_pareto(table: list[dict], path: Path) -> None:
+    """AUROC vs deployable bytes and vs LiteRT latency (log x), every row labelled."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(15, 6.5))
+    colors = {"lstm": "tab:blue", "hlstm": "tab:green", "dnn": "tab:orange", "lr": "tab:gray"}
+    panels = (("deploy_bytes", "deployable file (bytes, log scale)"),
+              ("litert_latency_us_median", "LiteRT latency per sample, batch 1, 1 thread (µs, log scale)"))
+    for ax, (col, label) in zip(axes, panels):
+        for row in table:
+            x, y = _num(row, col), _num(row, "auroc")
+            if row["status"] != "ok" or x is None or y is None or x <= 0:
+                continue
+            marker = "s" if row["method"].startswith("peer") else "o"
+            ax.scatter(x, y, color=colors.get(row["family"], "black"), marker=marker, s=36, zorder=3)
+            lo, hi = _num(row, "auroc_low"), _num(row, "auroc_high")
+            if lo is not None and hi is not None:
+                ax.plot([x, x], [lo, hi], color=colors.get(row["family"], "black"), alpha=0.25, lw=1)
+            ax.annotate(row["row"], (x, y), textcoords="offset points", xytext=(4, 3), fontsize=7)
+        ax.set_xscale("log")
+        ax.set_xlabel(label)
+        ax.set_ylabel("test AUROC (95 % CI)")
+        ax.grid(True, which="both", alpha=0.3)
+    fig.suptitle("Accuracy vs size and speed (circles: condense rows; squares: peers)")
+    _save_figure(fig, path)
+    plt.close(fig)
+
+
+def plot_roc(curves: dict[str, tuple[np.ndarray, np.ndarray]], path: Path) -> None:
+    """ROC curves of every row (first seed) on the test set."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from sklearn.metrics import roc_curve
+
+    from condense.metrics import auroc
+
+    fig, ax = plt.subplots(figsize=(7.5, 7))
+    for row, (y, p) in curves.items():
+        fpr, tpr, _ = roc_curve(y, p)
+        ax.plot(fpr, tpr, lw=1, label=f"{row} ({auroc(y, p):.3f})")
+    ax.plot([0, 1], [0, 1], color="gray", ls="--", lw=0.8)
+    ax.set_xlabel("false positive rate")
+    ax.set_ylabel("true positive rate")
+    ax.set_title("ROC, test set")
+    ax.legend(fontsize=6.5, loc="lower right", ncol=2)
+    _save_figure(fig, path)
+    plt.close(fig)
+
+
+def write_outputs(out_dir: Path, table: list[dict], header: dict, curves: dict, per_seed: list[list[dict]]) -> None:
+    """Write every output file, then a manifest with each artifact's path, size and hash."""
+    atomic_write(out_dir / "table.csv", table_csv(table))
+    atomic_write(out_dir / "table.md", table_markdown(table, header))
+    write_json(out_dir / "rows.json", {"header": header, "per_seed": per_seed})
+    plot_pareto(table, out_dir / "pareto.png")
+    if curves:
+        plot_roc(curves, out_dir / "roc.png")
+    artifacts = {
+        str(p.relative_to(out_dir)): {"sha256": sha256_file(p), "bytes": p.stat().st_size}
+        for p in sorted(out_dir.rglob("*"))
+        if p.is_file() and p.name != "manifest.json" and not p.name.startswith(".")
+    }
+    write_json(out_dir / "manifest.json", {**header, "artifacts": artifacts})

@@ -1,0 +1,127 @@
+"""``condense train``, ``condense evaluate`` and ``condense predict``."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from condense.train import SELECT_CHOICES, INPUT_KIND
+
+
+def register(sub) -> None:
+    p = sub.add_parser(
+        "train",
+        help="train a baseline or condensed model and write a model directory",
+        description="Train lstm | hlstm | dnn | lr on DATA and write DIR/model.keras (or model.lr.json), "
+        "DIR/preprocessing.json and DIR/manifest.json.",
+    )
+    p.add_argument("--data", default="synthetic", help="IHM folder, synthetic[:EPISODES[:SEED]] or physionet2012:PATH (default: synthetic)")
+    p.add_argument("--model", required=True, choices=sorted(INPUT_KIND))
+    p.add_argument("--epochs", type=int, default=20)
+    p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--learning-rate", type=float, default=1e-3)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--select", choices=SELECT_CHOICES, default="last", help="last epoch (the paper) or best validation AUROC")
+    p.add_argument("--patience", type=int, default=None, help="stop when validation AUROC has not improved for this many epochs")
+    p.add_argument("--hlstm-hidden", choices=("gates", "input"), default="gates", help="where the hLSTM's hidden layer sits")
+    p.add_argument("--prune-quantile", type=float, default=None, help="prune units below this quantile of importance (e.g. 0.25, 0.5)")
+    p.add_argument("--prune-after", type=int, default=1, help="epochs before pruning (default 1, the paper's)")
+    p.add_argument("--prune-criterion", default="mean_abs", help="unit importance: mean_abs (default), l2, signed_mean, activation")
+    p.add_argument("--strict", action="store_true", help="stop at the first bad input cell")
+    p.add_argument("--cache-dir", default=None)
+    p.add_argument("--quiet", action="store_true")
+    p.add_argument("--out", required=True, help="model directory to write")
+    p.set_defaults(handler=cmd_train)
+
+    e = sub.add_parser(
+        "evaluate",
+        help="reload a model directory and score the test split",
+        description="Reload DIR in this (fresh) process and recompute the test metrics.",
+    )
+    e.add_argument("--model", required=True, help="model directory written by condense train")
+    e.add_argument("--data", default=None, help="data to score (default: the data the model was trained on)")
+    e.add_argument("--format", default="keras", choices=("keras", "float32", "dynamic", "int8"))
+    e.add_argument("--json", default=None, help="also write the metrics to this JSON file")
+    e.add_argument("--cache-dir", default=None)
+    e.add_argument("--quiet", action="store_true")
+    e.set_defaults(handler=cmd_evaluate)
+
+    r = sub.add_parser(
+        "predict",
+        help="score every record of DATA with a saved model and write a CSV",
+        description="Write one row per record (RecordID for PhysioNet 2012, stay for IHM) with its probability, "
+        "and the label when known, using the model's saved preprocessing (never refitted).",
+    )
+    r.add_argument("--model", required=True, help="model directory written by condense train")
+    r.add_argument("--format", default="keras", choices=("keras", "float32", "dynamic", "int8"))
+    r.add_argument("--data", required=True, help="IHM folder, synthetic[:N[:SEED]] or physionet2012:PATH")
+    r.add_argument("--out", required=True, help="CSV file to write")
+    r.add_argument("--cache-dir", default=None)
+    r.add_argument("--quiet", action="store_true")
+    r.set_defaults(handler=cmd_predict)
+
+
+def _log(args, message: str) -> None:
+    if not getattr(args, "quiet", False):
+        print(message, file=sys.stderr, flush=True)
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from condense.workflow import train_run
+
+    result = train_run(
+        data=args.data,
+        out_dir=args.out,
+        model=args.model,
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        learning_rate=args.learning_rate,
+        seed=args.seed,
+        select=args.select,
+        patience=args.patience,
+        hlstm_hidden=args.hlstm_hidden,
+        prune_quantile=args.prune_quantile,
+        prune_after=args.prune_after,
+        prune_criterion=args.prune_criterion,
+        strict=args.strict,
+        cache_dir=args.cache_dir,
+        verbose=0 if args.quiet else 1,
+        log=lambda m: _log(args, m),
+    )
+    test = result["metrics"]["test"]
+    print(
+        f"{args.model}: {result['params']:,} params, test AUROC {test['auroc']:.4f} "
+        f"[{test['auroc_ci'][0]:.4f}, {test['auroc_ci'][1]:.4f}], AUPRC {test['auprc']:.4f}, "
+        f"Brier {test['brier']:.4f}, trained in {result['train_seconds']:.1f} s -> {args.out}"
+    )
+    return 0
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from condense.io import write_json
+    from condense.workflow import evaluate_run
+
+    metrics = evaluate_run(args.model, data=args.data, fmt=args.format, cache_dir=args.cache_dir, quiet=args.quiet)
+    test = metrics["test"]
+    print(
+        f"{args.model} [{args.format}]: test AUROC {test['auroc']:.4f} [{test['auroc_ci'][0]:.4f}, "
+        f"{test['auroc_ci'][1]:.4f}], AUPRC {test['auprc']:.4f}, Brier {test['brier']:.4f}, n={test['n']}"
+    )
+    if args.json:
+        write_json(args.json, metrics)
+    return 0
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    from condense.workflow import predict_run
+
+    summary = predict_run(args.model, data=args.data, out_csv=args.out, fmt=args.format,
+                          cache_dir=args.cache_dir, quiet=args.quiet)
+    line = f"scored {summary['n']:,} records [{args.format}] -> {args.out}"
+    if summary["labelled"]:
+        m = summary["metrics"]
+        line += f"; AUROC {m['auroc']:.4f} [{m['auroc_ci'][0]:.4f}, {m['auroc_ci'][1]:.4f}], n={m['n']}"
+    else:
+        line += " (no labels: no metrics)"
+    print(line)
+    return 0

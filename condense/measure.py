@@ -1,0 +1,263 @@
+"""Size and speed of a model: parameters, bytes on disk, compressed bytes, per-sample latency.
+
+Sizes
+-----
+:func:`param_count` counts a Keras model's weights; :func:`file_bytes` is the size of a file as a
+phone would store it; :func:`gzip_bytes` is its size after gzip (level 9). Use the gzip size for
+models whose weights were only *zeroed* (magnitude pruning, e.g. the tfmot peers): their file
+keeps its size, only a compressed download shrinks. Channel-pruned models are physically smaller
+and need no such help.
+
+Latency protocol (the same for Keras and LiteRT)
+-------------------------------------------------
+One sample (batch 1), one thread, ``warmup`` untimed calls, then ``repeats`` calls each timed
+with :func:`time.perf_counter_ns`; the result is the median and the 95th percentile in
+**microseconds per sample** (:func:`measure_latency`). What one call is:
+
+- :func:`tflite_latency`: ``set_tensor`` + ``invoke`` + ``get_tensor`` of one prepared sample
+  with a LiteRT ``Interpreter(num_threads=1)`` (XNNPACK on, LiteRT's default), i.e. what an
+  app does per prediction. For files with int8 input the sample is quantized once, beforehand.
+- :func:`keras_latency`: a ``tf.function`` around ``model(x, training=False)``, traced once for
+  the batch-1 shape, called on a constant tensor and fetched to numpy. This is the fastest way
+  TensorFlow runs one sample from Python. It is *not* ``model.predict`` (whose per-call data
+  pipeline costs about a millisecond, more than the model) and not an eager call (much slower).
+
+Threads for Keras: TensorFlow's intra-op and inter-op thread pools are process-wide and fixed
+when its runtime initializes (``tf.config.threading`` raises after that). So
+``keras_latency(path)`` (a ``.keras`` file) measures in a fresh child process whose pools are set
+to ``num_threads`` before anything runs: a true one-thread number. ``keras_latency(model)`` (a
+model in memory) measures in this process: it sets the pools to ``num_threads`` when TensorFlow
+has not initialized yet and otherwise uses the process's pools; the result says which
+(``intra_op_threads``: the setting in force, 0 meaning TensorFlow's default of one per core;
+``process``: ``"child"`` or ``"this"``).
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+
+__all__ = [
+    "param_count",
+    "file_bytes",
+    "gzip_bytes",
+    "measure_latency",
+    "keras_latency",
+    "tflite_latency",
+]
+
+#: Defaults of the latency protocol.
+DEFAULT_WARMUP = 20
+DEFAULT_REPEATS = 200
+
+
+def param_count(model) -> int:
+    """Number of parameters of a Keras model: trainable plus non-trainable weights."""
+    weights = getattr(model, "weights", None)
+    if weights is None:
+        raise ValueError(f"param_count needs a Keras model, got {type(model).__name__}")
+    return int(sum(int(np.prod(w.shape)) for w in weights))
+
+
+def file_bytes(path) -> int:
+    """Size of the file at ``path`` in bytes."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"File not found: {path}")
+    return path.stat().st_size
+
+
+def gzip_bytes(path, *, level: int = 9) -> int:
+    """Size in bytes of the file at ``path`` after gzip compression (in memory; level 9, no
+    time stamp, so the number is reproducible)."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"File not found: {path}")
+    if isinstance(level, bool) or not isinstance(level, int) or not 0 <= level <= 9:
+        raise ValueError(f"Argument `level` must be an integer in 0..9, got level={level!r}.")
+    return len(gzip.compress(path.read_bytes(), compresslevel=level, mtime=0))
+
+
+def _check_counts(warmup, repeats) -> None:
+    if isinstance(warmup, bool) or not isinstance(warmup, int) or warmup < 0:
+        raise ValueError(f"Argument `warmup` must be a non-negative integer, got warmup={warmup!r}.")
+    if isinstance(repeats, bool) or not isinstance(repeats, int) or repeats < 1:
+        raise ValueError(f"Argument `repeats` must be a positive integer, got repeats={repeats!r}.")
+
+
+def measure_latency(
+    predict_one: Callable, sample=None, *, warmup: int = DEFAULT_WARMUP, repeats: int = DEFAULT_REPEATS
+) -> dict:
+    """Time ``predict_one(sample)`` (or ``predict_one()`` when ``sample`` is None).
+
+    Args:
+        predict_one: The call to time; it must do the whole per-sample work (including
+            fetching the result).
+        sample: Its argument, prepared beforehand.
+        warmup: Untimed calls first (tracing, allocation, caches). Default 20.
+        repeats: Timed calls. Default 200.
+
+    Returns:
+        ``{"median_us", "p95_us", "mean_us", "min_us", "repeats"}``: microseconds per call.
+    """
+    if not callable(predict_one):
+        raise ValueError(f"Argument `predict_one` must be callable, got {type(predict_one).__name__}.")
+    _check_counts(warmup, repeats)
+    call = predict_one if sample is None else (lambda: predict_one(sample))
+    for _ in range(warmup):
+        call()
+    times = np.empty(repeats, dtype=np.float64)
+    clock = time.perf_counter_ns
+    for i in range(repeats):
+        start = clock()
+        call()
+        times[i] = clock() - start
+    times /= 1e3
+    return {
+        "median_us": float(np.median(times)),
+        "p95_us": float(np.percentile(times, 95)),
+        "mean_us": float(times.mean()),
+        "min_us": float(times.min()),
+        "repeats": int(repeats),
+    }
+
+
+def _one_sample(x_one, sample_shape: tuple | None = None) -> np.ndarray:
+    x = np.asarray(x_one, dtype=np.float32)
+    if sample_shape is not None and x.shape == tuple(sample_shape):
+        x = x[None, ...]
+    if x.ndim < 2 or x.shape[0] != 1:
+        raise ValueError(f"Latency is measured on one sample: expected shape (1, ...), got {x.shape}")
+    return np.ascontiguousarray(x)
+
+
+def tflite_latency(
+    path, x_one, *, num_threads: int = 1, warmup: int = DEFAULT_WARMUP, repeats: int = DEFAULT_REPEATS
+) -> dict:
+    """LiteRT latency of the ``.tflite`` file ``path`` for one sample, in microseconds.
+
+    Args:
+        path: A ``.tflite`` file.
+        x_one: One preprocessed sample, shape ``(1, *sample_shape)`` or ``sample_shape``.
+        num_threads: Interpreter threads. Default 1.
+        warmup, repeats: See :func:`measure_latency`.
+
+    Returns:
+        :func:`measure_latency`'s dict plus ``"num_threads"``.
+    """
+    from condense.export import TFLiteModel
+
+    _check_counts(warmup, repeats)
+    runner = TFLiteModel(path, num_threads=num_threads)
+    call = runner.single_sample_call(x_one)
+    return {**measure_latency(call, warmup=warmup, repeats=repeats), "num_threads": num_threads}
+
+
+def keras_latency(
+    model, x_one, *, num_threads: int = 1, warmup: int = DEFAULT_WARMUP, repeats: int = DEFAULT_REPEATS,
+    timeout: float = 900.0,
+) -> dict:
+    """Keras (TensorFlow) latency of one sample, in microseconds, measured as the module
+    docstring describes (a traced ``tf.function`` call, not ``model.predict``).
+
+    Args:
+        model: A ``keras.Model`` (measured in this process) or the path of a ``.keras`` file
+            (measured in a child process with exactly ``num_threads`` TensorFlow threads).
+        x_one: One preprocessed sample, shape ``(1, *sample_shape)`` or ``sample_shape``.
+        num_threads: TensorFlow intra-op threads (inter-op: 1). Default 1.
+        warmup, repeats: See :func:`measure_latency`.
+        timeout: Seconds the child process may take (``.keras`` path only).
+
+    Returns:
+        :func:`measure_latency`'s dict plus ``"intra_op_threads"`` (the setting in force; 0 is
+        TensorFlow's default, one thread per core) and ``"process"`` (``"child"`` or ``"this"``).
+    """
+    _check_counts(warmup, repeats)
+    if isinstance(num_threads, bool) or not isinstance(num_threads, int) or num_threads < 1:
+        raise ValueError(f"Argument `num_threads` must be a positive integer, got num_threads={num_threads!r}.")
+    if isinstance(model, (str, os.PathLike)):
+        return _keras_latency_in_child(Path(model), x_one, num_threads, warmup, repeats, timeout)
+    return {**_keras_latency_here(model, x_one, num_threads, warmup, repeats), "process": "this"}
+
+
+def _keras_latency_here(model, x_one, num_threads: int, warmup: int, repeats: int) -> dict:
+    import tensorflow as tf
+
+    try:
+        tf.config.threading.set_intra_op_parallelism_threads(num_threads)
+        tf.config.threading.set_inter_op_parallelism_threads(1)
+    except RuntimeError:  # the runtime is already initialized: its pools stay as they are
+        pass
+    sample_shape = tuple(int(d) for d in model.inputs[0].shape[1:]) if getattr(model, "inputs", None) else None
+    x = tf.constant(_one_sample(x_one, sample_shape))
+    forward = tf.function(lambda t: model(t, training=False), reduce_retracing=True)
+
+    def call():
+        return forward(x).numpy()
+
+    result = measure_latency(call, warmup=max(warmup, 1), repeats=repeats)
+    result["intra_op_threads"] = int(tf.config.threading.get_intra_op_parallelism_threads())
+    return result
+
+
+def _keras_latency_in_child(path: Path, x_one, num_threads: int, warmup: int, repeats: int, timeout: float) -> dict:
+    if not path.is_file():
+        raise FileNotFoundError(f"Keras model not found: {path}")
+    x = _one_sample(x_one)
+    with tempfile.TemporaryDirectory(prefix="condense-latency-") as work:
+        work = Path(work)
+        np.save(work / "sample.npy", x)
+        request = {"model_path": str(path.resolve()), "sample": str(work / "sample.npy"), "num_threads": num_threads,
+                   "warmup": warmup, "repeats": repeats, "result": str(work / "result.json")}
+        (work / "request.json").write_text(json.dumps(request), encoding="utf-8")
+        env = dict(os.environ)
+        env.pop("TF_USE_LEGACY_KERAS", None)
+        env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+        package_root = str(Path(__file__).resolve().parents[1])
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (package_root, env.get("PYTHONPATH")) if p)
+        try:
+            proc = subprocess.run([sys.executable, "-m", "condense.measure", str(work / "request.json")],
+                                  capture_output=True, text=True, env=env, timeout=timeout, check=False)
+        except subprocess.TimeoutExpired:
+            raise RuntimeError(f"Measuring the Keras latency of {path} did not finish within {timeout:g} s") from None
+        result_file = work / "result.json"
+        if proc.returncode != 0 or not result_file.is_file():
+            tail = "\n".join(proc.stderr.strip().splitlines()[-10:])
+            raise RuntimeError(f"Measuring the Keras latency of {path} failed (exit status {proc.returncode}):\n{tail}")
+        return json.loads(result_file.read_text(encoding="utf-8"))
+
+
+def _child_main(argv: list[str]) -> int:
+    """``python -m condense.measure REQUEST.json``: Keras latency in a fresh process (internal)."""
+    if len(argv) != 1:
+        print("usage: python -m condense.measure REQUEST.json  (internal: used by keras_latency)", file=sys.stderr)
+        return 2
+    request = json.loads(Path(argv[0]).read_text(encoding="utf-8"))
+    import tensorflow as tf
+
+    # Before any op runs: this is what makes the number a true `num_threads` number.
+    tf.config.threading.set_intra_op_parallelism_threads(int(request["num_threads"]))
+    tf.config.threading.set_inter_op_parallelism_threads(1)
+    import keras
+
+    import condense  # noqa: F401  (registers the custom layers for safe loading)
+    from condense.io import write_json
+
+    model = keras.saving.load_model(request["model_path"], safe_mode=True, compile=False)
+    result = _keras_latency_here(model, np.load(request["sample"]), int(request["num_threads"]),
+                                 int(request["warmup"]), int(request["repeats"]))
+    write_json(request["result"], {**result, "process": "child"})
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(_child_main(sys.argv[1:]))

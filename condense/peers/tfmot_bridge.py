@@ -1,0 +1,527 @@
+"""TensorFlow Model Optimization (tfmot) peers, run in child processes.
+
+tfmot only works with the legacy Keras 2 (``tf_keras``), selected by ``TF_USE_LEGACY_KERAS=1``
+before TensorFlow is imported, while condense runs on Keras 3. The two cannot share a process, so
+this module (the parent side, imported by the benchmark) never imports TensorFlow, tf_keras or
+tfmot. It writes the already-preprocessed arrays to a temporary ``.npz``, starts
+``condense/peers/_tfmot_child.py`` **by file path** once per peer (so the ``condense`` package and
+Keras 3 are never imported there), with ``TF_USE_LEGACY_KERAS=1`` set in the *child's*
+environment only, and reads back one JSON result per peer. See the child's docstring for what
+each peer trains and exports.
+
+Peers:
+
+* ``"prune_dnn"``, ``"prune_lstm"``: magnitude pruning (``prune_low_magnitude``) to ``sparsity``
+  during training, ``strip_pruning``, float32 ``.tflite``.
+* ``"qat_dnn"``: quantization-aware training, full-int8 ``.tflite`` with float32 input/output.
+
+Failures never raise: an unknown peer, missing arrays, a missing package, an exception inside the
+child, a crash (e.g. a converter segfault) or a timeout each become a result with
+``status == "failed"`` and a readable ``error``; the remaining peers still run. Invalid arguments
+common to all peers (``epochs``, ``sparsity``...) raise :class:`ValueError` before anything runs.
+
+Example::
+
+    from condense.peers.tfmot_bridge import run_tfmot_peers, tfmot_available
+
+    if tfmot_available():
+        rows = run_tfmot_peers(arrays, "models/peers", epochs=20, batch_size=8, seed=0)
+        for row in rows:
+            print(row["peer"], row["status"], row.get("sparsity_reached"), row.get("error"))
+"""
+
+from __future__ import annotations
+
+import collections
+import importlib.util
+import json
+import numbers
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Iterable, Mapping, Sequence
+
+import numpy as np
+
+from condense.io import write_json
+
+__all__ = [
+    "CHILD_PATH",
+    "DEFAULT_PEERS",
+    "PEERS",
+    "RESULT_KEYS",
+    "missing_packages",
+    "pruning_schedule",
+    "run_tfmot_peers",
+    "tfmot_available",
+]
+
+#: The child program, run by file path (never with ``-m``; see its docstring).
+CHILD_PATH = Path(__file__).resolve().with_name("_tfmot_child.py")
+
+#: Every peer the child knows, and the arrays (besides ``y_*``) each one needs.
+PEERS: dict[str, str] = {"prune_dnn": "feat", "prune_lstm": "seq", "qat_dnn": "feat"}
+DEFAULT_PEERS = ("prune_dnn", "prune_lstm", "qat_dnn")
+SPLITS = ("train", "val", "test")
+
+#: Modules the child imports, with the pip distribution that provides each.
+_REQUIRED_MODULES: dict[str, str] = {
+    "tensorflow": "tensorflow",
+    "tf_keras": "tf-keras",
+    "tensorflow_model_optimization": "tensorflow-model-optimization",
+}
+
+#: Keys every result dict carries (``None`` where a value does not apply or the peer failed).
+RESULT_KEYS = (
+    "peer",
+    "status",
+    "error",
+    "method",
+    "model",
+    "params",
+    "nonzero_params",
+    "sparsity_reached",
+    "target_sparsity",
+    "sparsity_per_weight",
+    "pruning_schedule",
+    "steps_per_epoch",
+    "calibration_samples",
+    "keras_path",
+    "keras_format",
+    "keras_bytes",
+    "keras_includes_optimizer",
+    "tflite_path",
+    "tflite_bytes",
+    "tflite_gzip_bytes",
+    "tflite_quantization",
+    "tflite_io",
+    "tflite_batch",
+    "tflite_ops",
+    "tflite_runtime",
+    "tflite_max_abs_diff",
+    "train_seconds",
+    "epoch_seconds",
+    "history",
+    "p_test",
+    "p_val",
+    "p_test_tflite",
+    "p_val_tflite",
+    "library_versions",
+    "config",
+    "phase_seconds",
+    "child_seconds",
+    "returncode",
+    "traceback",
+)
+
+_STDERR_TAIL_LINES = 25
+
+#: tfmot's default mask-update frequency; also our upper bound (fewer, larger steps on long runs).
+MAX_PRUNING_FREQUENCY = 100
+
+
+def pruning_schedule(n_train: int, *, epochs: int, batch_size: int, sparsity: float) -> dict:
+    """The pruning schedule a pruned peer trains with, as a JSON-able dict.
+
+    tfmot counts one step per training batch, from 0 to ``total_steps - 1``, and updates the
+    masks only on steps ``begin_step + k * frequency`` up to ``end_step``. Its default frequency
+    of 100 therefore never reaches the target on short runs. This schedule ramps the sparsity
+    from 0 to ``sparsity`` (polynomial decay, tfmot's cubic default) over the first half of the
+    steps, with ``frequency = min(100, ramp // 10)`` (at least 1) and ``end_step`` aligned to an
+    update step, so the target is reached by the middle of training and the second half
+    fine-tunes the surviving weights under fixed masks. A run of one step uses constant
+    sparsity from step 0.
+
+    >>> pruning_schedule(64, epochs=2, batch_size=16, sparsity=0.5)["end_step"]
+    4
+    >>> s = pruning_schedule(14681, epochs=20, batch_size=8, sparsity=0.5)
+    >>> (s["total_steps"], s["end_step"], s["frequency"])
+    (36720, 18300, 100)
+    """
+    n_train = _positive_int("n_train", n_train)
+    epochs = _positive_int("epochs", epochs)
+    batch_size = _positive_int("batch_size", batch_size)
+    total_steps = -(-n_train // batch_size) * epochs
+    ramp = total_steps // 2
+    if ramp < 1:
+        return {
+            "kind": "constant",
+            "target_sparsity": float(sparsity),
+            "begin_step": 0,
+            "end_step": -1,
+            "frequency": 1,
+            "total_steps": total_steps,
+        }
+    frequency = max(1, min(MAX_PRUNING_FREQUENCY, ramp // 10))
+    return {
+        "kind": "polynomial_decay",
+        "initial_sparsity": 0.0,
+        "target_sparsity": float(sparsity),
+        "begin_step": 0,
+        "end_step": (ramp // frequency) * frequency,
+        "frequency": frequency,
+        "total_steps": total_steps,
+    }
+
+
+def missing_packages() -> list[str]:
+    """pip names of the packages the child needs that are not installed (no import is done).
+
+    Uses :func:`importlib.util.find_spec` on top-level module names, which locates a module
+    without importing it, so this is cheap and keeps TensorFlow out of the calling process.
+    """
+    missing = []
+    for module, pip_name in _REQUIRED_MODULES.items():
+        try:
+            found = importlib.util.find_spec(module) is not None
+        except (ImportError, ValueError):
+            found = False
+        if not found:
+            missing.append(pip_name)
+    return missing
+
+
+def tfmot_available() -> bool:
+    """True when tensorflow, tf-keras and tensorflow-model-optimization are installed.
+
+    This checks presence only (:func:`missing_packages`); a broken installation is still
+    reported per peer, as a failed result naming the package, by :func:`run_tfmot_peers`.
+    """
+    return not missing_packages()
+
+
+def run_tfmot_peers(
+    arrays: Mapping[str, np.ndarray],
+    out_dir: str | os.PathLike,
+    *,
+    peers: Sequence[str] = DEFAULT_PEERS,
+    epochs: int = 20,
+    batch_size: int = 8,
+    seed: int = 0,
+    sparsity: float = 0.5,
+    lstm_units: Sequence[int] = (16, 16),
+    dnn_units: Sequence[int] = (256, 128, 64),
+    timeout: float | None = None,
+    quiet: bool = True,
+) -> list[dict]:
+    """Train, export and evaluate tfmot peers, each in its own child process.
+
+    Args:
+        arrays: already-preprocessed arrays (cast to float32): ``"seq_train"``, ``"seq_val"``,
+            ``"seq_test"`` of shape (N, T, C) for the LSTM peer, ``"feat_train"``,
+            ``"feat_val"``, ``"feat_test"`` of shape (N, C) for the DNN peers, and
+            ``"y_train"``, ``"y_val"``, ``"y_test"`` (N,) or (N, 1) binary labels. Only the
+            arrays the requested peers need must be present.
+        out_dir: folder for the artifacts ``<peer>.keras`` (``<peer>.h5`` for ``qat_dnn``) and
+            ``<peer>.tflite``, written atomically; created if missing.
+        peers: peer names, run in this order (a single string is one peer). Unknown names give
+            a failed result.
+        epochs, batch_size, seed: training protocol, the same for every peer.
+        sparsity: target fraction of zero weights in every pruned kernel, in (0, 1).
+        lstm_units, dnn_units: hidden sizes of the LSTM stack and of the DNN's Dense layers.
+        timeout: wall-clock limit in seconds for each peer's child (``None``: no limit).
+        quiet: when False, the children's progress and logs stream to this process's
+            stdout/stderr; when True they are captured (their tail appears in crash errors).
+
+    Returns:
+        One dict per requested peer, in order, with every key of :data:`RESULT_KEYS`
+        (``None`` where not applicable). ``status`` is ``"ok"`` or ``"failed"`` (then ``error``
+        says why). Main keys: ``params`` (total), ``nonzero_params``, ``sparsity_reached``
+        (fraction of zeros in the pruned kernels), ``keras_bytes``, ``tflite_bytes``,
+        ``tflite_gzip_bytes``, ``train_seconds``, ``epoch_seconds``, ``p_val``/``p_test``
+        (Keras model) and ``p_val_tflite``/``p_test_tflite`` (the ``.tflite`` file, batch 1),
+        ``tflite_path``, ``library_versions``.
+
+    Raises:
+        ValueError: an invalid protocol argument (``epochs``, ``batch_size``, ``sparsity``,
+            units, ``timeout``).
+        TypeError: ``arrays`` is not a mapping.
+    """
+    if not isinstance(arrays, Mapping):
+        raise TypeError(f"arrays must be a mapping of name -> numpy array, got {type(arrays).__name__}")
+    epochs = _positive_int("epochs", epochs)
+    batch_size = _positive_int("batch_size", batch_size)
+    seed = _int("seed", seed)
+    if seed < 0:
+        raise ValueError(f"seed must be a non-negative integer, got {seed}")
+    if isinstance(sparsity, bool) or not isinstance(sparsity, numbers.Real) or not 0.0 < float(sparsity) < 1.0:
+        raise ValueError(f"sparsity must be a number in (0, 1), got {sparsity!r}")
+    sparsity = float(sparsity)
+    lstm_units = _units("lstm_units", lstm_units)
+    dnn_units = _units("dnn_units", dnn_units)
+    if timeout is not None and (
+        isinstance(timeout, bool) or not isinstance(timeout, numbers.Real) or not timeout > 0
+    ):
+        raise ValueError(f"timeout must be a positive number of seconds or None, got {timeout!r}")
+    peer_list = [peers] if isinstance(peers, str) else list(peers)
+
+    out_dir = Path(out_dir).resolve()
+    config = {
+        "epochs": epochs,
+        "batch_size": batch_size,
+        "seed": seed,
+        "sparsity": sparsity,
+        "lstm_units": list(lstm_units),
+        "dnn_units": list(dnn_units),
+    }
+
+    # Per-peer checks that need no child: unknown names, missing arrays, missing packages.
+    problems: dict[int, str] = {}
+    missing = missing_packages()
+    for i, peer in enumerate(peer_list):
+        if not isinstance(peer, str) or peer not in PEERS:
+            problems[i] = f"unknown tfmot peer {peer!r}; known peers: {', '.join(PEERS)}"
+        elif missing:
+            problems[i] = (
+                f"tfmot peer {peer!r} cannot run: missing package(s) {', '.join(missing)} "
+                f"(pip install {' '.join(missing)})"
+            )
+        else:
+            problem = _check_arrays(arrays, peer)
+            if problem:
+                problems[i] = f"tfmot peer {peer!r}: {problem}"
+
+    results: list[dict | None] = [None] * len(peer_list)
+    for i, message in problems.items():
+        results[i] = _failed(peer_list[i], message, config)
+
+    runnable = [i for i in range(len(peer_list)) if results[i] is None]
+    if runnable:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryDirectory(prefix="condense-tfmot-") as tmp:
+            tmp_path = Path(tmp)
+            npz_path = tmp_path / "arrays.npz"
+            _write_arrays(npz_path, arrays, {peer_list[i] for i in runnable})
+            for i in runnable:
+                peer = peer_list[i]
+                schedule = None
+                if peer.startswith("prune_"):
+                    n_train = len(arrays[f"{PEERS[peer]}_train"])
+                    schedule = pruning_schedule(n_train, epochs=epochs, batch_size=batch_size, sparsity=sparsity)
+                results[i] = _run_child(
+                    peer,
+                    schedule=schedule,
+                    index=i,
+                    npz_path=npz_path,
+                    tmp_path=tmp_path,
+                    out_dir=out_dir,
+                    config=config,
+                    timeout=timeout,
+                    quiet=quiet,
+                )
+    return [r for r in results if r is not None]  # every slot is filled by now
+
+
+# ----------------------------------------------------------------------------------------------
+# argument and array checks
+
+
+def _int(name: str, value) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise ValueError(f"{name} must be an integer, got {value!r}")
+    return int(value)
+
+
+def _positive_int(name: str, value) -> int:
+    value = _int(name, value)
+    if value < 1:
+        raise ValueError(f"{name} must be >= 1, got {value}")
+    return value
+
+
+def _units(name: str, units: Iterable[int]) -> tuple[int, ...]:
+    try:
+        values = tuple(units)
+    except TypeError:
+        raise ValueError(f"{name} must be a sequence of positive integers, got {units!r}") from None
+    if not values or any(isinstance(u, bool) or not isinstance(u, (int, np.integer)) or u < 1 for u in values):
+        raise ValueError(f"{name} must be a non-empty sequence of positive integers, got {units!r}")
+    return tuple(int(u) for u in values)
+
+
+def _check_arrays(arrays: Mapping[str, np.ndarray], peer: str) -> str | None:
+    """Return why ``arrays`` cannot feed ``peer``, or None when they can."""
+    prefix = PEERS[peer]
+    ndim = 3 if prefix == "seq" else 2
+    needed = [f"{prefix}_{s}" for s in SPLITS] + [f"y_{s}" for s in SPLITS]
+    absent = [k for k in needed if k not in arrays]
+    if absent:
+        return f"missing arrays {absent} (it needs {needed})"
+    width = None
+    for split in SPLITS:
+        x = np.asarray(arrays[f"{prefix}_{split}"])
+        y = np.asarray(arrays[f"y_{split}"])
+        if x.ndim != ndim:
+            return f"{prefix}_{split} must have {ndim} dimensions, got shape {x.shape}"
+        if x.shape[0] == 0:
+            return f"{prefix}_{split} is empty"
+        if width is None:
+            width = x.shape[1:]
+        elif x.shape[1:] != width:
+            return f"{prefix}_{split} has shape {x.shape}, inconsistent with {prefix}_train's {width}"
+        if y.reshape(-1).shape[0] != x.shape[0]:
+            return f"y_{split} has {y.reshape(-1).shape[0]} labels for {x.shape[0]} samples in {prefix}_{split}"
+        if not np.all(np.isfinite(x.astype(np.float32, copy=False))):
+            return f"{prefix}_{split} contains NaN or infinite values"
+    return None
+
+
+def _write_arrays(path: Path, arrays: Mapping[str, np.ndarray], peers: set[str]) -> None:
+    prefixes = {PEERS[p] for p in peers} | {"y"}
+    payload = {
+        f"{prefix}_{split}": np.ascontiguousarray(arrays[f"{prefix}_{split}"], dtype=np.float32)
+        for prefix in prefixes
+        for split in SPLITS
+    }
+    np.savez(path, **payload)
+
+
+# ----------------------------------------------------------------------------------------------
+# child process
+
+
+def _failed(peer: str, message: str, config: dict, **extra) -> dict:
+    result = dict.fromkeys(RESULT_KEYS)
+    result.update(peer=peer, status="failed", error=message, config=dict(config), **extra)
+    return result
+
+
+def _child_env(seed: int) -> dict[str, str]:
+    """The child's environment: ours plus the legacy-Keras switch. ``os.environ`` is not touched."""
+    env = dict(os.environ)
+    env["TF_USE_LEGACY_KERAS"] = "1"
+    env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    env["PYTHONHASHSEED"] = str(seed % (2**32))
+    env["PYTHONUNBUFFERED"] = "1"
+    return env
+
+
+def _pump(stream, tail: collections.deque, echo) -> None:
+    for line in iter(stream.readline, ""):
+        tail.append(line.rstrip("\n"))
+        if echo is not None:
+            echo.write(line)
+            echo.flush()
+    stream.close()
+
+
+def _run_child(
+    peer: str,
+    *,
+    schedule: dict | None,
+    index: int,
+    npz_path: Path,
+    tmp_path: Path,
+    out_dir: Path,
+    config: dict,
+    timeout: float | None,
+    quiet: bool,
+) -> dict:
+    result_path = tmp_path / f"result-{index}-{peer}.json"
+    config_path = tmp_path / f"config-{index}-{peer}.json"
+    write_json(
+        config_path,
+        {
+            **config,
+            "pruning_schedule": schedule,
+            "peer": peer,
+            "arrays": str(npz_path),
+            "out_dir": str(out_dir),
+            "result_path": str(result_path),
+            "quiet": bool(quiet),
+        },
+    )
+    cmd = [sys.executable, str(CHILD_PATH), str(config_path)]
+    start = time.perf_counter()
+    try:
+        proc = subprocess.Popen(
+            cmd,
+            env=_child_env(config["seed"]),
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            errors="replace",
+        )
+    except OSError as exc:
+        return _failed(peer, f"tfmot peer {peer!r}: could not start the child process {cmd}: {exc}", config)
+
+    stdout_tail: collections.deque = collections.deque(maxlen=_STDERR_TAIL_LINES)
+    stderr_tail: collections.deque = collections.deque(maxlen=_STDERR_TAIL_LINES)
+    pumps = [
+        threading.Thread(target=_pump, args=(proc.stdout, stdout_tail, None if quiet else sys.stdout), daemon=True),
+        threading.Thread(target=_pump, args=(proc.stderr, stderr_tail, None if quiet else sys.stderr), daemon=True),
+    ]
+    for t in pumps:
+        t.start()
+    timed_out = False
+    try:
+        proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        timed_out = True
+        proc.kill()
+        proc.wait()
+    except BaseException:  # KeyboardInterrupt: never leave a training child behind
+        proc.kill()
+        proc.wait()
+        raise
+    finally:
+        for t in pumps:
+            t.join(timeout=10)
+    seconds = time.perf_counter() - start
+    rc = proc.returncode
+
+    if timed_out:
+        return _failed(
+            peer,
+            f"tfmot peer {peer!r} timed out after {timeout:g} s (child killed)",
+            config,
+            child_seconds=seconds,
+            returncode=rc,
+        )
+    if result_path.exists():
+        try:
+            with open(result_path, encoding="utf-8") as fh:
+                child_result = json.load(fh)
+        except (OSError, ValueError) as exc:
+            return _failed(peer, f"tfmot peer {peer!r}: unreadable child result {result_path}: {exc}", config)
+        result = dict.fromkeys(RESULT_KEYS)
+        result.update(child_result)
+        result.update(peer=peer, config=dict(config), child_seconds=seconds, returncode=rc)
+        if result.get("status") not in ("ok", "failed"):
+            result.update(status="failed", error=f"tfmot peer {peer!r}: child returned status {result.get('status')!r}")
+        elif result["status"] == "failed" and not result.get("error"):
+            result["error"] = f"tfmot peer {peer!r} failed without a message"
+        return result
+
+    how = _describe_returncode(rc)
+    tail = [line for line in stderr_tail if line.strip()]
+    detail = ("; last stderr lines:\n" + "\n".join(tail[-12:])) if tail and quiet else ""
+    if not quiet:
+        detail = "; see its stderr above"
+    return _failed(
+        peer,
+        f"tfmot peer {peer!r}: the child process {how} without writing a result{detail}",
+        config,
+        child_seconds=seconds,
+        returncode=rc,
+    )
+
+
+def _describe_returncode(rc: int | None) -> str:
+    if rc is None:
+        return "ended in an unknown state"
+    if rc < 0:
+        try:
+            name = signal.Signals(-rc).name
+        except ValueError:
+            name = f"signal {-rc}"
+        return f"was killed by {name} (exit code {rc})"
+    if rc > 128 and rc - 128 in {s.value for s in signal.Signals}:
+        return f"exited with code {rc} ({signal.Signals(rc - 128).name}?)"
+    return f"exited with code {rc}"

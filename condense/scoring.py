@@ -1,0 +1,57 @@
+"""Score raw arrays with a saved model in any of its formats (Keras, LR, or a .tflite export).
+
+Used by ``evaluate``, ``predict`` and the benchmark, so all three score exactly the same way.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from condense.runs import load_run, tflite_file
+
+SCORE_FORMATS = ("keras", "float32", "dynamic", "int8")
+
+
+class SavedModel:
+    """A model directory loaded for scoring.
+
+    Args:
+        model_dir: a directory written by ``condense train``.
+        fmt: ``"keras"`` (the saved Keras model, or the logistic regression) or an exported
+            ``.tflite`` format (``float32``, ``dynamic``, ``int8``; run with LiteRT).
+    """
+
+    def __init__(self, model_dir, fmt: str = "keras", *, num_threads: int = 1):
+        if fmt not in SCORE_FORMATS:
+            raise ValueError(f"--format must be one of {SCORE_FORMATS}, got {fmt!r}")
+        self.model_dir = Path(model_dir)
+        self.model, self.inputs, self.manifest = load_run(self.model_dir)
+        self.fmt = fmt
+        self._tflite = None
+        if fmt != "keras":
+            if self.manifest.get("model") == "lr":
+                raise ValueError(f"{model_dir}: the logistic regression has no .tflite export; use --format keras")
+            path = self.model_dir / tflite_file(fmt)
+            if not path.exists():
+                raise FileNotFoundError(
+                    f"{path} does not exist: run `condense export --model {model_dir} --format {fmt}` first"
+                )
+            from condense.export import TFLiteModel
+
+            self._tflite = TFLiteModel(path, num_threads=num_threads)
+
+    def predict_inputs(self, x: np.ndarray) -> np.ndarray:
+        """Probabilities (N,) float64 for already-preprocessed model inputs."""
+        if self._tflite is not None:
+            return np.asarray(self._tflite.predict(x), dtype=np.float64).reshape(-1)
+        if hasattr(self.model, "predict_proba"):
+            return np.asarray(self.model.predict_proba(x), dtype=np.float64).reshape(-1)
+        from condense.train import predict_proba
+
+        return predict_proba(self.model, x)
+
+    def predict_raw(self, X_raw: np.ndarray) -> np.ndarray:
+        """Probabilities (N,) float64 for raw discretized tensors (N, T, C)."""
+        return self.predict_inputs(self.inputs.transform(X_raw))

@@ -1,0 +1,200 @@
+"""One model, end to end: data -> fitted inputs -> training -> metrics -> model directory.
+
+``condense train`` and ``condense evaluate`` are thin wrappers around :func:`train_run` and
+:func:`evaluate_run`; the benchmark calls the same functions, so a row of its table and a model
+trained by hand from the README are produced by identical code.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from condense.data import Dataset, load_dataset
+from condense.data.inputs import ModelInputs
+from condense.metrics import summarize
+from condense.runs import git_commit, library_versions, load_manifest, save_run
+from condense.train import TrainConfig, fit, fit_logistic
+
+#: Bootstrap settings of every reported interval (the benchmark's: 10,000 resamples).
+BOOTSTRAP_RESAMPLES = 10_000
+
+
+def _stderr(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def data_summary(dataset: Dataset, spec: str) -> dict:
+    return {
+        "spec": spec,
+        "source": dataset.source,
+        "fingerprint": dataset.fingerprint,
+        "layout": dataset.layout.name,
+        "n": {name: len(dataset.split(name)) for name in ("train", "val", "test")},
+        "issues": dict(dataset.issues),
+    }
+
+
+def fit_inputs(dataset: Dataset, kind: str) -> ModelInputs:
+    """Preprocessing fitted on the training split only."""
+    return ModelInputs.fit(kind, dataset.train.X, dataset.layout, source=dataset.extras.get("source_state"))
+
+
+def prepared_splits(dataset: Dataset, inputs: ModelInputs) -> dict[str, np.ndarray]:
+    """Model inputs for every split: {"train": x, "val": x, "test": x}."""
+    return {name: inputs.transform(dataset.split(name).X) for name in ("train", "val", "test")}
+
+
+def score_metrics(y: np.ndarray, p: np.ndarray, seed: int) -> dict:
+    return summarize(y, p, n_resamples=BOOTSTRAP_RESAMPLES, seed=seed)
+
+
+def train_on_dataset(config: TrainConfig, dataset: Dataset, *, verbose: int = 1, on_epoch=None):
+    """Train one model on a loaded dataset; returns (model, inputs, record) without writing.
+
+    ``record`` is the manifest body: config, params, timings, selection, pruning, metrics and
+    the test-set probabilities under ``"p_test"`` (dropped before writing the manifest).
+    """
+    from condense.measure import param_count
+
+    inputs = fit_inputs(dataset, config.input_kind)
+    x = prepared_splits(dataset, inputs)
+    y = {name: dataset.split(name).y for name in ("train", "val", "test")}
+    record = {"model": config.model, "seed": config.seed, "config": config.to_json()}
+    if config.model == "lr":
+        model, seconds = fit_logistic(config, x["train"], y["train"], dataset.layout)
+        record.update(
+            params=int(model.param_count), epoch_seconds=[seconds], train_seconds=seconds,
+            val_auroc_history=[], selected_epoch=1, stopped_early=False, prune=None,
+        )
+        predict = model.predict_proba
+    else:
+        result = fit(config, x["train"], y["train"], x["val"], y["val"], verbose=verbose, on_epoch=on_epoch)
+        model = result.model
+        record.update(
+            params=param_count(model), epoch_seconds=result.epoch_seconds, train_seconds=result.train_seconds,
+            val_auroc_history=result.val_auroc, selected_epoch=result.selected_epoch,
+            stopped_early=result.stopped_early, prune=result.prune,
+        )
+        from condense.train import predict_proba
+
+        predict = lambda a: predict_proba(model, a)  # noqa: E731
+    p_val, p_test = predict(x["val"]), predict(x["test"])
+    record["metrics"] = {
+        "val": score_metrics(y["val"], p_val, config.seed),
+        "test": score_metrics(y["test"], p_test, config.seed),
+    }
+    record["p_test"] = p_test
+    return model, inputs, record
+
+
+def train_run(*, data: str, out_dir, strict: bool = False, cache_dir=None, verbose: int = 1, log=_stderr, **config_kwargs) -> dict:
+    """Load ``data``, train the model ``config_kwargs`` describe and write ``out_dir``.
+
+    Returns the manifest that was written.
+    """
+    config = TrainConfig(**config_kwargs)  # validate arguments before the (slow) data load
+    dataset = load_dataset(data, seed=config.seed, strict=strict, cache_dir=cache_dir, quiet=verbose == 0)
+    log(
+        f"data {dataset.source}: train {len(dataset.train)}, val {len(dataset.val)}, test {len(dataset.test)} "
+        f"episodes; training {config.model} for {config.epochs} epoch(s), batch {config.batch_size}"
+    )
+    model, inputs, record = train_on_dataset(config, dataset, verbose=verbose)
+    record.pop("p_test")
+    manifest = {
+        **record,
+        "git_commit": git_commit(),
+        "data": data_summary(dataset, data),
+        "library_versions": library_versions(),
+    }
+    save_run(out_dir, model=model, inputs=inputs, manifest=manifest)
+    return load_manifest(out_dir)
+
+
+def evaluate_run(model_dir, *, data: str | None = None, fmt: str = "keras", cache_dir=None, quiet: bool = False) -> dict:
+    """Reload a model directory and recompute its test metrics (same bootstrap seed as training)."""
+    from condense.scoring import SavedModel
+
+    saved = SavedModel(model_dir, fmt)
+    manifest = saved.manifest
+    spec = data or manifest["data"]["spec"]
+    dataset = load_dataset(spec, seed=manifest["seed"], cache_dir=cache_dir, quiet=quiet)
+    if dataset.layout.to_json() != saved.inputs.layout.to_json():
+        raise ValueError(
+            f"--data {spec!r} has channel layout {dataset.layout.name!r} ({dataset.layout.width} channels) "
+            f"but {model_dir} was trained on {saved.inputs.layout.name!r} ({saved.inputs.layout.width} channels)"
+        )
+    if not dataset.test.has_labels:
+        raise ValueError(f"--data {spec!r}: the test split has no labels to evaluate against")
+    p = saved.predict_raw(dataset.test.X)
+    return {"format": fmt, "model_dir": str(Path(model_dir)), "data": spec,
+            "test": score_metrics(dataset.test.y, p, manifest["seed"])}
+
+
+def export_run(model_dir, fmt: str, *, calibration: int = 300, data: str | None = None, cache_dir=None,
+               quiet: bool = False) -> dict:
+    """Export a model directory to ``model.<fmt>.tflite`` and check it against the Keras model.
+
+    int8 is calibrated on the first ``calibration`` training samples (preprocessed with the
+    model's saved state). Returns sizes and the parity numbers; records the file in the manifest.
+    """
+    from condense.export import TFLiteModel, export_tflite
+    from condense.metrics import auroc
+    from condense.runs import KERAS_FILE, record_file, tflite_file
+    from condense.scoring import SavedModel
+
+    if calibration < 1:
+        raise ValueError(f"--calibration must be at least 1, got {calibration}")
+    saved = SavedModel(model_dir, "keras")
+    if saved.manifest.get("model") == "lr":
+        raise ValueError(f"{model_dir}: the logistic regression has no .tflite export")
+    spec = data or saved.manifest["data"]["spec"]
+    dataset = load_dataset(spec, seed=saved.manifest["seed"], cache_dir=cache_dir, quiet=quiet)
+    x_train = saved.inputs.transform(dataset.train.X[:calibration]) if fmt == "int8" else None
+    path = export_tflite(Path(model_dir) / KERAS_FILE, Path(model_dir) / tflite_file(fmt), fmt,
+                         calibration_x=x_train, quiet=quiet)
+    record_file(model_dir, path.name)
+    x_test = saved.inputs.transform(dataset.test.X)
+    p_keras = saved.predict_inputs(x_test)
+    p_tfl = np.asarray(TFLiteModel(path).predict(x_test), dtype=np.float64).reshape(-1)
+    return {
+        "path": str(path), "format": fmt, "bytes": path.stat().st_size, "n": len(x_test),
+        "max_abs_diff": float(np.max(np.abs(p_tfl - p_keras))),
+        "auroc_keras": auroc(dataset.test.y, p_keras), "auroc_tflite": auroc(dataset.test.y, p_tfl),
+    }
+
+
+def predict_run(model_dir, *, data: str, out_csv, fmt: str = "keras", cache_dir=None, quiet: bool = False) -> dict:
+    """Score every record of ``data`` with a saved model; write ``id,probability[,label]`` rows.
+
+    Preprocessing is the model's saved state, never refitted on ``data``. Returns a summary with
+    the number of records and, when every record has a label, the metrics with intervals.
+    """
+    import csv
+    import io
+
+    from condense.data import load_records
+    from condense.io import atomic_write
+    from condense.scoring import SavedModel
+
+    saved = SavedModel(model_dir, fmt)
+    split, id_column = load_records(data, source_state=saved.inputs.source, cache_dir=cache_dir, quiet=quiet)
+    if split.X.shape[-1] != saved.inputs.layout.width:
+        raise ValueError(
+            f"--data {data!r} has {split.X.shape[-1]} channels but {model_dir} expects "
+            f"{saved.inputs.layout.width} ({saved.inputs.layout.name})"
+        )
+    p = saved.predict_raw(split.X)
+    labelled = split.has_labels
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow([id_column, "probability"] + (["label"] if labelled else []))
+    for i in range(len(split)):
+        writer.writerow([split.ids[i], f"{p[i]:.6f}"] + ([int(split.y[i])] if labelled else []))
+    atomic_write(out_csv, buf.getvalue())
+    summary = {"n": len(split), "out": str(out_csv), "format": fmt, "labelled": labelled}
+    if labelled:
+        summary["metrics"] = score_metrics(split.y, p, saved.manifest["seed"])
+    return summary

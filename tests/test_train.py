@@ -1,0 +1,127 @@
+"""condense train / evaluate: manifests, exact reproduction in a fresh process, determinism."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from condense.cli import main
+from condense.io import read_json
+from condense.train import TrainConfig
+
+FAST = ["--epochs", "2", "--batch-size", "32", "--quiet"]
+
+
+@pytest.fixture(scope="module")
+def lstm_run(tiny_cohort, tmp_path_factory):
+    out = tmp_path_factory.mktemp("runs") / "lstm"
+    cache = tmp_path_factory.mktemp("cache")
+    assert main(["train", "--data", str(tiny_cohort), "--model", "lstm", "--out", str(out),
+                 "--cache-dir", str(cache), *FAST]) == 0
+    return out, cache
+
+
+def test_manifest_has_the_documented_fields(lstm_run):
+    out, _ = lstm_run
+    manifest = read_json(out / "manifest.json")
+    for key in ("model", "params", "seed", "config", "git_commit", "data", "epoch_seconds", "train_seconds",
+                "metrics", "files", "library_versions"):
+        assert key in manifest, key
+    assert manifest["model"] == "lstm"
+    assert manifest["params"] == 8081
+    assert manifest["config"]["epochs"] == 2 and manifest["config"]["batch_size"] == 32
+    assert len(manifest["epoch_seconds"]) == 2
+    assert manifest["train_seconds"] == pytest.approx(sum(manifest["epoch_seconds"]))
+    assert len(manifest["data"]["fingerprint"]) >= 16
+    test = manifest["metrics"]["test"]
+    for key in ("auroc", "auroc_ci", "auprc", "brier", "n"):
+        assert key in test
+    assert test["auroc_ci"][0] <= test["auroc"] <= test["auroc_ci"][1]
+    assert (out / "model.keras").exists() and (out / "preprocessing.json").exists()
+    assert manifest["files"]["model.keras"]["bytes"] == (out / "model.keras").stat().st_size
+
+
+def test_evaluate_in_a_fresh_process_reproduces_the_saved_metrics(lstm_run, tiny_cohort, tmp_path):
+    out, cache = lstm_run
+    result_json = tmp_path / "eval.json"
+    proc = subprocess.run(
+        [sys.executable, "-m", "condense", "evaluate", "--model", str(out), "--data", str(tiny_cohort),
+         "--json", str(result_json), "--cache-dir", str(cache), "--quiet"],
+        capture_output=True, text=True, timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    saved = read_json(out / "manifest.json")["metrics"]["test"]
+    assert read_json(result_json)["test"] == saved
+
+
+def test_same_seed_gives_identical_training(lstm_run, tiny_cohort, tmp_path):
+    out, cache = lstm_run
+    again = tmp_path / "again"
+    assert main(["train", "--data", str(tiny_cohort), "--model", "lstm", "--out", str(again),
+                 "--cache-dir", str(cache), *FAST]) == 0
+    first, second = read_json(out / "manifest.json"), read_json(again / "manifest.json")
+    assert first["metrics"] == second["metrics"]
+    assert first["val_auroc_history"] == second["val_auroc_history"]
+
+
+def test_select_best_restores_the_best_validation_epoch(tiny_dataset):
+    from condense.workflow import train_on_dataset
+
+    config = TrainConfig(model="dnn", epochs=4, batch_size=32, select="best")
+    model, inputs, record = train_on_dataset(config, tiny_dataset, verbose=0)
+    history = record["val_auroc_history"]
+    assert record["selected_epoch"] == int(np.argmax(history)) + 1
+    assert record["metrics"]["val"]["auroc"] == pytest.approx(max(history), abs=1e-12)
+
+
+def test_pruning_schedule_records_before_and_after(tiny_cohort, tmp_path, lstm_run):
+    _, cache = lstm_run
+    out = tmp_path / "pruned"
+    assert main(["train", "--data", str(tiny_cohort), "--model", "lstm", "--prune-quantile", "0.5",
+                 "--prune-after", "1", "--out", str(out), "--cache-dir", str(cache), *FAST]) == 0
+    manifest = read_json(out / "manifest.json")
+    assert manifest["prune"]["params_before"] == 8081
+    assert manifest["prune"]["params_after"] == manifest["params"] == 3273
+    assert manifest["prune"]["criterion"] == "mean_abs"
+    assert len(manifest["epoch_seconds"]) == 2
+
+
+def test_logistic_regression_beats_chance_and_reloads(tmp_path):
+    from condense.data.synthetic import write_cohort
+
+    cohort = write_cohort(tmp_path / "cohort", episodes=800, seed=3)
+    out = tmp_path / "lr"
+    assert main(["train", "--data", str(cohort), "--model", "lr", "--out", str(out),
+                 "--cache-dir", str(tmp_path / "cache"), "--quiet"]) == 0
+    manifest = read_json(out / "manifest.json")
+    assert manifest["metrics"]["test"]["auroc"] > 0.65
+    assert (out / "model.lr.json").exists()
+    json.loads((out / "model.lr.json").read_text())  # plain JSON, nothing executable
+    assert main(["evaluate", "--model", str(out), "--json", str(tmp_path / "e.json"),
+                 "--cache-dir", str(tmp_path / "cache"), "--quiet"]) == 0
+    assert read_json(tmp_path / "e.json")["test"] == manifest["metrics"]["test"]
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["--model", "lstm", "--epochs", "0"], "--epochs must be at least 1, got 0"),
+        (["--model", "lstm", "--prune-quantile", "1.5"], "--prune-quantile must be in (0, 1), got 1.5"),
+        (["--model", "lr", "--prune-quantile", "0.5"], "not to --model lr"),
+        (["--model", "lstm", "--epochs", "2", "--prune-quantile", "0.5", "--prune-after", "2"], "--prune-after"),
+    ],
+)
+def test_bad_arguments_are_one_clear_line(argv, message, tmp_path, capsys):
+    assert main(["train", "--data", "synthetic:40", "--out", str(tmp_path / "x"), *argv]) == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err
+
+
+def test_missing_data_folder_is_one_clear_line(tmp_path, capsys):
+    assert main(["train", "--data", str(tmp_path / "nowhere"), "--model", "dnn", "--out", str(tmp_path / "x")]) == 2
+    err = capsys.readouterr().err
+    assert "nowhere" in err and "Traceback" not in err
