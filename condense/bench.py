@@ -150,6 +150,7 @@ class BenchRun:
         self.inputs: dict[str, object] = {}
         self.arrays: dict[str, dict[str, np.ndarray]] = {}
         self.tfmot_results: dict[str, dict] | None = None  # all tfmot peers run in one child session
+        self.exported: dict[str, Path | Exception] = {}
 
     # -- inputs --------------------------------------------------------------------------------
     def model_inputs(self, kind: str):
@@ -167,23 +168,38 @@ class BenchRun:
 
     # -- rows ----------------------------------------------------------------------------------
     def run(self, rows: list[RowSpec]) -> list[dict]:
+        """Train every model row, convert every file in one child process, then measure."""
+        trained = [s for s in rows if s.kind != "convert"]
+        for spec in trained:
+            self._guarded(spec, getattr(self, f"_run_{spec.kind}"))
+        self._export_all(rows)
         for spec in rows:
-            self.progress.start_row(spec)
-            t0 = time.perf_counter()
-            try:
-                result = getattr(self, f"_run_{spec.kind}")(spec)
-                result["status"] = "ok"
-            except Exception as exc:  # noqa: BLE001 - a failing row is reported, the run goes on
-                detail = f"{type(exc).__name__}: {exc}".strip().splitlines()[0][:300]
-                self.progress.say(f"  {spec.row} FAILED: {detail}")
-                if os.environ.get("CONDENSE_DEBUG"):
-                    traceback.print_exc()
-                result = {"status": "failed", "error": detail}
-            result.update(row=spec.row, model=spec.model, method=spec.method, family=spec.family,
-                          baseline=spec.baseline or "", seed=self.seed, row_seconds=time.perf_counter() - t0)
-            self.results[spec.row] = result
+            if spec.kind == "train" and self.results[spec.row]["status"] == "ok":
+                self._guarded(spec, self._measure_trained, announce=False)
+            elif spec.kind == "convert":
+                self._guarded(spec, self._run_convert)
         self._add_differences(rows)
         return [self.results[s.row] for s in rows]
+
+    def _guarded(self, spec: RowSpec, step, announce: bool = True) -> None:
+        """Run one step of a row; a failure is recorded in the row and the run goes on."""
+        if announce:
+            self.progress.start_row(spec)
+        t0 = time.perf_counter()
+        result = self.results.get(spec.row, {})
+        try:
+            result.update(step(spec))
+            result["status"] = "ok"
+        except Exception as exc:  # noqa: BLE001 - a failing row is reported, the run goes on
+            detail = " ".join(f"{type(exc).__name__}: {exc}".split())[:300]
+            self.progress.say(f"  {spec.row} FAILED: {detail}")
+            if os.environ.get("CONDENSE_DEBUG"):
+                traceback.print_exc()
+            result.update(status="failed", error=detail)
+        result.update(row=spec.row, model=spec.model, method=spec.method, family=spec.family,
+                      baseline=spec.baseline or "", seed=self.seed,
+                      row_seconds=result.get("row_seconds", 0.0) + time.perf_counter() - t0)
+        self.results[spec.row] = result
 
     def _train_config(self, spec: RowSpec):
         from condense.train import TrainConfig
@@ -204,52 +220,104 @@ class BenchRun:
 
         return report
 
+    def _model_dir(self, row: str) -> Path:
+        return self.out_dir / "models" / f"seed{self.seed}" / row
+
     def _run_train(self, spec: RowSpec) -> dict:
         from condense import measure
-        from condense.export import TFLiteModel, export_tflite
-        from condense.runs import KERAS_FILE, save_run, tflite_file
+        from condense.runs import KERAS_FILE, save_run
         from condense.workflow import train_on_dataset
 
         config = self._train_config(spec)
         model, inputs, record = train_on_dataset(
             config, self.dataset, verbose=0, on_epoch=self._on_epoch(spec, config.epochs)
         )
-        model_dir = self.out_dir / "models" / f"seed{self.seed}" / spec.row
+        model_dir = self._model_dir(spec.row)
         self.p_test[spec.row] = record.pop("p_test")
         save_run(model_dir, model=model, inputs=inputs, manifest={**record, "data": {"fingerprint": self.dataset.fingerprint}})
-        _, arrays = self.model_inputs(config.input_kind)
-        x_test = arrays["test"]
         result = self._metrics(spec, self.p_test[spec.row])
         result.update(
             params=record["params"], keras_bytes=measure.file_bytes(model_dir / KERAS_FILE),
             train_seconds=record["train_seconds"], epochs_run=len(record["epoch_seconds"]),
-            model_dir=str(model_dir), prune=record.get("prune"),
+            model_dir=str(model_dir), prune=record.get("prune"), input_kind=config.input_kind,
         )
-        lat = measure.keras_latency(model, x_test[:1], warmup=self.profile.latency_warmup, repeats=self.profile.latency_repeats)
-        result.update(keras_latency_us_median=lat["median_us"], keras_latency_us_p95=lat["p95_us"])
-        # The deployable float file: size, LiteRT latency and its parity with Keras.
-        tfl = export_tflite(model_dir / KERAS_FILE, model_dir / tflite_file("float32"), "float32")
-        runner = TFLiteModel(tfl)
-        n = min(64, len(x_test))
-        result["parity_max_abs"] = float(np.max(np.abs(runner.predict(x_test[:n]) - self.p_test[spec.row][:n])))
-        result.update(tflite_format="float32", tflite_bytes=measure.file_bytes(tfl), deploy_bytes=measure.file_bytes(tfl))
-        self._litert_latency(result, tfl, x_test[:1])
         return result
+
+    def _export_all(self, rows: list[RowSpec]) -> None:
+        """Convert every file the table needs in one child process (TensorFlow starts once).
+
+        Export is all or nothing per child, so when the batch fails each job is retried on its
+        own: the one that crashes is recorded against its row, the others still convert.
+        """
+        from condense.export import ExportJob, export_tflite_many
+        from condense.runs import KERAS_FILE, tflite_file
+
+        jobs: dict[str, ExportJob] = {}
+        for spec in rows:
+            source = spec.row if spec.kind == "train" else spec.source
+            fmt = "float32" if spec.kind == "train" else spec.fmt
+            src = self.results.get(source or "", {})
+            if spec.kind not in ("train", "convert") or src.get("status") != "ok":
+                continue
+            model_dir = Path(src["model_dir"])
+            calibration = None
+            if fmt == "int8":
+                _, arrays = self.model_inputs(src["input_kind"])
+                calibration = arrays["train"][: self.profile.calibration]
+            jobs[spec.row] = ExportJob(model_dir / KERAS_FILE, model_dir / tflite_file(fmt), fmt, calibration_x=calibration)
+        if not jobs:
+            return
+        self.progress.say(f"converting {len(jobs)} .tflite file(s) in a child process")
+        t0 = time.perf_counter()
+        try:
+            export_tflite_many(list(jobs.values()))
+            self.exported = {row: Path(job.out_path) for row, job in jobs.items()}
+        except Exception as batch_error:  # noqa: BLE001
+            self.progress.say(f"  batch conversion failed ({batch_error}); converting one file at a time")
+            for row, job in jobs.items():
+                try:
+                    self.exported[row] = export_tflite_many([job])[0]
+                except Exception as exc:  # noqa: BLE001
+                    self.exported[row] = exc
+        self.progress.advance(sum(s.weight for s in rows if s.kind == "convert"))
+        self.progress.say(f"  converted in {time.perf_counter() - t0:.0f} s")
+
+    def _exported(self, row: str) -> Path:
+        out = self.exported.get(row)
+        if out is None:
+            raise RuntimeError("no .tflite file was converted for this row")
+        if isinstance(out, Exception):
+            raise out
+        return out
+
+    def _measure_trained(self, spec: RowSpec) -> dict:
+        """Keras latency (1 thread, child process), and the float32 file: size, LiteRT latency, parity."""
+        from condense import measure
+        from condense.export import TFLiteModel
+        from condense.runs import KERAS_FILE
+
+        result = self.results[spec.row]
+        _, arrays = self.model_inputs(result["input_kind"])
+        x_test = arrays["test"]
+        lat = measure.keras_latency(Path(result["model_dir"]) / KERAS_FILE, x_test[:1], num_threads=1,
+                                    warmup=self.profile.latency_warmup, repeats=self.profile.latency_repeats)
+        out = {"keras_latency_us_median": lat["median_us"], "keras_latency_us_p95": lat["p95_us"]}
+        tfl = self._exported(spec.row)
+        n = min(64, len(x_test))
+        out["parity_max_abs"] = float(np.max(np.abs(TFLiteModel(tfl).predict(x_test[:n]) - self.p_test[spec.row][:n])))
+        out.update(tflite_format="float32", tflite_bytes=measure.file_bytes(tfl), deploy_bytes=measure.file_bytes(tfl))
+        out.update(self._litert_latency(tfl, x_test[:1]))
+        return out
 
     def _run_convert(self, spec: RowSpec) -> dict:
         from condense import measure
-        from condense.export import TFLiteModel, export_tflite
-        from condense.runs import KERAS_FILE, tflite_file
+        from condense.export import TFLiteModel
 
         source = self.results.get(spec.source, {})
         if source.get("status") != "ok":
             raise RuntimeError(f"source row {spec.source!r} did not train")
-        model_dir = Path(source["model_dir"])
-        kind = "features" if spec.family == "dnn" else "sequence"
-        _, arrays = self.model_inputs(kind)
-        calibration = arrays["train"][: self.profile.calibration] if spec.fmt == "int8" else None
-        path = export_tflite(model_dir / KERAS_FILE, model_dir / tflite_file(spec.fmt), spec.fmt, calibration_x=calibration)
-        self.progress.advance(spec.weight)
+        path = self._exported(spec.row)
+        _, arrays = self.model_inputs(source["input_kind"])
         p = np.asarray(TFLiteModel(path).predict(arrays["test"]), dtype=np.float64).reshape(-1)
         self.p_test[spec.row] = p
         result = self._metrics(spec, p)
@@ -258,7 +326,7 @@ class BenchRun:
             deploy_bytes=measure.file_bytes(path), train_seconds=source["train_seconds"],
             parity_max_abs=float(np.max(np.abs(p - self.p_test[spec.source]))),
         )
-        self._litert_latency(result, path, arrays["test"][:1])
+        result.update(self._litert_latency(path, arrays["test"][:1]))
         return result
 
     def _run_tfmot(self, spec: RowSpec) -> dict:
@@ -283,7 +351,7 @@ class BenchRun:
         if peer.get("tflite_path"):
             kind = "features" if spec.family == "dnn" else "sequence"
             _, arrays = self.model_inputs(kind)
-            self._litert_latency(result, peer["tflite_path"], arrays["test"][:1])
+            result.update(self._litert_latency(peer["tflite_path"], arrays["test"][:1]))
             result["tflite_gzip_bytes"] = measure.gzip_bytes(peer["tflite_path"])
         return result
 
@@ -296,7 +364,7 @@ class BenchRun:
         arrays |= {f"y_{k}": self.dataset.split(k).y for k in ("train", "val", "test")}
         self.progress.say("  tfmot peers: training in a child process (tf_keras)")
         results = run_tfmot_peers(
-            arrays, self.out_dir / "models" / f"seed{self.seed}" / "tfmot",
+            arrays, self._model_dir("tfmot"),
             epochs=self.profile.epochs, batch_size=self.profile.batch_size, seed=self.seed,
             quiet=self.progress.quiet,
         )
@@ -310,7 +378,7 @@ class BenchRun:
         config = self._train_config(spec)
         model, inputs, record = train_on_dataset(config, self.dataset, verbose=0)
         self.progress.advance(spec.weight * self.profile.epochs)
-        model_dir = self.out_dir / "models" / f"seed{self.seed}" / spec.row
+        model_dir = self._model_dir(spec.row)
         self.p_test[spec.row] = record.pop("p_test")
         save_run(model_dir, model=model, inputs=inputs, manifest={**record, "data": {"fingerprint": self.dataset.fingerprint}})
         result = self._metrics(spec, self.p_test[spec.row])
@@ -326,12 +394,12 @@ class BenchRun:
         return {"auroc": s["auroc"], "auroc_low": s["auroc_ci"][0], "auroc_high": s["auroc_ci"][1],
                 "auprc": s["auprc"], "brier": s["brier"], "n_test": s["n"]}
 
-    def _litert_latency(self, result: dict, path, x_one) -> None:
+    def _litert_latency(self, path, x_one) -> dict:
         from condense import measure
 
         lat = measure.tflite_latency(path, x_one, num_threads=1, warmup=self.profile.latency_warmup,
                                      repeats=self.profile.latency_repeats)
-        result.update(litert_latency_us_median=lat["median_us"], litert_latency_us_p95=lat["p95_us"])
+        return {"litert_latency_us_median": lat["median_us"], "litert_latency_us_p95": lat["p95_us"]}
 
     def _add_differences(self, rows: list[RowSpec]) -> None:
         from condense.metrics import paired_bootstrap_diff

@@ -33,9 +33,14 @@ def main(argv: list[str] | None = None) -> int:
 
     parser = build_parser()
     args = parser.parse_args(argv)
+    expected = (DataError, FileNotFoundError, ValueError)
+    if args.command in ("export", "evaluate", "predict"):
+        from condense.export import ExportError
+
+        expected += (ExportError,)
     try:
         return int(args.handler(args) or 0)
-    except (DataError, FileNotFoundError, ValueError) as exc:
+    except expected as exc:
         print(f"condense {args.command}: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -11,7 +11,9 @@ import pytest
 
 from condense.data.channels import HEADER
 from condense.data.dataset import DataError
-from condense.data.preprocessing import Discretizer, IssueLog, discretize_reference
+from condense.data.issues import IssueLog
+from condense.data.preprocessing import Discretizer
+from condense.data.reference import discretize_reference
 
 HR, HR_MASK = 50, 67
 DBP, DBP_MASK = 2, 60
@@ -306,3 +308,17 @@ def test_windows_line_endings_a_byte_order_mark_and_quoted_cells_read_the_same(d
         log = IssueLog()
         np.testing.assert_array_equal(disc.transform_episode(path, issues=log), expected, err_msg=name)
         assert log.counts == {}, name
+
+
+def test_bulk_parsed_numbers_are_exactly_pythons_float():
+    from condense.data.episodes import _parse_bulk
+
+    texts = ["0.00000000000001953", "98.60000000000001", "1.7976931348623157", "7.4", "0.21", "36.6", "1e2", "-0", "123456789012345678", ".5", "5."]
+    rng = np.random.default_rng(11)
+    texts += [f"{rng.uniform(0, 300):.{rng.integers(0, 8)}f}" for _ in range(2000)]
+    hr = HEADER.index("Heart Rate")
+    lines = [",".join(["1.5" if j == 0 else t if j == hr else "" for j in range(len(HEADER))]) for t in texts]
+    obs = _parse_bulk(("\n".join(lines) + "\n").encode(), [len(lines)])
+    assert obs is not None and obs.cell_var.tolist() == [hr - 1] * len(texts)
+    expected = np.array([float(t) for t in texts])
+    assert obs.cell_value.tobytes() == expected.tobytes()  # bit for bit, signs of zero included

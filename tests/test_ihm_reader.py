@@ -10,7 +10,7 @@ import pytest
 from condense.data.channels import HEADER
 from condense.data.dataset import DataError
 from condense.data.ihm import VAL_FRACTION, load_ihm, split_patients, subject_of
-from condense.data.preprocessing import discretize_reference
+from condense.data.reference import discretize_reference
 
 HR, HR_MASK = 50, 67
 
@@ -101,7 +101,7 @@ def test_without_val_listfile_a_seeded_patient_level_split(forty_patients):
 
 def test_split_patients_depends_on_the_set_of_patients_not_the_listfile_order(forty_patients):
     from condense.data.ihm import read_listfile
-    from condense.data.preprocessing import IssueLog
+    from condense.data.issues import IssueLog
 
     entries = read_listfile(forty_patients / "train" / "listfile.csv", "train", issues=IssueLog())
     _, val = split_patients(entries, seed=4)
@@ -213,3 +213,44 @@ def test_the_cache_serves_another_split_of_the_same_files(forty_patients, tmp_pa
         np.testing.assert_array_equal(other.split(name).X, fresh.split(name).X)
         assert other.split(name).ids.tolist() == fresh.split(name).ids.tolist()
     assert other.fingerprint == fresh.fingerprint
+
+
+def test_test_listfile_at_the_top_is_used_when_test_has_none(small_folder):
+    (small_folder / "test" / "listfile.csv").rename(small_folder / "test_listfile.csv")
+    ds = load_ihm(small_folder, use_cache=False, quiet=True)
+    assert ds.test.ids.tolist() == [stay(21), stay(22), stay(23)]
+
+
+def test_workers_must_be_positive(small_folder):
+    with pytest.raises(ValueError, match="workers must be at least 1, got 0"):
+        load_ihm(small_folder, workers=0, quiet=True)
+
+
+def test_a_new_discretizer_version_invalidates_the_cache(small_folder, tmp_path, capsys, monkeypatch):
+    import condense.data.preprocessing as preprocessing
+
+    cache = tmp_path / "cache"
+    load_ihm(small_folder, cache_dir=cache, quiet=True)
+    monkeypatch.setattr(preprocessing, "DISCRETIZER_VERSION", preprocessing.DISCRETIZER_VERSION + 1)
+    load_ihm(small_folder, cache_dir=cache)
+    assert "cache hit" not in capsys.readouterr().err
+    assert len(list((cache / "arrays").glob("ihm-*.npz"))) == 2
+
+
+def test_array_cache_returns_only_intact_entries_for_their_own_key(tmp_path):
+    from condense.data.cache import ArrayCache, cache_key
+
+    cache = ArrayCache(tmp_path)
+    key = cache_key("a", {"b": 1})
+    assert cache.get("ihm", key) is None
+    path = cache.put("ihm", key, {"X": np.arange(6, dtype=np.float32).reshape(2, 3), "names": np.array(["a", "bb"])})
+    got = cache.get("ihm", key)
+    np.testing.assert_array_equal(got["X"], np.arange(6, dtype=np.float32).reshape(2, 3))
+    assert got["names"].tolist() == ["a", "bb"] and sorted(got) == ["X", "names"]
+    other = key[:32] + "0" * 32  # same file name, another key: not served
+    assert cache.get("ihm", other) is None
+    path.write_bytes(path.read_bytes()[:100])  # damaged: treated as absent
+    assert cache.get("ihm", key) is None
+    with pytest.raises(ValueError, match="array 'bad' has dtype object"):
+        cache.put("ihm", key, {"bad": np.array([object()])})
+    assert [p.name for p in (tmp_path / "arrays").iterdir()] == [path.name]  # no temporary left behind

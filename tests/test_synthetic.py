@@ -13,6 +13,7 @@ import pytest
 
 from condense.data import synthetic
 from condense.data.channels import CATEGORICAL_VALUES, HEADER
+from condense.data.progress import Progress
 from condense.data.synthetic import ensure_cohort, write_cohort
 
 NAME = re.compile(r"^(\d+)_episode(\d+)_timeseries\.csv$")
@@ -157,7 +158,7 @@ def test_a_failure_mid_write_leaves_nothing_behind(tmp_path, monkeypatch):
         calls.append(done)
         raise RuntimeError("disk full")
 
-    monkeypatch.setattr(synthetic._Progress, "update", fail_after_first_chunk)
+    monkeypatch.setattr(Progress, "update", fail_after_first_chunk)  # called after each chunk is written
     out = tmp_path / "in-hospital-mortality"
     with pytest.raises(RuntimeError, match="disk full"):
         write_cohort(out, episodes=50, seed=0)

@@ -51,7 +51,7 @@ def register(sub) -> None:
         "tensors",
         help="write one split's raw arrays (X, y, stays) to an .npz file",
         description="Write the split's raw discretized tensors to FILE.npz: X (N, 48, 76) float32 (not "
-        "normalized), y (N,) int, stays (N,) unicode; numpy.load(FILE, allow_pickle=False) reads it.",
+        "normalized; (N, T, C) for other sources), y (N,) int, stays (N,) unicode; numpy.load(FILE, allow_pickle=False) reads it.",
     )
     _data_options(t)
     t.add_argument("--split", required=True, choices=("train", "val", "test"))
@@ -236,7 +236,8 @@ def format_description(summary: dict, data: str) -> str:
 # --------------------------------------------------------------------------------------------
 def cmd_speed(args: argparse.Namespace) -> int:
     from condense.data.ihm import default_workers, digest_files, load_ihm, read_episodes, read_listfile
-    from condense.data.preprocessing import IssueLog, discretize_reference
+    from condense.data.issues import IssueLog
+    from condense.data.reference import discretize_reference
     from condense.data.synthetic import ensure_cohort
 
     workers = args.workers or default_workers()

@@ -1,6 +1,19 @@
 """Data layer: read episodes from disk into arrays. Knows nothing of Keras.
 
 ``load_dataset(spec)`` is the entry point every command uses (see :mod:`condense.data.dataset`).
+
+One idea per module:
+
+* ``dataset``: :class:`Dataset`, :class:`Split`, :class:`DataError`; ``layout``: :class:`ChannelLayout`.
+* ``channels``: the IHM benchmark's 17 variables and 76 channels, as data.
+* ``ihm``: an IHM benchmark folder -> :class:`Dataset` (listfiles, patient splits, workers, cache).
+* ``episodes``: episode CSV files -> observations (the bulk pandas path and the per-cell path).
+* ``issues``: bad input, counted by kind (:class:`~condense.data.issues.IssueLog`).
+* ``preprocessing``: ``Discretizer`` (observations -> 48 x 76 tensors), ``Normalizer``, ``dnn_features``.
+* ``reference``: the benchmark's per-row discretizer, kept as the test oracle and speed baseline.
+* ``physionet2012``: PhysioNet 2012 records -> :class:`Dataset`; ``synthetic``: the synthetic cohort.
+* ``cache``: the on-disk array cache and the cache folder; ``progress``: progress on stderr.
+* ``inputs``: the fitted model-input state saved with every model.
 """
 
 from __future__ import annotations

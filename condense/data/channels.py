@@ -77,6 +77,9 @@ CONTINUOUS_VARIABLES: tuple[str, ...] = tuple(v for v in VARIABLES if v not in C
 
 NUM_BINS = 48
 NUM_CHANNELS = 76
+#: The benchmark's time tolerance in hours: an event at ``t`` goes to bin ``int(t / timestep - EPS)``,
+#: rows with ``t > end + EPS`` are dropped, and ``-EPS < t < 0`` still counts as bin 0.
+EPS = 1e-6
 
 
 def _build_layout() -> tuple[ChannelLayout, dict[str, slice]]:

@@ -21,7 +21,7 @@ processes (``workers``; output order never depends on it) and the arrays are cac
 (:mod:`condense.data.cache`), keyed by the SHA-256 of every listed episode file's bytes and the
 discretizer's settings and version: a second run with unchanged files reads the cache.
 
-Bad input (:data:`~condense.data.preprocessing.ISSUE_KINDS`): a bad cell is treated as missing,
+Bad input (:data:`~condense.data.issues.ISSUE_KINDS`): a bad cell is treated as missing,
 a bad row dropped, an episode whose file is missing or unreadable skipped, a listfile row with a
 label other than 0/1 skipped; each is counted in :attr:`Dataset.issues` and summarized in one
 line on stderr, naming the first file:line of each kind. ``strict=True`` raises a
@@ -46,7 +46,9 @@ import numpy as np
 from condense.data.cache import ArrayCache, cache_key, file_digest
 from condense.data.channels import IHM_LAYOUT
 from condense.data.dataset import DataError, Dataset, Split
-from condense.data.preprocessing import Discretizer, IssueLog
+from condense.data.issues import IssueLog
+from condense.data.preprocessing import Discretizer
+from condense.data.progress import Progress
 
 __all__ = [
     "LISTFILE_HEADER",
@@ -222,26 +224,26 @@ def _plan_splits(root: Path, seed: int, issues: IssueLog, strict: bool) -> _Plan
             f"{root}: not an IHM benchmark folder (expected train/listfile.csv and test/listfile.csv, "
             "as written by mimic3-benchmarks or `condense data synth`)"
         )
-    test = read_listfile(test_lf, "test", issues=issues, strict=strict, stage=3)
+    # read in the order train, val, test (strict mode stops at the first problem in that order)
     if has_val:
+        use_train_lf = train_lf.is_file()
+        train = read_listfile(train_lf if use_train_lf else train_folder_lf, "train", issues=issues, strict=strict, stage=1)
         val = read_listfile(val_lf, "train", issues=issues, strict=strict, stage=2)
-        if train_lf.is_file():
-            train = read_listfile(train_lf, "train", issues=issues, strict=strict, stage=1)
-            listfiles = [train_lf, val_lf, test_lf]
-        else:
+        test = read_listfile(test_lf, "test", issues=issues, strict=strict, stage=3)
+        if not use_train_lf:  # train/listfile.csv holds train and val: train is the rest
             val_stays = {e.stay for e in val}
-            train = [e for e in read_listfile(train_folder_lf, "train", issues=issues, strict=strict, stage=1) if e.stay not in val_stays]
-            listfiles = [train_folder_lf, val_lf, test_lf]
+            train = [e for e in train if e.stay not in val_stays]
+        listfiles = [train_lf if use_train_lf else train_folder_lf, val_lf, test_lf]
         val_rule = f"listfile {val_lf.name}"
         train = _drop_overlap(train, val, "train", "val", issues, strict)
         train = _drop_overlap(train, test, "train", "test", issues, strict)
         val = _drop_overlap(val, test, "val", "test", issues, strict)
     else:
-        source = train_folder_lf if train_folder_lf.is_file() else train_lf
-        pool = read_listfile(source, "train", issues=issues, strict=strict, stage=1)
+        pool = read_listfile(train_folder_lf, "train", issues=issues, strict=strict, stage=1)
+        test = read_listfile(test_lf, "test", issues=issues, strict=strict, stage=3)
         pool = _drop_overlap(pool, test, "train", "test", issues, strict)
         train, val = split_patients(pool, seed)
-        listfiles = [source, test_lf]
+        listfiles = [train_folder_lf, test_lf]
         val_rule = f"seeded patient split (seed {seed}, {VAL_FRACTION:.0%} of patients)"
     for name, entries in (("train", train), ("val", val), ("test", test)):
         if not entries:
@@ -346,7 +348,7 @@ def read_episodes(
     shared = _uses_pool(workers, len(chunks)) and _pool_context().get_start_method() == "fork"
     X = _shared_zeros(shape) if shared else np.zeros(shape, dtype=np.float32)
     present = np.zeros(n, dtype=bool)
-    progress = _Progress(n, label, quiet)
+    progress = Progress(label, n, quiet=quiet)
     settings = discretizer.get_config()
 
     def on_result(i, result):
@@ -382,32 +384,6 @@ def digest_files(paths: list, workers: int | None = None) -> list[str | None]:
     return out
 
 
-class _Progress:
-    """A bar on stderr: redrawn in place on a terminal, a line per 10 % otherwise."""
-
-    def __init__(self, total: int, label: str, quiet: bool):
-        self.total, self.label = total, label
-        self.enabled = not quiet and total > 0
-        self.tty = self.enabled and sys.stderr.isatty()
-        self.started = time.perf_counter()
-        self.shown = -1
-
-    def update(self, done: int) -> None:
-        if not self.enabled:
-            return
-        step = done * 10 // self.total
-        if self.tty:
-            bar = "#" * (done * 30 // self.total)
-            print(f"\r{self.label}: [{bar:<30}] {done}/{self.total}", end="", file=sys.stderr, flush=True)
-        elif step > self.shown:
-            self.shown = step
-            print(f"{self.label}: {done}/{self.total} ({time.perf_counter() - self.started:.1f} s)", file=sys.stderr, flush=True)
-
-    def close(self) -> None:
-        if self.tty:
-            print(file=sys.stderr, flush=True)
-
-
 # --------------------------------------------------------------------------------------------
 # The entry point
 # --------------------------------------------------------------------------------------------
@@ -440,11 +416,13 @@ def load_ihm(
         and the validation rule (seed included when the split is seeded).
     """
     started = time.perf_counter()
+    workers = default_workers() if workers is None else int(workers)
+    if workers < 1:
+        raise ValueError(f"workers must be at least 1, got {workers}")
     root = Path(path).expanduser()
     issues = IssueLog()
     plan = _plan_splits(root, seed, issues, strict)
     discretizer = Discretizer(strict=strict)
-    workers = default_workers() if workers is None else int(workers)
 
     # every episode file, read once, in split order (train, val, test) so that splits are slices
     entries = plan.train + plan.val + plan.test

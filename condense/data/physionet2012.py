@@ -92,9 +92,12 @@ pandas C parser, and only records with a problem go through the line-by-line ref
 
 from __future__ import annotations
 
+import bz2
+import gzip
 import hashlib
 import io
 import json
+import lzma
 import math
 import os
 import re
@@ -111,6 +114,7 @@ import numpy as np
 from condense.data.cache import ArrayCache, cache_key
 from condense.data.dataset import DataError, Dataset, Split
 from condense.data.layout import ChannelLayout
+from condense.data.progress import Progress
 
 __all__ = [
     "ICU_TYPES",
@@ -312,6 +316,17 @@ class _Files:
     ignored: int
 
 
+def _decompress(raw: bytes) -> bytes:
+    """The tar bytes inside a gzip, bzip2 or xz archive (by magic number); plain tar as is."""
+    if raw[:2] == b"\x1f\x8b":
+        return gzip.decompress(raw)
+    if raw[:3] == b"BZh":
+        return bz2.decompress(raw)
+    if raw[:6] == b"\xfd7zXZ\x00":
+        return lzma.decompress(raw)
+    return raw
+
+
 def _read_archive(path: Path) -> _Files:
     """Stream every member of a tar archive (any compression) into memory, then pick the set."""
     try:
@@ -321,13 +336,16 @@ def _read_archive(path: Path) -> _Files:
     digest = hashlib.sha256(raw).hexdigest()
     members: dict[str, bytes] = {}
     try:
-        with tarfile.open(fileobj=io.BytesIO(raw), mode="r|*") as tf:
+        # Decompress the whole stream first: the compressors check their end-of-stream marker
+        # and checksum, which tarfile's streaming reader does not (a cut-off archive could
+        # otherwise end cleanly on a member boundary and pass for a smaller one).
+        with tarfile.open(fileobj=io.BytesIO(_decompress(raw)), mode="r:") as tf:
             for member in tf:
                 if not member.isfile():
                     continue
                 fh = tf.extractfile(member)
                 members[member.name] = fh.read() if fh is not None else b""
-    except (tarfile.TarError, EOFError, OSError, zlib.error) as exc:
+    except (tarfile.TarError, EOFError, OSError, zlib.error, lzma.LZMAError) as exc:
         raise DataError(f"{path}: corrupt or truncated archive ({type(exc).__name__}: {exc})") from None
     return _pick_set(path, members, digest, lambda name: f"{path}:{name}")
 
@@ -706,7 +724,7 @@ def _parse_files(files: _Files, *, strict: bool, quiet: bool) -> RawRecords:
         problems.counts["ignored_file"] += files.ignored
     n = len(files.records)
     static = np.full((n, _S), np.nan)
-    progress = _Progress(f"physionet2012: reading {Path(files.source).name}", n, quiet)
+    progress = Progress(f"physionet2012: reading {Path(files.source).name}", n, quiet=quiet, unit=" records", lines=0)
     texts = []
     for index, (_, _, data) in enumerate(files.records):
         texts.append(_decode(data))
@@ -761,21 +779,6 @@ def read_records(path: str | os.PathLike, *, strict: bool = False, quiet: bool =
         quiet: no progress output.
     """
     return _parse_files(_read_files(path), strict=strict, quiet=quiet)
-
-
-class _Progress:
-    def __init__(self, label: str, total: int, quiet: bool):
-        self.label, self.total, self.quiet = label, total, quiet
-        self.tty = not quiet and sys.stderr.isatty()
-        self.step = max(1, total // 20)
-
-    def update(self, done: int) -> None:
-        if self.tty and (done % self.step == 0 or done == self.total):
-            print(f"\r{self.label}: {done}/{self.total} records", end="", file=sys.stderr, flush=True)
-
-    def close(self) -> None:
-        if self.tty:
-            print(file=sys.stderr)
 
 
 # --------------------------------------------------------------------------------------------

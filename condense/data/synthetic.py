@@ -59,7 +59,9 @@ from pathlib import Path
 
 import numpy as np
 
+from condense.data.cache import resolve_cache_dir
 from condense.data.channels import CATEGORICAL_VALUES, HEADER
+from condense.data.progress import Progress
 from condense.io import write_json
 
 __all__ = [
@@ -68,7 +70,6 @@ __all__ = [
     "MIN_EPISODES",
     "SPLIT_FRACTIONS",
     "TARGET_PREVALENCE",
-    "default_cache_dir",
     "ensure_cohort",
     "write_cohort",
 ]
@@ -220,12 +221,6 @@ def write_cohort(
     return out_dir
 
 
-def default_cache_dir() -> Path:
-    """``$CONDENSE_CACHE`` if set, else ``~/.cache/condense``."""
-    env = os.environ.get("CONDENSE_CACHE")
-    return Path(env).expanduser() if env else Path.home() / ".cache" / "condense"
-
-
 def ensure_cohort(episodes: int, seed: int, cache_dir=None, quiet: bool = False) -> Path:
     """Return the path of the synthetic cohort ``(episodes, seed)``, generating it on first use.
 
@@ -238,14 +233,15 @@ def ensure_cohort(episodes: int, seed: int, cache_dir=None, quiet: bool = False)
     Args:
         episodes: number of episodes, at least :data:`MIN_EPISODES`.
         seed: non-negative integer.
-        cache_dir: cache root; default :func:`default_cache_dir`.
+        cache_dir: cache root; default :func:`~condense.data.cache.default_cache_dir`
+            (``$CONDENSE_CACHE`` or ``~/.cache/condense``).
         quiet: if False, say on stderr whether the cohort was reused or generated (with progress).
 
     Returns:
         The ``in-hospital-mortality`` folder, ready for ``load_dataset``.
     """
     episodes, seed, difficulty = _check_arguments(episodes, seed, DEFAULT_DIFFICULTY)
-    root = Path(cache_dir).expanduser() if cache_dir is not None else default_cache_dir()
+    root = resolve_cache_dir(cache_dir)
     home = root / "synthetic" / f"{episodes}-{seed}-v{GENERATOR_VERSION}"
     target = home / "in-hospital-mortality"
     label = f"synthetic cohort ({episodes} episodes, seed {seed}, generator v{GENERATOR_VERSION})"
@@ -321,7 +317,7 @@ def _write_tree(root: Path, episodes: int, seed: int, difficulty: float, quiet: 
     (root / "test").mkdir()
     folders = [root / ("test" if code == 2 else "train") for code in split]
 
-    progress = _Progress(episodes, quiet)
+    progress = Progress("  writing episodes", episodes, quiet=quiet, lines=4)
     header = ",".join(HEADER) + "\n"
     for start in range(0, episodes, _CHUNK):
         stop = min(start + _CHUNK, episodes)
@@ -353,29 +349,6 @@ def _write_tree(root: Path, episodes: int, seed: int, difficulty: float, quiet: 
     for rel, text in files.items():
         with open(root / rel, "w", encoding="utf-8", newline="") as fh:
             fh.write(text)
-
-
-class _Progress:
-    """Episode counter on stderr: one updating line on a terminal, a few lines otherwise."""
-
-    def __init__(self, total: int, quiet: bool):
-        self.total, self.quiet = total, quiet
-        self.tty = sys.stderr.isatty()
-        self.next_mark = 0.25
-
-    def update(self, done: int) -> None:
-        if self.quiet:
-            return
-        if self.tty:
-            print(f"\r  writing episodes {done}/{self.total}", end="", file=sys.stderr, flush=True)
-        elif done / self.total >= self.next_mark or done == self.total:
-            print(f"  writing episodes {done}/{self.total}", file=sys.stderr, flush=True)
-            while self.next_mark <= done / self.total:
-                self.next_mark += 0.25
-
-    def close(self) -> None:
-        if not self.quiet and self.tty:
-            print(file=sys.stderr, flush=True)
 
 
 # --------------------------------------------------------------------------------------------

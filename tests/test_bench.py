@@ -1,0 +1,118 @@
+"""The benchmark harness end to end on a tiny cohort: every row and column, a failing row
+kept with its reason while the run goes on, the outputs and their manifest."""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import json
+
+import pytest
+
+from condense.bench import plan_rows, run_benchmark
+from condense.bench_profiles import PROFILES, get_profile
+from condense.bench_report import COLUMNS
+from condense.compare import compare_tables
+from condense.io import sha256_file
+
+EXPECTED_ROWS = [
+    "lstm", "lstm-prune25", "lstm-prune50", "hlstm", "hlstm-input", "hlstm-prune50",
+    "dnn", "dnn-prune25", "dnn-prune50",
+    "dnn-int8", "lstm-int8", "lstm-prune25-int8", "lstm-prune50-int8", "hlstm-int8", "hlstm-input-int8",
+    "hlstm-prune50-int8",
+    "dnn-dynamic", "lstm-dynamic", "tfmot-prune-dnn", "tfmot-prune-lstm", "tfmot-qat-dnn", "lr",
+]
+
+
+def test_every_profile_plans_every_row():
+    for profile in PROFILES.values():
+        assert [r.row for r in plan_rows(profile)] == EXPECTED_ROWS
+
+
+def test_unknown_profile_and_rows_are_clear_errors(tmp_path):
+    with pytest.raises(ValueError, match="--profile must be one of"):
+        get_profile("huge")
+    with pytest.raises(ValueError, match=r"--rows: unknown row\(s\) \['nope'\]"):
+        run_benchmark(get_profile("smoke"), out_dir=tmp_path, only=["nope"])
+    with pytest.raises(ValueError, match="--seeds must be at least 1"):
+        run_benchmark(get_profile("smoke"), out_dir=tmp_path, seeds=0)
+
+
+@pytest.fixture(scope="module")
+def smoke_run(tiny_cohort, tmp_path_factory, monkeypatch_module):
+    """The smoke profile's rows on the tiny cohort, with the logistic-regression row made to fail."""
+    import condense.bench
+
+    def broken_lr(self, spec):
+        raise RuntimeError("injected failure for the test")
+
+    monkeypatch_module.setattr(condense.bench.BenchRun, "_run_lr", broken_lr)
+    profile = dataclasses.replace(
+        get_profile("smoke", data=str(tiny_cohort)), latency_repeats=5, latency_warmup=1,
+        bootstrap_resamples=200, calibration=32,
+    )
+    out = tmp_path_factory.mktemp("bench") / "smoke"
+    out_dir, ok = run_benchmark(profile, out_dir=out, cache_dir=tmp_path_factory.mktemp("cache"), quiet=True)
+    with open(out_dir / "table.csv", newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    return out_dir, ok, rows
+
+
+@pytest.fixture(scope="module")
+def monkeypatch_module():
+    mp = pytest.MonkeyPatch()
+    yield mp
+    mp.undo()
+
+
+def test_table_has_every_row_and_column(smoke_run):
+    out_dir, _, rows = smoke_run
+    assert [r["row"] for r in rows] == EXPECTED_ROWS
+    with open(out_dir / "table.csv", newline="") as fh:
+        assert next(csv.reader(fh)) == list(COLUMNS)
+    by_row = {r["row"]: r for r in rows}
+    assert int(by_row["lstm"]["params"]) == 8081
+    assert int(by_row["lstm-prune50"]["params"]) == 3273
+    assert int(by_row["hlstm"]["params"]) == 6993
+    assert int(by_row["hlstm-prune50"]["params"]) == 2985
+    assert int(by_row["dnn"]["params"]) == 60929
+    assert int(by_row["dnn-prune50"]["params"]) == 20225
+    for name in ("lstm", "hlstm", "dnn"):
+        row = by_row[name]
+        for col in ("keras_bytes", "tflite_bytes", "keras_latency_us_median", "litert_latency_us_median",
+                    "train_seconds", "auroc", "auroc_low", "auroc_high", "auprc", "brier"):
+            assert row[col] != "", (name, col)
+        assert float(row["parity_max_abs"]) <= 1e-5
+        assert float(row["auroc_low"]) <= float(row["auroc"]) <= float(row["auroc_high"])
+    assert by_row["lstm-prune50"]["auroc_diff"] != "" and by_row["lstm-prune50"]["baseline"] == "lstm"
+    assert by_row["dnn-int8"]["tflite_format"] == "int8"
+    assert int(by_row["dnn-int8"]["tflite_bytes"]) * 3 < int(by_row["dnn"]["tflite_bytes"])
+
+
+def test_failing_row_is_kept_with_its_reason_and_the_run_goes_on(smoke_run):
+    _, ok, rows = smoke_run
+    by_row = {r["row"]: r for r in rows}
+    assert not ok
+    assert by_row["lr"]["status"] == "failed"
+    assert "injected failure for the test" in by_row["lr"]["error"]
+    others = [r for r in rows if r["row"] != "lr"]
+    assert all(r["status"] == "ok" for r in others), [(r["row"], r["error"]) for r in others if r["status"] != "ok"]
+
+
+def test_outputs_and_manifest(smoke_run):
+    out_dir, _, _ = smoke_run
+    for name in ("table.csv", "table.md", "pareto.png", "roc.png", "manifest.json"):
+        assert (out_dir / name).stat().st_size > 0, name
+    manifest = json.loads((out_dir / "manifest.json").read_text())
+    for key in ("profile", "machine", "library_versions", "git_commit", "data"):
+        assert key in manifest
+    assert manifest["data"]["fingerprint"]
+    for rel, info in manifest["artifacts"].items():
+        assert sha256_file(out_dir / rel) == info["sha256"], rel
+    md = (out_dir / "table.md").read_text()
+    assert "## The paper's layout" in md and "FAILED: RuntimeError: injected failure" in md
+
+
+def test_compare_accepts_the_table_against_itself(smoke_run):
+    out_dir, _, _ = smoke_run
+    assert compare_tables(out_dir / "table.csv", out_dir / "table.csv").ok
