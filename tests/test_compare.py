@@ -46,9 +46,17 @@ def test_changed_parameter_count_fails(base, tmp_path):
     assert any("params changed 8081 -> 8000" in f for f in result.failures)
 
 
-def test_changed_tflite_bytes_fails(base, tmp_path):
-    new = _write(tmp_path / "new.csv", [_row("lstm", tflite_bytes="60001"), _row("dnn", params="60929", auroc="0.82")])
-    assert any("tflite_bytes" in f for f in compare_tables(base, new).failures)
+def test_tflite_bytes_fail_beyond_the_relative_tolerance(base, tmp_path):
+    moved = _write(tmp_path / "moved.csv", [_row("lstm", tflite_bytes="61000"), _row("dnn", params="60929", auroc="0.82")])
+    assert any("tflite_bytes changed 60000 -> 61000" in f for f in compare_tables(base, moved).failures)
+    names = _write(tmp_path / "names.csv", [_row("lstm", tflite_bytes="60200"), _row("dnn", params="60929", auroc="0.82")])
+    assert compare_tables(base, names).ok  # within 0.5 %: converter-generated tensor names
+    assert not compare_tables(base, names, bytes_tolerance=0.0).ok
+
+
+def test_changed_keras_bytes_fails_exactly(base, tmp_path):
+    new = _write(tmp_path / "new.csv", [_row("lstm", keras_bytes="130001"), _row("dnn", params="60929", auroc="0.82")])
+    assert any("keras_bytes changed 130000 -> 130001" in f for f in compare_tables(base, new).failures)
 
 
 def test_large_auroc_drop_fails_small_one_passes(base, tmp_path):

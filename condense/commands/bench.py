@@ -37,6 +37,8 @@ def register(sub) -> None:
     c.add_argument("base")
     c.add_argument("new")
     c.add_argument("--auroc-tolerance", type=float, default=0.01)
+    c.add_argument("--bytes-tolerance", type=float, default=0.005,
+                   help="relative tolerance on .tflite sizes (default 0.005; converter tensor names vary)")
     c.add_argument("--latency-tolerance", type=float, default=None,
                    help="also fail when a latency grows by more than this fraction (e.g. 0.5)")
     c.set_defaults(handler=cmd_compare)
@@ -62,6 +64,6 @@ def cmd_compare(args: argparse.Namespace) -> int:
     from condense.compare import compare_tables
 
     result = compare_tables(args.base, args.new, auroc_tolerance=args.auroc_tolerance,
-                            latency_tolerance=args.latency_tolerance)
+                            latency_tolerance=args.latency_tolerance, bytes_tolerance=args.bytes_tolerance)
     print(result.report())
     return 0 if result.ok else 1
