@@ -14,7 +14,6 @@ remaining epochs.
 
 from __future__ import annotations
 
-import copy
 import time
 from dataclasses import asdict, dataclass, field
 
@@ -250,11 +249,3 @@ def fit_logistic(config: TrainConfig, x_train, y_train, layout, *, C: float = 0.
     peer = LogisticRegressionPeer(C=C, seed=config.seed).fit(x_train, y_train, layout)
     return peer, time.perf_counter() - t0
 
-
-def config_copy(config: TrainConfig, **changes) -> TrainConfig:
-    """A validated copy of ``config`` with ``changes`` applied."""
-    new = copy.copy(config)
-    for key, value in changes.items():
-        setattr(new, key, value)
-    new.__post_init__()
-    return new
