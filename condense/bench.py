@@ -34,7 +34,9 @@ class RowSpec:
 
     ``kind`` is ``"train"`` (a Keras model trained here), ``"convert"`` (a ``.tflite`` made from
     the trained row ``source``), ``"tfmot"`` (a TensorFlow Model Optimization Toolkit peer) or
-    ``"lr"`` (the logistic regression). ``baseline`` names the row AUROC differences refer to.
+    ``"lr"`` (the logistic regression) or ``"score"`` (a reference risk score shipped with the data,
+    e.g. PhysioNet's SAPS-I; ``train["score"]`` names the ``Dataset.extras`` column).
+    ``baseline`` names the row AUROC differences refer to.
     """
 
     row: str
@@ -53,8 +55,12 @@ def _q(q: float) -> str:
     return f"{round(q * 100):d}"
 
 
-def plan_rows(profile: Profile) -> list[RowSpec]:
-    """The rows of a profile, in table order (baselines first, then condensed, then peers)."""
+def plan_rows(profile: Profile, reference_scores: dict[str, str] | None = None) -> list[RowSpec]:
+    """The rows of a profile, in table order (baselines first, then condensed, then peers).
+
+    ``reference_scores`` ({extras column: display name}, from ``Dataset.extras``) adds one
+    reference row per score at the end; they train nothing and are only scored on the test set.
+    """
     rows: list[RowSpec] = [RowSpec("lstm", "LSTM", "baseline (2 x LSTM 16)", "train", "lstm", None, {"model": "lstm"})]
     for q in profile.lstm_quantiles:
         rows.append(RowSpec(f"lstm-prune{_q(q)}", "LSTM", f"channel pruning q={q:g} after epoch {profile.prune_after}",
@@ -86,6 +92,9 @@ def plan_rows(profile: Profile) -> list[RowSpec]:
                             train={"peer": "qat_dnn"}, weight=0.4))
         rows.append(RowSpec("lr", "LR", "peer: logistic regression on hand-made features", "lr", "lr", "lstm",
                             {"model": "lr"}, weight=0.05))
+    for column, name in (reference_scores or {}).items():
+        rows.append(RowSpec(name.lower(), name, f"reference: {name} score from the data (records that have one)",
+                            "score", "score", None, {"score": column}, weight=0.01))
     return rows
 
 
@@ -146,7 +155,8 @@ class BenchRun:
         self.seed = seed
         self.progress = progress
         self.results: dict[str, dict] = {}
-        self.p_test: dict[str, np.ndarray] = {}
+        self.p_test: dict[str, np.ndarray] = {}  # test-set probabilities of the model rows
+        self.curves: dict[str, tuple[np.ndarray, np.ndarray]] = {}  # (y, score) per row, for the ROC plot
         self.inputs: dict[str, object] = {}
         self.arrays: dict[str, dict[str, np.ndarray]] = {}
         self.tfmot_results: dict[str, dict] | None = None  # all tfmot peers run in one child session
@@ -387,10 +397,22 @@ class BenchRun:
         return result
 
     # -- measurements --------------------------------------------------------------------------
-    def _metrics(self, spec: RowSpec, p: np.ndarray) -> dict:
+    def _run_score(self, spec: RowSpec) -> dict:
+        """A reference score shipped with the data, scored on the test records that have one."""
+        column = spec.train["score"]
+        score = np.asarray(self.dataset.extras[column]["test"], dtype=np.float64)
+        known = np.isfinite(score)
+        if not known.any():
+            raise RuntimeError(f"no test record has a {spec.model} score")
+        self.progress.advance(spec.weight * self.profile.epochs)
+        return self._metrics(spec, score[known], y=self.y_test[known], probabilities=False)
+
+    def _metrics(self, spec: RowSpec, p: np.ndarray, y: np.ndarray | None = None, probabilities: bool = True) -> dict:
         from condense.metrics import summarize
 
-        s = summarize(self.y_test, p, n_resamples=self.profile.bootstrap_resamples, seed=self.seed)
+        y = self.y_test if y is None else y
+        self.curves[spec.row] = (y, p)
+        s = summarize(y, p, n_resamples=self.profile.bootstrap_resamples, seed=self.seed, probabilities=probabilities)
         return {"auroc": s["auroc"], "auroc_low": s["auroc_ci"][0], "auroc_high": s["auroc_ci"][1],
                 "auprc": s["auprc"], "brier": s["brier"], "n_test": s["n"]}
 
@@ -429,14 +451,14 @@ def run_benchmark(profile: Profile, *, out_dir, seeds: int = 1, cache_dir=None, 
         raise ValueError(f"--seeds must be at least 1, got {seeds}")
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    rows = plan_rows(profile)
+    t0 = time.perf_counter()
+    dataset = load_dataset(profile.data, seed=0, cache_dir=cache_dir, quiet=quiet)
+    rows = plan_rows(profile, dataset.extras.get("reference_scores"))
     if only:
         unknown = sorted(set(only) - {r.row for r in rows})
         if unknown:
             raise ValueError(f"--rows: unknown row(s) {unknown}; known: {[r.row for r in rows]}")
         rows = [r for r in rows if r.row in only]
-    t0 = time.perf_counter()
-    dataset = load_dataset(profile.data, seed=0, cache_dir=cache_dir, quiet=quiet)
     progress = Progress(rows * seeds, profile.epochs, quiet)
     progress.say(
         f"benchmark {profile.name}: {len(rows)} rows x {seeds} seed(s) on {dataset.source} "
@@ -449,7 +471,7 @@ def run_benchmark(profile: Profile, *, out_dir, seeds: int = 1, cache_dir=None, 
         run = BenchRun(profile, dataset, out_dir, seed, progress)
         per_seed.append(run.run(rows))
         if seed == 0:
-            curves = {row: (dataset.test.y, p) for row, p in run.p_test.items()}
+            curves = dict(run.curves)
     header = {
         "profile": profile.to_json(),
         "seeds": list(range(seeds)),

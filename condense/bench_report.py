@@ -141,12 +141,12 @@ def table_markdown(table: list[dict], header: dict) -> str:
         "## All columns",
         "",
         "| row | params (non-zero) | .keras B | .tflite B (format) | gzip B | Keras µs med / p95 | LiteRT µs med / p95 "
-        "| train s (× baseline) | AUPRC | Brier | ΔAUROC [95 % CI] | max abs vs Keras |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|",
+        "| train s (× baseline) | AUPRC | Brier | ΔAUROC [95 % CI] | max abs vs Keras | n test |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|---:|",
     ]
     for row in table:
         if row["status"] != "ok":
-            lines.append(f"| {row['row']} | FAILED: {row['error']} |||||||||||")
+            lines.append(f"| {row['row']} | FAILED: {row['error']} ||||||||||||")
             continue
         nz = _num(row, "nonzero_params")
         params = _f(_num(row, "params"), ",.0f") + (f" ({nz:,.0f})" if nz is not None else "")
@@ -162,7 +162,7 @@ def table_markdown(table: list[dict], header: dict) -> str:
             f"{_f(_num(row, 'litert_latency_us_median'), ',.0f')} / {_f(_num(row, 'litert_latency_us_p95'), ',.0f')} | "
             f"{_f(_num(row, 'train_seconds'), ',.1f')}{ratio_text} | "
             f"{_f(_num(row, 'auprc'), '.3f')} | {_f(_num(row, 'brier'), '.4f')} | {_diff_text(row)} | "
-            f"{_f(_num(row, 'parity_max_abs'), '.1e')} |"
+            f"{_f(_num(row, 'parity_max_abs'), '.1e')} | {_f(_num(row, 'n_test'), ',.0f')} |"
         )
     return "\n".join(lines) + "\n"
 

@@ -447,7 +447,8 @@ def paired_bootstrap_diff(
     }
 
 
-def summarize(y, p, *, n_resamples: int = 10_000, alpha: float = 0.05, seed: int = 0) -> dict:
+def summarize(y, p, *, n_resamples: int = 10_000, alpha: float = 0.05, seed: int = 0,
+              probabilities: bool = True) -> dict:
     """Every test-set number a manifest or table needs, as plain JSON-serializable values.
 
     Args:
@@ -457,23 +458,25 @@ def summarize(y, p, *, n_resamples: int = 10_000, alpha: float = 0.05, seed: int
             the intervals to ``None``.
         alpha: the intervals are at level ``1 - alpha`` (95 % by default).
         seed: bootstrap seed; AUROC and AUPRC intervals share the same resamples.
+        probabilities: False for a risk score on any scale (e.g. a severity score): ranks only,
+            and ``brier`` is ``None``.
 
     Returns:
         ``{"auroc": float, "auroc_ci": [low, high], "auprc": float, "auprc_ci": [low, high],
-        "brier": float, "n": int, "positives": int}``.
+        "brier": float | None, "n": int, "positives": int}``.
     """
     n_resamples = _check_resamples(n_resamples, allow_zero=True)
     alpha = _check_alpha(alpha)
     seed = _check_seed(seed)
     y = _check_labels(y)
-    p = _check_scores(p, y.size, probabilities=True)
+    p = _check_scores(p, y.size, probabilities=probabilities)
     _require_both_classes(y, "summarize")
     out = {
         "auroc": auroc(y, p),
         "auroc_ci": None,
         "auprc": auprc(y, p),
         "auprc_ci": None,
-        "brier": brier(y, p),
+        "brier": brier(y, p) if probabilities else None,
         "n": int(y.size),
         "positives": int(y.sum()),
     }

@@ -27,13 +27,20 @@ EXPECTED_ROWS = [
 def test_every_profile_plans_every_row():
     for profile in PROFILES.values():
         assert [r.row for r in plan_rows(profile)] == EXPECTED_ROWS
+    with_scores = plan_rows(PROFILES["default"], {"saps_i": "SAPS-I", "sofa": "SOFA"})
+    assert [r.row for r in with_scores] == EXPECTED_ROWS + ["saps-i", "sofa"]
+    assert with_scores[-2].kind == "score" and with_scores[-2].train == {"score": "saps_i"}
 
 
-def test_unknown_profile_and_rows_are_clear_errors(tmp_path):
+def test_unknown_profile_and_rows_are_clear_errors(tmp_path, tiny_cohort):
     with pytest.raises(ValueError, match="--profile must be one of"):
         get_profile("huge")
+    with pytest.raises(ValueError, match="--profile real has no data of its own: give --data"):
+        get_profile("real")
+    assert get_profile("real", data="physionet2012:x").select == "best"
     with pytest.raises(ValueError, match=r"--rows: unknown row\(s\) \['nope'\]"):
-        run_benchmark(get_profile("smoke"), out_dir=tmp_path, only=["nope"])
+        run_benchmark(get_profile("smoke", data=str(tiny_cohort)), out_dir=tmp_path / "out", only=["nope"],
+                      cache_dir=tmp_path / "cache", quiet=True)
     with pytest.raises(ValueError, match="--seeds must be at least 1"):
         run_benchmark(get_profile("smoke"), out_dir=tmp_path, seeds=0)
 
@@ -116,3 +123,31 @@ def test_outputs_and_manifest(smoke_run):
 def test_compare_accepts_the_table_against_itself(smoke_run):
     out_dir, _, _ = smoke_run
     assert compare_tables(out_dir / "table.csv", out_dir / "table.csv").ok
+
+
+def test_reference_score_rows_are_scored_on_the_records_that_have_one(tiny_dataset, tmp_path, monkeypatch):
+    """A score shipped with the data (PhysioNet's SAPS-I, SOFA) becomes a row; NaN records are left out and counted."""
+    import numpy as np
+    from sklearn.metrics import roc_auc_score
+
+    import condense.bench
+
+    y = tiny_dataset.test.y
+    rng = np.random.default_rng(3)
+    score = {s: y_s + rng.normal(0.0, 0.8, len(y_s)) for s, y_s in
+             ((name, tiny_dataset.split(name).y.astype(float)) for name in ("train", "val", "test"))}
+    score["test"][:5] = np.nan
+    data = dataclasses.replace(tiny_dataset, extras={"severity": score, "reference_scores": {"severity": "Severity"}})
+    monkeypatch.setattr(condense.bench, "load_dataset", lambda *args, **kwargs: data)
+    profile = dataclasses.replace(get_profile("smoke"), bootstrap_resamples=200)
+    out_dir, ok = run_benchmark(profile, out_dir=tmp_path / "out", only=["severity"], quiet=True)
+    assert ok
+    with open(out_dir / "table.csv", newline="") as fh:
+        (row,) = list(csv.DictReader(fh))
+    known = ~np.isnan(score["test"])
+    assert row["row"] == "severity" and row["status"] == "ok" and row["params"] == ""
+    assert int(row["n_test"]) == len(y) - 5
+    assert float(row["auroc"]) == pytest.approx(roc_auc_score(y[known], score["test"][known]), abs=1e-6)
+    assert float(row["auroc_low"]) < float(row["auroc"]) < float(row["auroc_high"])
+    assert "reference: Severity score from the data" in (out_dir / "table.md").read_text()
+    assert (out_dir / "roc.png").stat().st_size > 0

@@ -258,5 +258,7 @@ def test_summarize_without_bootstrap_and_its_validation():
         summarize(np.zeros(5), np.full(5, 0.1), n_resamples=0)
     with pytest.raises(ValueError, match=r"p must hold probabilities"):
         summarize(y, p * 3, n_resamples=0)
+    score = summarize(y, p * 3 - 7, n_resamples=0, probabilities=False)  # a risk score: ranks only
+    assert score["auroc"] == auroc(y, p) and score["brier"] is None
     with pytest.raises(ValueError, match=r"n_resamples must be a whole number, got 10.5"):
         summarize(y, p, n_resamples=10.5)

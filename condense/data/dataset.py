@@ -46,7 +46,9 @@ class Dataset:
 
     ``fingerprint`` identifies the data files and the settings that produced the arrays;
     ``issues`` counts bad-input problems that were treated as missing (never silently dropped);
-    ``extras`` carries source-specific columns (e.g. PhysioNet's SAPS-I / SOFA scores per split).
+    ``extras`` carries source-specific columns (e.g. PhysioNet's SAPS-I / SOFA scores per split);
+    ``extras["reference_scores"]`` maps such a column to its display name when the benchmark
+    should report it as a reference row (a risk score, higher = sicker; NaN where unknown).
     """
 
     source: str

@@ -223,6 +223,9 @@ _STATIC_COLUMN = {"Age": 0, "Gender": 1, "Height": 2, "ICUType": 4}  # "Weight" 
 _ADMISSION_WEIGHT = 3
 _WEIGHT = _TS_INDEX["Weight"]
 _HEADER = "Time,Parameter,Value"
+#: The outcomes file's bedside severity scores: ``Dataset.extras`` key -> name in tables.
+#: Higher means sicker, so each score is used as-is as a risk score (AUROC on records with a score).
+REFERENCE_SCORES = {"saps_i": "SAPS-I", "sofa": "SOFA"}
 _TIME_RE = re.compile(r"^(\d{1,4}):([0-5]\d)$")
 _SET_DIR_RE = re.compile(r"^set-[^/]+$")
 _OUTCOMES_RE = re.compile(r"^Outcomes-([^/]+)\.txt$")
@@ -1030,7 +1033,8 @@ def load_physionet2012(
     The outlier/imputation state is fitted on the training records only and returned as JSON in
     ``extras["source_state"]`` (save it with a model; score new records with
     :func:`load_physionet2012_records`). ``extras["saps_i"]`` and ``extras["sofa"]`` hold the
-    outcomes file's scores per split (NaN where ``-1``). Arrays are cached on disk
+    outcomes file's scores per split (NaN where ``-1``); ``extras["reference_scores"]`` names
+    them (:data:`REFERENCE_SCORES`) for the benchmark's reference rows. Arrays are cached on disk
     (:mod:`condense.data.cache`), keyed by the data's content hash and these settings.
 
     Args:
@@ -1095,6 +1099,7 @@ def _dataset_from_arrays(arrays: dict, fingerprint: str) -> Dataset:
         extras={
             "saps_i": {name: arrays[f"{name}/saps_i"] for name in splits},
             "sofa": {name: arrays[f"{name}/sofa"] for name in splits},
+            "reference_scores": dict(REFERENCE_SCORES),
             "source_state": meta["state"],
         },
     )
