@@ -356,7 +356,7 @@ class BenchRun:
             tflite_format="int8" if spec.train["peer"].startswith("qat") else "float32",
             tflite_bytes=peer.get("tflite_bytes"), tflite_gzip_bytes=peer.get("tflite_gzip_bytes"),
             deploy_bytes=peer.get("tflite_bytes"), train_seconds=peer.get("train_seconds"),
-            epochs_run=len(peer.get("epoch_seconds", [])),
+            epochs_run=len(peer.get("epoch_seconds") or []),
         )
         if peer.get("tflite_path"):
             kind = "features" if spec.family == "dnn" else "sequence"
@@ -376,7 +376,7 @@ class BenchRun:
         results = run_tfmot_peers(
             arrays, self._model_dir("tfmot"),
             epochs=self.profile.epochs, batch_size=self.profile.batch_size, seed=self.seed,
-            quiet=self.progress.quiet,
+            select=self.profile.select, patience=self.profile.patience, quiet=self.progress.quiet,
         )
         return {r["peer"]: r for r in results}
 

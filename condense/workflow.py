@@ -166,11 +166,14 @@ def export_run(model_dir, fmt: str, *, calibration: int = 300, data: str | None 
     }
 
 
-def predict_run(model_dir, *, data: str, out_csv, fmt: str = "keras", cache_dir=None, quiet: bool = False) -> dict:
+def predict_run(model_dir, *, data: str, out_csv, fmt: str = "keras", strict: bool = False, cache_dir=None,
+                quiet: bool = False) -> dict:
     """Score every record of ``data`` with a saved model; write ``id,probability[,label]`` rows.
 
-    Preprocessing is the model's saved state, never refitted on ``data``. Returns a summary with
-    the number of records and, when every record has a label, the metrics with intervals.
+    Preprocessing is the model's saved state, never refitted on ``data``. The ``label`` column is
+    written when any record has a label (empty where unknown). Returns a summary: the number of
+    records, how many carry a label, the input problems counted while reading, and, when the
+    labelled records hold both classes, their metrics with intervals.
     """
     import csv
     import io
@@ -180,21 +183,25 @@ def predict_run(model_dir, *, data: str, out_csv, fmt: str = "keras", cache_dir=
     from condense.scoring import SavedModel
 
     saved = SavedModel(model_dir, fmt)
-    split, id_column = load_records(data, source_state=saved.inputs.source, cache_dir=cache_dir, quiet=quiet)
+    split, id_column, issues = load_records(data, source_state=saved.inputs.source, strict=strict,
+                                            cache_dir=cache_dir, quiet=quiet)
     if split.X.shape[-1] != saved.inputs.layout.width:
         raise ValueError(
             f"--data {data!r} has {split.X.shape[-1]} channels but {model_dir} expects "
             f"{saved.inputs.layout.width} ({saved.inputs.layout.name})"
         )
     p = saved.predict_raw(split.X)
-    labelled = split.has_labels
+    known = split.y >= 0
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
-    writer.writerow([id_column, "probability"] + (["label"] if labelled else []))
+    writer.writerow([id_column, "probability"] + (["label"] if known.any() else []))
     for i in range(len(split)):
-        writer.writerow([split.ids[i], f"{p[i]:.6f}"] + ([int(split.y[i])] if labelled else []))
+        label = ([int(split.y[i]) if known[i] else ""]) if known.any() else []
+        writer.writerow([split.ids[i], f"{p[i]:.6f}"] + label)
     atomic_write(out_csv, buf.getvalue())
-    summary = {"n": len(split), "out": str(out_csv), "format": fmt, "labelled": labelled}
-    if labelled:
-        summary["metrics"] = score_metrics(split.y, p, saved.manifest["seed"])
+    summary = {"n": len(split), "out": str(out_csv), "format": fmt, "labelled": int(known.sum()),
+               "issues": dict(issues), "metrics": None}
+    y_known = split.y[known]
+    if known.any() and 0 < y_known.sum() < len(y_known):
+        summary["metrics"] = score_metrics(y_known, p[known], saved.manifest["seed"])
     return summary

@@ -133,6 +133,8 @@ def test_pruning_schedule_reaches_target_within_the_run():
         ({"dnn_units": (64, -1)}, "dnn_units"),
         ({"timeout": 0}, "timeout"),
         ({"seed": -1}, "seed"),
+        ({"select": "first"}, "select must be 'last' or 'best'"),
+        ({"patience": 0}, "patience"),
     ],
 )
 def test_invalid_protocol_arguments_raise(tmp_path, kwargs, match):
@@ -293,3 +295,31 @@ def test_timeout_kills_the_child_and_fails_the_peer(tmp_path):
     [result] = run_tfmot_peers(_arrays(), tmp_path, peers=("prune_dnn",), epochs=1, timeout=0.2)
     assert result["status"] == "failed"
     assert "timed out after 0.2 s" in result["error"]
+
+
+@requires_tfmot
+@pytest.mark.slow
+def test_select_best_restores_a_fully_sparse_epoch_and_stops_early(tmp_path):
+    """With select="best" a pruned peer keeps the best validation epoch among those that end at
+    the target sparsity; patience stops it; its predictions are those of the restored weights."""
+    from sklearn.metrics import roc_auc_score
+
+    epochs = 6
+    arrays = _arrays(seed=3)
+    schedule = pruning_schedule(64, epochs=epochs, batch_size=BATCH, sparsity=0.5)
+    [r] = run_tfmot_peers(arrays, tmp_path, peers=("prune_dnn",), epochs=epochs, batch_size=BATCH, seed=SEED,
+                          select="best", patience=1)
+    assert r["status"] == "ok", r["error"]
+    assert r["config"]["select"] == "best" and r["config"]["patience"] == 1
+    assert r["eligible_from_epoch"] == -(-(schedule["end_step"] + 1) // 4)  # 4 steps per epoch
+    ran = len(r["epoch_seconds"])
+    assert len(r["val_auroc"]) == ran
+    assert r["eligible_from_epoch"] <= r["selected_epoch"] <= ran
+    eligible = r["val_auroc"][r["eligible_from_epoch"] - 1 :]
+    assert r["val_auroc"][r["selected_epoch"] - 1] == max(eligible)
+    assert r["stopped_early"] == (ran < epochs)
+    if r["stopped_early"]:
+        assert ran - r["selected_epoch"] == 1
+    assert roc_auc_score(arrays["y_val"], r["p_val"]) == pytest.approx(r["val_auroc"][r["selected_epoch"] - 1], abs=1e-6)
+    assert r["sparsity_reached"] == pytest.approx(0.5, abs=0.01), "the restored weights are as sparse as the target"
+    assert r["train_seconds"] == pytest.approx(sum(r["epoch_seconds"]))

@@ -56,6 +56,7 @@ def register(sub) -> None:
     r.add_argument("--format", default="keras", choices=("keras", "float32", "dynamic", "int8"))
     r.add_argument("--data", required=True, help="IHM folder, synthetic[:N[:SEED]] or physionet2012:PATH")
     r.add_argument("--out", required=True, help="CSV file to write")
+    r.add_argument("--strict", action="store_true", help="stop at the first bad input cell")
     r.add_argument("--cache-dir", default=None)
     r.add_argument("--quiet", action="store_true")
     r.set_defaults(handler=cmd_predict)
@@ -115,12 +116,20 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 def cmd_predict(args: argparse.Namespace) -> int:
     from condense.workflow import predict_run
 
-    summary = predict_run(args.model, data=args.data, out_csv=args.out, fmt=args.format,
+    summary = predict_run(args.model, data=args.data, out_csv=args.out, fmt=args.format, strict=args.strict,
                           cache_dir=args.cache_dir, quiet=args.quiet)
-    line = f"scored {summary['n']:,} records [{args.format}] -> {args.out}"
-    if summary["labelled"]:
-        m = summary["metrics"]
-        line += f"; AUROC {m['auroc']:.4f} [{m['auroc_ci'][0]:.4f}, {m['auroc_ci'][1]:.4f}], n={m['n']}"
+    if summary["issues"]:
+        counts = ", ".join(f"{kind} {n:,}" for kind, n in sorted(summary["issues"].items()))
+        _log(args, f"input problems counted and treated as missing or clipped: {counts}")
+    n, labelled = summary["n"], summary["labelled"]
+    line = f"scored {n:,} records [{args.format}] -> {args.out}"
+    m = summary["metrics"]
+    if m is not None:
+        line += f"; AUROC {m['auroc']:.4f} [{m['auroc_ci'][0]:.4f}, {m['auroc_ci'][1]:.4f}] on {labelled:,} labelled"
+        if labelled < n:
+            line += f" ({n - labelled:,} without a label)"
+    elif labelled:
+        line += f" ({labelled:,} labelled, all of one class: no AUROC)"
     else:
         line += " (no labels: no metrics)"
     print(line)

@@ -71,10 +71,11 @@ def load_dataset(spec: str, *, seed: int = 0, strict: bool = False, cache_dir=No
 
 
 def load_records(spec: str, *, source_state: dict | None = None, strict: bool = False, cache_dir=None,
-                 quiet: bool = False) -> tuple[Split, str]:
+                 quiet: bool = False) -> tuple[Split, str, dict[str, int]]:
     """Every record/episode of ``spec`` as one :class:`Split`, for scoring with a saved model.
 
-    Returns (split, id column name): ``RecordID`` for PhysioNet 2012, ``stay`` for the IHM layout.
+    Returns (split, id column name, issue counts): the id column is ``RecordID`` for PhysioNet
+    2012 and ``stay`` for the IHM layout; the counts are the input problems of this read.
     PhysioNet records are discretized with the model's saved ``source_state`` (fitted on its
     training data), never refitted on the new records; labels are -1 where outcomes are absent.
     IHM episodes are all episodes of the folder's listfiles (train, val and test).
@@ -87,12 +88,12 @@ def load_records(spec: str, *, source_state: dict | None = None, strict: bool = 
 
         if not source_state:
             raise DataError(f"--data {spec!r}: the model has no saved PhysioNet 2012 state (was it trained on PhysioNet?)")
-        split, _issues = load_physionet2012_records(spec.split(":", 1)[1], source_state, strict=strict)
-        return split, "RecordID"
+        split, issues = load_physionet2012_records(spec.split(":", 1)[1], source_state, strict=strict)
+        return split, "RecordID", issues
     dataset = load_dataset(spec, strict=strict, cache_dir=cache_dir, quiet=quiet)
     parts = [dataset.train, dataset.val, dataset.test]
     return Split(
         X=np.concatenate([p.X for p in parts]),
         y=np.concatenate([p.y for p in parts]),
         ids=np.concatenate([p.ids.astype(str) for p in parts]),
-    ), "stay"
+    ), "stay", dict(dataset.issues)

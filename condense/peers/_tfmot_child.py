@@ -19,8 +19,10 @@ only condense code used is ``condense/io.py`` (atomic writes, standard library o
 file path so the package ``__init__`` never runs.
 
 **Peers** (the architectures are the paper's, rebuilt in ``tf_keras``; Adam 1e-3, binary
-cross-entropy, the caller's epochs / batch size / seed; every peer trains from a fresh
-initialisation):
+cross-entropy, the caller's epochs / batch size / seed / epoch selection; every peer trains
+from a fresh initialisation; validation AUROC is scored after every epoch, outside the epoch's
+timed wall; with ``select == "best"`` the best validation epoch is restored — for a pruned peer
+only among the epochs that end at the target sparsity — and ``patience`` stops early):
 
 ``prune_dnn``, ``prune_lstm``
     ``tfmot.sparsity.keras.prune_low_magnitude`` on the whole model, so every Dense kernel and
@@ -50,7 +52,7 @@ from the Keras model (the QAT model simulates quantization with fake-quant ops) 
 
 **Protocol.** ``CONFIG.json`` holds: ``peer``, ``arrays`` (an ``.npz`` with ``seq_*`` /
 ``feat_*`` / ``y_*`` for the ``train``, ``val`` and ``test`` splits), ``out_dir``,
-``result_path``, ``epochs``, ``batch_size``, ``seed``, ``sparsity``, ``lstm_units``,
+``result_path``, ``epochs``, ``batch_size``, ``seed``, ``select``, ``patience``, ``sparsity``, ``lstm_units``,
 ``dnn_units``, ``pruning_schedule`` (pruned peers), ``quiet``. The child writes one result dict
 as JSON to ``result_path`` (atomically) and exits 0, also when the peer failed (``status`` ``"failed"`` with ``error`` and
 ``traceback``). A missing result file means the process died (crash, kill, timeout).
@@ -240,6 +242,17 @@ def _make_schedule(tfmot, params: dict):
     )
 
 
+def sparse_from_epoch(schedule: dict, steps_per_epoch: int) -> int:
+    """The first epoch (1-based) that ends with the target sparsity in place.
+
+    tfmot's step counter runs from 0; the masks reach the target on step ``end_step``, and epoch
+    ``e`` ends after step ``e * steps_per_epoch - 1``.
+    """
+    if schedule["kind"] == "constant":
+        return 1
+    return max(1, -(-(schedule["end_step"] + 1) // steps_per_epoch))
+
+
 def _weight_name(weight) -> str:
     return getattr(weight, "path", None) or weight.name
 
@@ -344,8 +357,42 @@ def _seed_everything(tf, tf_keras, seed: int) -> None:
     tf.config.experimental.enable_op_determinism()
 
 
-def _fit(tf_keras, model, x, y, cfg, callbacks) -> dict:
+def _best_epoch_tracker(tf_keras, x_val, y_val, cfg, eligible_from: int):
+    """A tf_keras callback scoring validation AUROC after every epoch (``select``/``patience``).
+
+    Only epochs from ``eligible_from`` on (1-based) can be selected or restart the patience
+    count: a pruned peer is eligible once its schedule has reached the target sparsity, so the
+    weights it restores are as sparse as the last epoch's.
+    """
+    import numpy as np
+    from sklearn.metrics import roc_auc_score
+
+    patience = cfg.get("patience")
+
+    class BestEpoch(tf_keras.callbacks.Callback):
+        def __init__(self):
+            super().__init__()
+            self.val_auroc: list[float] = []
+            self.best = (-np.inf, 0, None)  # (auroc, epoch, weights)
+            self.stopped_early = False
+
+        def on_epoch_end(self, epoch, logs=None):
+            p = self.model.predict(x_val, batch_size=256, verbose=0).reshape(-1)
+            score = float(roc_auc_score(y_val, p))
+            self.val_auroc.append(score)
+            if epoch + 1 >= eligible_from and score > self.best[0]:
+                self.best = (score, epoch + 1, self.model.get_weights())
+            if patience is not None and self.best[1] and epoch + 1 - self.best[1] >= patience:
+                self.stopped_early = True
+                self.model.stop_training = True
+
+    return BestEpoch()
+
+
+def _fit(tf_keras, model, x, y, cfg, callbacks, *, x_val, y_val, eligible_from: int = 1) -> dict:
+    """Train with the caller's protocol; with ``select == "best"`` restore the best eligible epoch."""
     timer = _epoch_timer(tf_keras)
+    tracker = _best_epoch_tracker(tf_keras, x_val, y_val, cfg, eligible_from)
     model.compile(
         optimizer=tf_keras.optimizers.Adam(learning_rate=LEARNING_RATE),
         loss="binary_crossentropy",
@@ -357,12 +404,22 @@ def _fit(tf_keras, model, x, y, cfg, callbacks) -> dict:
         epochs=cfg["epochs"],
         batch_size=cfg["batch_size"],
         shuffle=True,
-        callbacks=list(callbacks) + [timer],
+        callbacks=list(callbacks) + [timer, tracker],  # the timer stops before validation scoring
         verbose=0 if cfg["quiet"] else 2,
     )
+    train_seconds = float(sum(timer.seconds))
+    selected = len(timer.seconds)
+    if cfg.get("select", "last") == "best" and tracker.best[2] is not None:
+        model.set_weights(tracker.best[2])
+        selected = tracker.best[1]
     return {
-        "train_seconds": time.perf_counter() - start,
+        "train_seconds": train_seconds,
+        "wall_seconds": time.perf_counter() - start,
         "epoch_seconds": list(timer.seconds),
+        "val_auroc": list(tracker.val_auroc),
+        "selected_epoch": selected,
+        "stopped_early": tracker.stopped_early,
+        "eligible_from_epoch": eligible_from,
         "history": {k: [float(v) for v in vals] for k, vals in history.history.items()},
     }
 
@@ -388,7 +445,8 @@ def _run_prune(tf, tf_keras, tfmot, data, cfg, kind: str) -> dict:
             f"pruning schedule {schedule!r} does not match {steps_per_epoch} steps x {cfg['epochs']} epochs"
         )
     pruned = tfmot.sparsity.keras.prune_low_magnitude(model, pruning_schedule=_make_schedule(tfmot, schedule))
-    fit = _fit(tf_keras, pruned, x_train, y_train, cfg, [tfmot.sparsity.keras.UpdatePruningStep()])
+    fit = _fit(tf_keras, pruned, x_train, y_train, cfg, [tfmot.sparsity.keras.UpdatePruningStep()],
+               x_val=x_val, y_val=data["y_val"], eligible_from=sparse_from_epoch(schedule, steps_per_epoch))
     stripped = tfmot.sparsity.keras.strip_pruning(pruned)
 
     sparsity_reached, per_weight = _sparsity_report(stripped)
@@ -439,7 +497,7 @@ def _run_qat(tf, tf_keras, tfmot, data, cfg) -> dict:
     x_train, x_val, x_test = data["feat_train"], data["feat_val"], data["feat_test"]
     model = build_dnn(tf_keras, x_train.shape[1], cfg["dnn_units"])
     qat = tfmot.quantization.keras.quantize_model(model)
-    fit = _fit(tf_keras, qat, x_train, data["y_train"], cfg, [])
+    fit = _fit(tf_keras, qat, x_train, data["y_train"], cfg, [], x_val=x_val, y_val=data["y_val"])
 
     # Trainable weights of the QAT model are exactly the float kernels and biases; the
     # quantizer ranges and step counters are non-trainable bookkeeping.

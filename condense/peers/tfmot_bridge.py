@@ -105,7 +105,12 @@ RESULT_KEYS = (
     "tflite_runtime",
     "tflite_max_abs_diff",
     "train_seconds",
+    "wall_seconds",
     "epoch_seconds",
+    "val_auroc",
+    "selected_epoch",
+    "stopped_early",
+    "eligible_from_epoch",
     "history",
     "p_test",
     "p_val",
@@ -203,6 +208,8 @@ def run_tfmot_peers(
     epochs: int = 20,
     batch_size: int = 8,
     seed: int = 0,
+    select: str = "last",
+    patience: int | None = None,
     sparsity: float = 0.5,
     lstm_units: Sequence[int] = (16, 16),
     dnn_units: Sequence[int] = (256, 128, 64),
@@ -222,6 +229,10 @@ def run_tfmot_peers(
         peers: peer names, run in this order (a single string is one peer). Unknown names give
             a failed result.
         epochs, batch_size, seed: training protocol, the same for every peer.
+        select, patience: ``"last"`` keeps the last epoch (the paper); ``"best"`` restores the
+            epoch with the best validation AUROC, ``patience`` stops after that many epochs
+            without improvement. A pruned peer can only select (and stop) once its schedule has
+            reached the target sparsity (``eligible_from_epoch``), so it is never less sparse.
         sparsity: target fraction of zero weights in every pruned kernel, in (0, 1).
         lstm_units, dnn_units: hidden sizes of the LSTM stack and of the DNN's Dense layers.
         timeout: wall-clock limit in seconds for each peer's child (``None``: no limit).
@@ -235,6 +246,7 @@ def run_tfmot_peers(
         (fraction of zeros in the pruned kernels), ``keras_bytes``, ``tflite_bytes``,
         ``tflite_gzip_bytes``, ``train_seconds``, ``epoch_seconds``, ``p_val``/``p_test``
         (Keras model) and ``p_val_tflite``/``p_test_tflite`` (the ``.tflite`` file, batch 1),
+        ``val_auroc`` per epoch, ``selected_epoch``, ``stopped_early``,
         ``tflite_path``, ``library_versions``.
 
     Raises:
@@ -249,6 +261,10 @@ def run_tfmot_peers(
     seed = _int("seed", seed)
     if seed < 0:
         raise ValueError(f"seed must be a non-negative integer, got {seed}")
+    if select not in ("last", "best"):
+        raise ValueError(f"select must be 'last' or 'best', got {select!r}")
+    if patience is not None:
+        patience = _positive_int("patience", patience)
     if isinstance(sparsity, bool) or not isinstance(sparsity, numbers.Real) or not 0.0 < float(sparsity) < 1.0:
         raise ValueError(f"sparsity must be a number in (0, 1), got {sparsity!r}")
     sparsity = float(sparsity)
@@ -265,6 +281,8 @@ def run_tfmot_peers(
         "epochs": epochs,
         "batch_size": batch_size,
         "seed": seed,
+        "select": select,
+        "patience": patience,
         "sparsity": sparsity,
         "lstm_units": list(lstm_units),
         "dnn_units": list(dnn_units),
