@@ -26,6 +26,8 @@ from condense.bench_profiles import Profile
 from condense.data import Dataset, load_dataset
 
 RECURRENT = ("lstm", "hlstm")
+#: Every model row also gets a paired AUROC difference against this row (the LR peer).
+PAIRED_REFERENCE = "lr"
 
 
 @dataclass(frozen=True)
@@ -424,18 +426,31 @@ class BenchRun:
         return {"litert_latency_us_median": lat["median_us"], "litert_latency_us_p95": lat["p95_us"]}
 
     def _add_differences(self, rows: list[RowSpec]) -> None:
-        from condense.metrics import paired_bootstrap_diff
+        """Paired bootstrap AUROC differences: vs the row's baseline, and vs the logistic regression.
 
+        The second is the honest test on real data: a deep row is worth deploying only if it beats
+        the LR peer on the same patients.
+        """
         for spec in rows:
             res = self.results[spec.row]
-            base = self.results.get(spec.baseline or "")
-            if res.get("status") != "ok" or not base or base.get("status") != "ok":
+            if res.get("status") != "ok" or spec.row not in self.p_test:
                 continue
-            d = paired_bootstrap_diff(self.y_test, self.p_test[spec.baseline], self.p_test[spec.row],
-                                      metric="auroc", n_resamples=self.profile.bootstrap_resamples, seed=self.seed)
-            res.update(auroc_diff=d["diff"], auroc_diff_low=d["low"], auroc_diff_high=d["high"])
-            if res.get("train_seconds") and base.get("train_seconds") and spec.kind in ("train", "tfmot"):
+            for ref, prefix in ((spec.baseline, "auroc_diff"), (PAIRED_REFERENCE, "auroc_diff_lr")):
+                base = self.results.get(ref or "")
+                if ref == spec.row or not base or base.get("status") != "ok" or ref not in self.p_test:
+                    continue
+                res.update(self._paired_diff(ref, spec.row, prefix))
+            base = self.results.get(spec.baseline or "", {})
+            if base.get("status") == "ok" and res.get("train_seconds") and base.get("train_seconds") \
+                    and spec.kind in ("train", "tfmot"):
                 res["train_ratio"] = res["train_seconds"] / base["train_seconds"]
+
+    def _paired_diff(self, reference: str, row: str, prefix: str) -> dict:
+        from condense.metrics import paired_bootstrap_diff
+
+        d = paired_bootstrap_diff(self.y_test, self.p_test[reference], self.p_test[row], metric="auroc",
+                                  n_resamples=self.profile.bootstrap_resamples, seed=self.seed)
+        return {prefix: d["diff"], f"{prefix}_low": d["low"], f"{prefix}_high": d["high"]}
 
 
 def run_benchmark(profile: Profile, *, out_dir, seeds: int = 1, cache_dir=None, quiet: bool = False,

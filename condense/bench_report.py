@@ -22,7 +22,8 @@ COLUMNS = (
     "keras_latency_us_median", "keras_latency_us_p95", "litert_latency_us_median", "litert_latency_us_p95",
     "train_seconds", "train_ratio", "epochs_run",
     "auroc", "auroc_low", "auroc_high", "auroc_std", "auprc", "auprc_std", "brier", "brier_std",
-    "auroc_diff", "auroc_diff_low", "auroc_diff_high", "parity_max_abs", "n_test", "seeds",
+    "auroc_diff", "auroc_diff_low", "auroc_diff_high", "auroc_diff_lr", "auroc_diff_lr_low", "auroc_diff_lr_high",
+    "parity_max_abs", "n_test", "seeds",
 )
 #: Columns averaged over seeds (with a standard deviation where a *_std column exists).
 NUMERIC = tuple(c for c in COLUMNS if c not in ("row", "model", "method", "family", "baseline", "status", "error",
@@ -89,11 +90,11 @@ def _auroc_text(row: dict) -> str:
     return text + (f" ± {sd:.3f}" if sd is not None else "")
 
 
-def _diff_text(row: dict) -> str:
-    d, lo, hi = (_num(row, c) for c in ("auroc_diff", "auroc_diff_low", "auroc_diff_high"))
+def _diff_text(row: dict, prefix: str = "auroc_diff", name_baseline: bool = True) -> str:
+    d, lo, hi = (_num(row, c) for c in (prefix, f"{prefix}_low", f"{prefix}_high"))
     if d is None:
         return "–"
-    return f"{d:+.3f} [{lo:+.3f}, {hi:+.3f}] vs {row['baseline']}"
+    return f"{d:+.3f} [{lo:+.3f}, {hi:+.3f}]" + (f" vs {row['baseline']}" if name_baseline else "")
 
 
 def deploy_latency(row: dict):
@@ -141,12 +142,12 @@ def table_markdown(table: list[dict], header: dict) -> str:
         "## All columns",
         "",
         "| row | params (non-zero) | .keras B | .tflite B (format) | gzip B | Keras µs med / p95 | LiteRT µs med / p95 "
-        "| train s (× baseline) | AUPRC | Brier | ΔAUROC [95 % CI] | max abs vs Keras | n test |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|---:|",
+        "| train s (× baseline) | AUPRC | Brier | ΔAUROC [95 % CI] | ΔAUROC vs LR | max abs vs Keras | n test |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---|---:|---:|",
     ]
     for row in table:
         if row["status"] != "ok":
-            lines.append(f"| {row['row']} | FAILED: {row['error']} ||||||||||||")
+            lines.append(f"| {row['row']} | FAILED: {row['error']} |||||||||||||")
             continue
         nz = _num(row, "nonzero_params")
         params = _f(_num(row, "params"), ",.0f") + (f" ({nz:,.0f})" if nz is not None else "")
@@ -162,6 +163,7 @@ def table_markdown(table: list[dict], header: dict) -> str:
             f"{_f(_num(row, 'litert_latency_us_median'), ',.0f')} / {_f(_num(row, 'litert_latency_us_p95'), ',.0f')} | "
             f"{_f(_num(row, 'train_seconds'), ',.1f')}{ratio_text} | "
             f"{_f(_num(row, 'auprc'), '.3f')} | {_f(_num(row, 'brier'), '.4f')} | {_diff_text(row)} | "
+            f"{_diff_text(row, 'auroc_diff_lr', name_baseline=False)} | "
             f"{_f(_num(row, 'parity_max_abs'), '.1e')} | {_f(_num(row, 'n_test'), ',.0f')} |"
         )
     return "\n".join(lines) + "\n"

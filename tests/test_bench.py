@@ -9,12 +9,13 @@ import json
 
 import pytest
 
-from condense.bench import plan_rows, run_benchmark
+from condense.bench import BenchRun, plan_rows, run_benchmark
 from condense.bench_profiles import PROFILES, get_profile
 from condense.bench_report import COLUMNS
 from condense.compare import compare_tables
 from condense.io import sha256_file
 
+REAL_RUN_LR = BenchRun._run_lr  # the smoke fixture breaks it for the module; one test needs it back
 EXPECTED_ROWS = [
     "lstm", "lstm-prune25", "lstm-prune50", "hlstm", "hlstm-input", "hlstm-prune50",
     "dnn", "dnn-prune25", "dnn-prune50",
@@ -92,6 +93,7 @@ def test_table_has_every_row_and_column(smoke_run):
         assert float(row["parity_max_abs"]) <= 1e-5
         assert float(row["auroc_low"]) <= float(row["auroc"]) <= float(row["auroc_high"])
     assert by_row["lstm-prune50"]["auroc_diff"] != "" and by_row["lstm-prune50"]["baseline"] == "lstm"
+    assert all(r["auroc_diff_lr"] == "" for r in rows), "the LR row failed: nothing to compare against"
     assert by_row["dnn-int8"]["tflite_format"] == "int8"
     assert int(by_row["dnn-int8"]["tflite_bytes"]) * 3 < int(by_row["dnn"]["tflite_bytes"])
 
@@ -125,8 +127,9 @@ def test_compare_accepts_the_table_against_itself(smoke_run):
     assert compare_tables(out_dir / "table.csv", out_dir / "table.csv").ok
 
 
-def test_reference_score_rows_are_scored_on_the_records_that_have_one(tiny_dataset, tmp_path, monkeypatch):
-    """A score shipped with the data (PhysioNet's SAPS-I, SOFA) becomes a row; NaN records are left out and counted."""
+def test_reference_scores_and_differences_against_the_logistic_regression(tiny_dataset, tmp_path, monkeypatch):
+    """A score shipped with the data (PhysioNet's SAPS-I, SOFA) becomes a row, NaN records left out and
+    counted; every model row gets a paired AUROC difference against the LR peer."""
     import numpy as np
     from sklearn.metrics import roc_auc_score
 
@@ -139,11 +142,17 @@ def test_reference_score_rows_are_scored_on_the_records_that_have_one(tiny_datas
     score["test"][:5] = np.nan
     data = dataclasses.replace(tiny_dataset, extras={"severity": score, "reference_scores": {"severity": "Severity"}})
     monkeypatch.setattr(condense.bench, "load_dataset", lambda *args, **kwargs: data)
+    monkeypatch.setattr(condense.bench.BenchRun, "_run_lr", REAL_RUN_LR)
     profile = dataclasses.replace(get_profile("smoke"), bootstrap_resamples=200)
-    out_dir, ok = run_benchmark(profile, out_dir=tmp_path / "out", only=["severity"], quiet=True)
+    profile = dataclasses.replace(profile, latency_repeats=5, latency_warmup=1)
+    out_dir, ok = run_benchmark(profile, out_dir=tmp_path / "out", only=["dnn", "lr", "severity"], quiet=True,
+                                cache_dir=tmp_path / "cache")
     assert ok
     with open(out_dir / "table.csv", newline="") as fh:
-        (row,) = list(csv.DictReader(fh))
+        dnn, lr, row = list(csv.DictReader(fh))
+    assert float(dnn["auroc_diff_lr"]) == pytest.approx(float(dnn["auroc"]) - float(lr["auroc"]), abs=1e-9)
+    assert float(dnn["auroc_diff_lr_low"]) < float(dnn["auroc_diff_lr"]) < float(dnn["auroc_diff_lr_high"])
+    assert lr["auroc_diff_lr"] == "" and row["auroc_diff_lr"] == "", "no difference against itself or another cohort"
     known = ~np.isnan(score["test"])
     assert row["row"] == "severity" and row["status"] == "ok" and row["params"] == ""
     assert int(row["n_test"]) == len(y) - 5
