@@ -5,10 +5,16 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: benchmark test smoke install clean
+.PHONY: benchmark benchmark-real test smoke install clean
+
+# PhysioNet 2012 set A (open data): make benchmark-real PHYSIONET=path/to/set-a.tar.gz
+PHYSIONET ?= ../shared/data/physionet2012/set-a.tar.gz
 
 benchmark: $(STAMP)   ## the main job: the default condensation table on the synthetic cohort
 	$(BIN)/condense bench --profile default
+
+benchmark-real: $(STAMP)  ## the real-data table: PhysioNet 2012, best epoch + early stopping, 3 seeds
+	$(BIN)/condense bench --profile real --seeds 3 --data physionet2012:$(PHYSIONET)
 
 test: $(STAMP)        ## the test suite
 	$(BIN)/python -m pytest -q
