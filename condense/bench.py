@@ -105,12 +105,17 @@ class Progress:
 
     def __init__(self, rows: list[RowSpec], epochs: int, quiet: bool):
         self.quiet = quiet
-        self.total = sum(r.weight * (epochs if r.kind in ("train", "tfmot") else 1) for r in rows)
+        self.epochs = epochs
+        self.total = sum(self.units(r) for r in rows)
         self.done = 0.0
         self.t0 = time.perf_counter()
         self.n_rows = len(rows)
         self.index = 0
         self.row = ""
+
+    def units(self, spec: RowSpec) -> float:
+        """A row's share of the work: its weight, times the epochs for rows that train per epoch."""
+        return spec.weight * (self.epochs if spec.kind in ("train", "tfmot") else 1)
 
     def eta(self) -> str:
         if self.done <= 0:
@@ -347,7 +352,7 @@ class BenchRun:
         if self.tfmot_results is None:
             self.tfmot_results = self._run_all_tfmot()
         peer = self.tfmot_results.get(spec.train["peer"])
-        self.progress.advance(spec.weight * self.profile.epochs)
+        self.progress.advance(self.progress.units(spec))
         if peer is None or peer.get("status") != "ok":
             raise RuntimeError((peer or {}).get("error", "peer did not run"))
         p = np.asarray(peer.get("p_test_tflite") or peer["p_test"], dtype=np.float64)
@@ -389,7 +394,7 @@ class BenchRun:
 
         config = self._train_config(spec)
         model, inputs, record = train_on_dataset(config, self.dataset, verbose=0)
-        self.progress.advance(spec.weight * self.profile.epochs)
+        self.progress.advance(self.progress.units(spec))
         model_dir = self._model_dir(spec.row)
         self.p_test[spec.row] = record.pop("p_test")
         save_run(model_dir, model=model, inputs=inputs, manifest={**record, "data": {"fingerprint": self.dataset.fingerprint}})
@@ -406,7 +411,7 @@ class BenchRun:
         known = np.isfinite(score)
         if not known.any():
             raise RuntimeError(f"no test record has a {spec.model} score")
-        self.progress.advance(spec.weight * self.profile.epochs)
+        self.progress.advance(self.progress.units(spec))
         return self._metrics(spec, score[known], y=self.y_test[known], probabilities=False)
 
     def _metrics(self, spec: RowSpec, p: np.ndarray, y: np.ndarray | None = None, probabilities: bool = True) -> dict:

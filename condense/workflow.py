@@ -192,16 +192,17 @@ def predict_run(model_dir, *, data: str, out_csv, fmt: str = "keras", strict: bo
         )
     p = saved.predict_raw(split.X)
     known = split.y >= 0
+    label_column = bool(known.any())
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
-    writer.writerow([id_column, "probability"] + (["label"] if known.any() else []))
+    writer.writerow([id_column, "probability"] + (["label"] if label_column else []))
     for i in range(len(split)):
-        label = ([int(split.y[i]) if known[i] else ""]) if known.any() else []
+        label = [int(split.y[i]) if known[i] else ""] if label_column else []
         writer.writerow([split.ids[i], f"{p[i]:.6f}"] + label)
     atomic_write(out_csv, buf.getvalue())
     summary = {"n": len(split), "out": str(out_csv), "format": fmt, "labelled": int(known.sum()),
                "issues": dict(issues), "metrics": None}
     y_known = split.y[known]
-    if known.any() and 0 < y_known.sum() < len(y_known):
+    if label_column and 0 < y_known.sum() < len(y_known):
         summary["metrics"] = score_metrics(y_known, p[known], saved.manifest["seed"])
     return summary
