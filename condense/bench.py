@@ -26,6 +26,10 @@ from condense.bench_profiles import Profile
 from condense.data import Dataset, load_dataset
 
 RECURRENT = ("lstm", "hlstm")
+#: Test samples every .tflite file runs on TFLM (compared with LiteRT's outputs).
+TFLM_SAMPLES = 16
+#: The row whose LiteRT latency every file's latency ratio refers to (the baseline LSTM's float32 file).
+LATENCY_REFERENCE = "lstm"
 #: Every model row also gets a paired AUROC difference against this row (the LR peer).
 PAIRED_REFERENCE = "lr"
 
@@ -50,6 +54,7 @@ class RowSpec:
     train: dict = field(default_factory=dict)
     source: str | None = None
     fmt: str | None = None
+    route: str = "auto"  # the export route of a "convert" row (condense.export.ROUTES)
     weight: float = 1.0  # relative cost, for the time-left estimate
 
 
@@ -82,10 +87,16 @@ def plan_rows(profile: Profile, reference_scores: dict[str, str] | None = None) 
     for src in [r for r in trained if r.family == "dnn" and r.row == "dnn"] + [r for r in trained if r.family in RECURRENT]:
         rows.append(RowSpec(f"{src.row}-int8", src.model, f"{src.method} -> TFLite int8 (full integer)", "convert",
                             src.family, src.row, source=src.row, fmt="int8", weight=0.1))
+    for src in [r for r in trained if r.family in RECURRENT]:
+        rows.append(RowSpec(f"{src.row}-dynamic", src.model, f"{src.method} -> TFLite dynamic (int8 weights)",
+                            "convert", src.family, src.row, source=src.row, fmt="dynamic", weight=0.1))
     if profile.peers:
-        for src in ("dnn", "lstm"):
-            rows.append(RowSpec(f"{src}-dynamic", src.upper(), "peer: TFLite dynamic-range quantization", "convert",
-                                src, src, source=src, fmt="dynamic", weight=0.1))
+        rows.append(RowSpec("dnn-dynamic", "DNN", "peer: TFLite dynamic-range quantization", "convert",
+                            "dnn", "dnn", source="dnn", fmt="dynamic", weight=0.1))
+        rows.append(RowSpec("lstm-keras3", "LSTM", "peer: Keras 3 default conversion (WHILE loop + Masking), float32",
+                            "convert", "lstm", "lstm", source="lstm", fmt="float32", route="while", weight=0.1))
+        rows.append(RowSpec("lstm-keras3-int8", "LSTM", "peer: Keras 3 default conversion (unrolled + Masking), int8",
+                            "convert", "lstm", "lstm", source="lstm", fmt="int8", route="unrolled", weight=0.1))
         rows.append(RowSpec("tfmot-prune-dnn", "DNN", "peer: tfmot magnitude pruning 50 % sparsity", "tfmot", "dnn", "dnn",
                             train={"peer": "prune_dnn"}, weight=0.4))
         rows.append(RowSpec("tfmot-prune-lstm", "LSTM", "peer: tfmot magnitude pruning 50 % sparsity", "tfmot", "lstm", "lstm",
@@ -196,6 +207,7 @@ class BenchRun:
             elif spec.kind == "convert":
                 self._guarded(spec, self._run_convert)
         self._add_differences(rows)
+        self._add_file_ratios(rows)
         return [self.results[s.row] for s in rows]
 
     def _guarded(self, spec: RowSpec, step, announce: bool = True) -> None:
@@ -263,8 +275,10 @@ class BenchRun:
     def _export_all(self, rows: list[RowSpec]) -> None:
         """Convert every file the table needs in one child process (TensorFlow starts once).
 
-        Export is all or nothing per child, so when the batch fails each job is retried on its
-        own: the one that crashes is recorded against its row, the others still convert.
+        Every job gets the row's first training inputs: int8 calibrates on them, and recurrent
+        models are checked on them before ``Masking`` is dropped. Export is all or nothing per
+        child, so when the batch fails each job is retried on its own: the one that crashes is
+        recorded against its row, the others still convert.
         """
         from condense.export import ExportJob, export_tflite_many
         from condense.runs import KERAS_FILE, tflite_file
@@ -277,29 +291,29 @@ class BenchRun:
             if spec.kind not in ("train", "convert") or src.get("status") != "ok":
                 continue
             model_dir = Path(src["model_dir"])
-            calibration = None
-            if fmt == "int8":
-                _, arrays = self.model_inputs(src["input_kind"])
-                calibration = arrays["train"][: self.profile.calibration]
-            jobs[spec.row] = ExportJob(model_dir / KERAS_FILE, model_dir / tflite_file(fmt), fmt, calibration_x=calibration)
+            _, arrays = self.model_inputs(src["input_kind"])
+            calibration = arrays["train"][: self.profile.calibration]
+            name = tflite_file(fmt) if spec.route == "auto" else f"model.{spec.route}.{fmt}.tflite"
+            jobs[spec.row] = ExportJob(model_dir / KERAS_FILE, model_dir / name, fmt, calibration_x=calibration,
+                                       route=spec.route)
         if not jobs:
             return
         self.progress.say(f"converting {len(jobs)} .tflite file(s) in a child process")
         t0 = time.perf_counter()
         try:
-            export_tflite_many(list(jobs.values()))
-            self.exported = {row: Path(job.out_path) for row, job in jobs.items()}
+            done = export_tflite_many(list(jobs.values()), details=True)
+            self.exported = dict(zip(jobs, done))
         except Exception as batch_error:  # noqa: BLE001
             self.progress.say(f"  batch conversion failed ({batch_error}); converting one file at a time")
             for row, job in jobs.items():
                 try:
-                    self.exported[row] = export_tflite_many([job])[0]
+                    self.exported[row] = export_tflite_many([job], details=True)[0]
                 except Exception as exc:  # noqa: BLE001
                     self.exported[row] = exc
         self.progress.advance(sum(s.weight for s in rows if s.kind == "convert"))
         self.progress.say(f"  converted in {time.perf_counter() - t0:.0f} s")
 
-    def _exported(self, row: str) -> Path:
+    def _exported(self, row: str) -> tuple[Path, dict]:
         out = self.exported.get(row)
         if out is None:
             raise RuntimeError("no .tflite file was converted for this row")
@@ -310,7 +324,6 @@ class BenchRun:
     def _measure_trained(self, spec: RowSpec) -> dict:
         """Keras latency (1 thread, child process), and the float32 file: size, LiteRT latency, parity."""
         from condense import measure
-        from condense.export import TFLiteModel
         from condense.runs import KERAS_FILE
 
         result = self.results[spec.row]
@@ -319,32 +332,57 @@ class BenchRun:
         lat = measure.keras_latency(Path(result["model_dir"]) / KERAS_FILE, x_test[:1], num_threads=1,
                                     warmup=self.profile.latency_warmup, repeats=self.profile.latency_repeats)
         out = {"keras_latency_us_median": lat["median_us"], "keras_latency_us_p95": lat["p95_us"]}
-        tfl = self._exported(spec.row)
-        n = min(64, len(x_test))
-        out["parity_max_abs"] = float(np.max(np.abs(TFLiteModel(tfl).predict(x_test[:n]) - self.p_test[spec.row][:n])))
-        out.update(tflite_format="float32", tflite_bytes=measure.file_bytes(tfl), deploy_bytes=measure.file_bytes(tfl))
-        out.update(self._litert_latency(tfl, x_test[:1]))
+        tfl, info = self._exported(spec.row)
+        out.update(self._file_measurements(tfl, info, "float32", x_test, self.p_test[spec.row])[0])
         return out
 
     def _run_convert(self, spec: RowSpec) -> dict:
-        from condense import measure
-        from condense.export import TFLiteModel
-
         source = self.results.get(spec.source, {})
         if source.get("status") != "ok":
             raise RuntimeError(f"source row {spec.source!r} did not train")
-        path = self._exported(spec.row)
+        path, info = self._exported(spec.row)
         _, arrays = self.model_inputs(source["input_kind"])
-        p = np.asarray(TFLiteModel(path).predict(arrays["test"]), dtype=np.float64).reshape(-1)
+        measured, p = self._file_measurements(path, info, spec.fmt, arrays["test"], self.p_test[spec.source])
         self.p_test[spec.row] = p
         result = self._metrics(spec, p)
-        result.update(
-            params=source["params"], tflite_format=spec.fmt, tflite_bytes=measure.file_bytes(path),
-            deploy_bytes=measure.file_bytes(path), train_seconds=source["train_seconds"],
-            parity_max_abs=float(np.max(np.abs(p - self.p_test[spec.source]))),
-        )
-        result.update(self._litert_latency(path, arrays["test"][:1]))
+        result.update(measured, params=source["params"], train_seconds=source["train_seconds"])
         return result
+
+    def _file_measurements(self, path: Path, info: dict, fmt: str, x_test: np.ndarray,
+                           p_keras: np.ndarray) -> tuple[dict, np.ndarray]:
+        """Everything measured on one .tflite file: size, route, parity with Keras on the whole
+        test split, batched and batch-1 LiteRT time, ties among the probabilities, TFLM."""
+        from condense import measure
+        from condense.export import TFLiteModel
+
+        runner = TFLiteModel(path)
+        t0 = time.perf_counter()
+        p = np.asarray(runner.predict(x_test), dtype=np.float64).reshape(-1)
+        batch_us = (time.perf_counter() - t0) / len(x_test) * 1e6
+        out = {
+            "tflite_format": fmt, "tflite_bytes": measure.file_bytes(path), "deploy_bytes": measure.file_bytes(path),
+            "route": info.get("route", ""), "cell_state_max_abs": info.get("cell_state_max_abs"),
+            "parity_max_abs": float(np.max(np.abs(p - p_keras))), "litert_batch_us": batch_us,
+            "p_ties": int(len(p) - len(np.unique(p))),
+        }
+        out.update(self._litert_latency(path, x_test[:1]))
+        out.update(self._micro(path, x_test[:TFLM_SAMPLES], p[:TFLM_SAMPLES]))
+        return out, p
+
+    def _micro(self, path: Path, x: np.ndarray, p_litert: np.ndarray) -> dict:
+        """TFLM arena and agreement with LiteRT, or why the file cannot run there."""
+        from condense import micro
+
+        if not micro.available():
+            return {"tflm_note": "tflite-micro not installed"}
+        try:
+            run = micro.run_micro(path, x)
+        except micro.MicroError as exc:
+            return {"tflm_note": str(exc)[:200]}
+        deviation = float(np.max(np.abs(run["outputs"].reshape(len(x), -1)[:, 0] - p_litert)))
+        if not np.isfinite(deviation):
+            return {"tflm_note": "TFLM returns non-finite outputs"}
+        return {"tflm_arena_bytes": run["arena_bytes"], "tflm_max_abs": deviation}
 
     def _run_tfmot(self, spec: RowSpec) -> dict:
         from condense import measure
@@ -449,6 +487,20 @@ class BenchRun:
             if base.get("status") == "ok" and res.get("train_seconds") and base.get("train_seconds") \
                     and spec.kind in ("train", "tfmot"):
                 res["train_ratio"] = res["train_seconds"] / base["train_seconds"]
+
+    def _add_file_ratios(self, rows: list[RowSpec]) -> None:
+        """``latency_ratio``: LiteRT batch-1 latency / the baseline LSTM's float32 file's;
+        ``file_ratio``: file bytes / the float32 file of the same model (the source row's)."""
+        reference = self.results.get(LATENCY_REFERENCE, {}).get("litert_latency_us_median")
+        for spec in rows:
+            res = self.results[spec.row]
+            if res.get("status") != "ok" or not res.get("tflite_bytes"):
+                continue
+            if reference and res.get("litert_latency_us_median"):
+                res["latency_ratio"] = res["litert_latency_us_median"] / reference
+            own = self.results.get(spec.source or spec.row, {})
+            if spec.kind in ("train", "convert") and own.get("status") == "ok" and own.get("tflite_bytes"):
+                res["file_ratio"] = res["tflite_bytes"] / own["tflite_bytes"]
 
     def _paired_diff(self, reference: str, row: str, prefix: str) -> dict:
         from condense.metrics import paired_bootstrap_diff

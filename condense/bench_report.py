@@ -24,10 +24,17 @@ COLUMNS = (
     "auroc", "auroc_low", "auroc_high", "auroc_std", "auprc", "auprc_std", "brier", "brier_std",
     "auroc_diff", "auroc_diff_low", "auroc_diff_high", "auroc_diff_lr", "auroc_diff_lr_low", "auroc_diff_lr_high",
     "parity_max_abs", "n_test", "seeds",
+    "route", "litert_batch_us", "latency_ratio", "file_ratio", "tflm_arena_bytes", "tflm_max_abs", "tflm_note",
+    "cell_state_max_abs", "p_ties",
 )
+#: Text columns (everything else is numeric).
+TEXT = ("row", "model", "method", "family", "baseline", "status", "error", "tflite_format", "seeds", "route",
+        "tflm_note")
+#: Numeric columns that are whole numbers (their seed mean is rounded).
+INTEGER = ("params", "nonzero_params", "keras_bytes", "tflite_bytes", "tflite_gzip_bytes", "deploy_bytes",
+           "epochs_run", "n_test", "tflm_arena_bytes", "p_ties")
 #: Columns averaged over seeds (with a standard deviation where a *_std column exists).
-NUMERIC = tuple(c for c in COLUMNS if c not in ("row", "model", "method", "family", "baseline", "status", "error",
-                                                "tflite_format", "seeds") and not c.endswith("_std"))
+NUMERIC = tuple(c for c in COLUMNS if c not in TEXT and not c.endswith("_std"))
 
 
 def aggregate(per_seed: list[list[dict]]) -> list[dict]:
@@ -47,8 +54,7 @@ def aggregate(per_seed: list[list[dict]]) -> list[dict]:
                 row[col] = ""
                 continue
             mean = float(np.mean(values))
-            row[col] = int(round(mean)) if col in ("params", "nonzero_params", "keras_bytes", "tflite_bytes",
-                                                    "tflite_gzip_bytes", "deploy_bytes", "epochs_run", "n_test") else mean
+            row[col] = int(round(mean)) if col in INTEGER else mean
             std_col = f"{col}_std"
             if std_col in COLUMNS:
                 row[std_col] = float(np.std(values, ddof=1)) if len(values) > 1 else ""
@@ -137,6 +143,7 @@ def table_markdown(table: list[dict], header: dict) -> str:
             f"{_f(None if file_bytes is None else file_bytes / 1000, ',.1f')} | {_f(deploy_latency(row), ',.0f')} | "
             f"{_f(train, ',.1f', 'n/a')} | {_auroc_text(row)} |"
         )
+    lines += deployable_markdown(table)
     lines += [
         "",
         "## All columns",
@@ -167,6 +174,39 @@ def table_markdown(table: list[dict], header: dict) -> str:
             f"{_f(_num(row, 'parity_max_abs'), '.1e')} | {_f(_num(row, 'n_test'), ',.0f')} |"
         )
     return "\n".join(lines) + "\n"
+
+
+def deployable_markdown(table: list[dict]) -> list[str]:
+    """The section on the .tflite files: route, size and speed ratios, TFLM arena, ties."""
+    lines = [
+        "",
+        "## Deployable files: LiteRT and TensorFlow Lite for Microcontrollers",
+        "",
+        "Route: the graph that was converted (`fused`: TFLite's UNIDIRECTIONAL_SEQUENCE_LSTM op; `hoisted, unrolled`: "
+        "the hLSTM's input projection outside an unrolled loop; `while` / `unrolled`: the Keras layers as a loop or "
+        "unrolled, `+ Masking` when Masking stays in). × float32: file bytes / the same model's float32 file. "
+        "LiteRT: batch 1, one thread, median µs, state reset included; × LSTM: / the baseline LSTM's float32 file. "
+        "Batched: the whole test split through the file, divided by its size (the paper's definition). "
+        "TFLM arena: the smallest tensor arena with which TensorFlow Lite for Microcontrollers runs the file "
+        "(input and output buffers included), or why it cannot. Tied p: test patients whose probability "
+        "equals another patient's.",
+        "",
+        "| row | format | route | file B | × float32 | LiteRT µs | × LSTM | batched µs/sample | TFLM arena B "
+        "| tied p | max abs vs Keras | AUROC |",
+        "|---|---|---|---:|---:|---:|---:|---:|---|---:|---:|---|",
+    ]
+    for row in table:
+        if row["status"] != "ok" or _num(row, "tflite_bytes") is None:
+            continue
+        arena = _num(row, "tflm_arena_bytes")
+        arena_text = f"{arena:,.0f}" if arena is not None else (row.get("tflm_note") or "–")
+        lines.append(
+            f"| {row['row']} | {row['tflite_format']} | {row.get('route') or '–'} | {_f(_num(row, 'tflite_bytes'), ',.0f')} | "
+            f"{_f(_num(row, 'file_ratio'), '.2f')} | {_f(_num(row, 'litert_latency_us_median'), ',.0f')} | "
+            f"{_f(_num(row, 'latency_ratio'), '.2f')} | {_f(_num(row, 'litert_batch_us'), ',.0f')} | {arena_text} | "
+            f"{_f(_num(row, 'p_ties'), ',.0f')} | {_f(_num(row, 'parity_max_abs'), '.1e')} | {_auroc_text(row)} |"
+        )
+    return lines
 
 
 def _save_figure(fig, path: Path) -> None:

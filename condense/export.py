@@ -6,36 +6,60 @@ Three formats (:data:`FORMATS`):
     Plain conversion. Same numbers as Keras (max absolute difference in probability of the
     order of 1e-7).
 ``dynamic``
-    The converter's dynamic-range quantization (``Optimize.DEFAULT``, no representative data):
-    weight tensors are stored as int8 (per channel), activations stay float and the kernels
-    quantize them on the fly. Input and output stay float32. No calibration data needed. The
-    converter leaves tensors with fewer than 1,024 elements in float32 (in a 16-unit LSTM the
-    output layer; in a pruned 8-unit LSTM also the recurrent kernels).
+    Weights stored as int8, activations float (no calibration data needed). Dense layers get
+    the converter's dynamic-range quantization (``Optimize.DEFAULT``; it leaves tensors with
+    fewer than 1,024 elements in float32). Fused LSTM ops become the **hybrid** LSTM: int8 gate
+    matrices fed straight into the op (:func:`condense.tflite_edit.quantize_lstm_weights`; no
+    converter setting gives it).
 ``int8``
     Full-integer post-training quantization: weights *and* activations are int8 with uniform
-    affine (scale, zero-point) parameters, biases int32. Activation ranges are calibrated by
-    running ``calibration_x`` (a few hundred training samples, preprocessed exactly like the
-    model's training inputs) through the model. Only integer kernels run inside the model.
+    affine (scale, zero-point) parameters, biases int32 (a fused LSTM keeps its cell state in
+    int16). Activation ranges are calibrated by running ``calibration_x`` (a few hundred
+    training samples, preprocessed exactly like the model's training inputs) through the model.
 
 :func:`export_tflite` converts one file; :func:`export_tflite_many` converts several in one
 child process; :class:`TFLiteModel` runs any of them; :func:`parity_check` compares a file with
 its Keras model.
 
-How each model family is converted (the *route*) and why
+How recurrent models are converted (the *route*) and why
 --------------------------------------------------------
-Keras 3 recurrent layers (``LSTM``, the hLSTM, any ``keras.layers.RNN``) are converted from a
-**fixed batch of 1** rebuild of the model (:func:`condense.models.rebuild_with_batch`, same
-weights): with a dynamic batch the converter fails ("tf.TensorListReserve op requires
-element_shape to be static"). At batch 1 the time loop becomes a TFLite ``WHILE`` op, which is
-compact and numerically exact, and is what ``float32`` and ``dynamic`` use.
+Keras 3 recurrent models are converted at a **fixed batch of 1** (with a dynamic batch the
+converter fails). The ``route`` argument chooses the graph; ``"auto"`` (default) takes the
+fastest exact one (measured side by side in the benchmark):
 
-Full-int8 calibration of that ``WHILE`` loop crashes the converter process (SIGSEGV, a known
-upstream bug), so for ``int8`` recurrent models are rebuilt **unrolled** as well (one copy of
-the step per time step, 48 for the IHM task). The unrolled graph quantizes cleanly and runs
-faster (no loop control, integer kernels), but its file is larger than the float ``WHILE``
-file: the weights are stored once, in int8, while the per-step operators and their
-quantization parameters are repeated 48 times. Pass ``unroll=True`` to unroll a float export
-too, for a like-for-like latency comparison.
+``fused``
+    Every ``keras.layers.LSTM`` (and the hLSTM's ``input`` form, which decomposes exactly into
+    a Dense layer and an LSTM) becomes TFLite's fused ``UNIDIRECTIONAL_SEQUENCE_LSTM`` op
+    (:class:`condense.recurrent_graphs.FusedGraph`): several times faster and smaller than the
+    loop, and it runs on TensorFlow Lite for Microcontrollers. The converter hard-codes
+    ``cell_clip=10`` on that op, a clip Keras never applies; float32 and hybrid files get it
+    removed (exact), full-int8 files keep it (their int16 cell-state scale is built on it), and
+    the export reports the largest cell state the calibration data reaches
+    (``cell_state_max_abs``). **The fused op keeps its state between invocations**: reset it
+    before every prediction (``Interpreter.reset_all_variables()``, C++
+    ``ResetVariableTensors()``); :class:`TFLiteModel` does.
+``hoisted`` (auto only)
+    The hLSTM's ``gates`` form cannot fuse; for ``int8`` its input projection is computed once
+    for all steps and the loop is unrolled (:class:`condense.recurrent_graphs.HoistedGatesGraph`).
+``while``
+    The model's own layers as a TFLite ``WHILE`` loop. Auto uses it (without ``Masking`` when
+    that is exact) for ``float32``/``dynamic`` of layers that cannot fuse; ``route="while"``
+    asks for the Keras 3 default conversion exactly as Keras builds it, ``Masking`` included.
+``unrolled``
+    One copy of the step per time step. Full-int8 calibration of a ``WHILE`` loop crashes the
+    converter (SIGSEGV, a known upstream bug), so int8 files of layers that cannot fuse are
+    unrolled; ``route="unrolled"`` is the Keras 3 default unrolled conversion, ``Masking`` kept.
+
+``Masking`` is dropped only when that is exact: no time step of ``calibration_x`` has all
+features equal to the mask value (see :mod:`condense.recurrent_graphs`). Without
+``calibration_x`` nothing can be checked and ``Masking`` is kept (a ``WHILE`` or unrolled file,
+said in the result); with masked steps in the data it is kept too, and the result names the
+model and the count. ``route="fused"`` raises instead of falling back.
+
+In ``int8`` files with float output (the default), the graph is quantized up to the last
+hidden state and the final Dense layer and sigmoid run in float
+(:func:`condense.tflite_edit.append_dense_head`): probabilities are then a smooth function of
+the int8 state instead of one of 256 output levels, which tie many patients.
 
 Models without a recurrent layer (the DNN) keep their **dynamic batch** (input shape signature
 ``[-1, features]``): the one file serves a phone app (batch 1, the default allocation) and
@@ -105,6 +129,7 @@ from condense.io import atomic_path
 
 __all__ = [
     "FORMATS",
+    "ROUTES",
     "ExportError",
     "ExportJob",
     "export_tflite",
@@ -116,6 +141,9 @@ __all__ = [
 
 #: The ``.tflite`` formats :func:`export_tflite` writes.
 FORMATS = ("float32", "dynamic", "int8")
+
+#: The recurrent conversion routes :func:`export_tflite` accepts (see the module docstring).
+ROUTES = ("auto", "fused", "while", "unrolled")
 
 #: Environment variable read by the conversion child only (test hook, see the module docstring).
 FAULT_ENV = "CONDENSE_EXPORT_FAULT"
@@ -170,7 +198,7 @@ class ExportJob:
     fmt: str
     calibration_x: object = None
     int8_io: bool = False
-    unroll: bool | None = None
+    route: str = "auto"
     input_percentile: float | None = DEFAULT_INPUT_PERCENTILE
 
 
@@ -181,7 +209,7 @@ def export_tflite(
     *,
     calibration_x=None,
     int8_io: bool = False,
-    unroll: bool | None = None,
+    route: str = "auto",
     input_percentile: float | None = DEFAULT_INPUT_PERCENTILE,
     timeout: float = DEFAULT_TIMEOUT,
     quiet: bool = True,
@@ -197,9 +225,11 @@ def export_tflite(
             Loaded with ``safe_mode=True``; condense's custom layers are registered.
         out_path: Where to write the ``.tflite`` file (parent folders are created).
         fmt: ``"float32"``, ``"dynamic"`` or ``"int8"`` (see :data:`FORMATS`).
-        calibration_x: Required for ``"int8"``, ignored otherwise. Model inputs,
-            shape ``(N, *input_shape)``, preprocessed exactly as for training (a few hundred
-            training samples is plenty; every row is used, one at a time).
+        calibration_x: Model inputs, shape ``(N, *input_shape)``, preprocessed exactly as for
+            training (a few hundred training samples is plenty). Required for ``"int8"``
+            (calibration, every row is used). For recurrent models of every format it is
+            also the data on which dropping ``Masking`` is checked to be exact (see the
+            module docstring): without it, ``Masking`` is kept and no fused file is made.
         int8_io: Only for ``"int8"``: give the file int8 input and output tensors instead of
             float32 ones (for integer-only accelerators). Default ``False``.
         input_percentile: Only for ``"int8"``: the input's int8 range is calibrated on
@@ -207,10 +237,11 @@ def export_tflite(
             (default 99.99), so that rare outliers do not coarsen the input scale for every
             value; inputs beyond ``±L`` saturate. Data already within ``±L`` is unchanged.
             ``None`` calibrates on the plain min / max. See the module docstring.
-        unroll: For models with recurrent layers: ``None`` (default) unrolls the time loop
-            for ``"int8"`` only (required there) and keeps the compact ``WHILE`` loop otherwise;
-            ``True`` unrolls for every format. ``False`` with ``"int8"`` is refused (the
-            converter crashes). Ignored for models without recurrent layers.
+        route: For models with recurrent layers, one of :data:`ROUTES`: ``"auto"``
+            (default: the fastest exact graph), ``"fused"`` (raise if the fused LSTM op is
+            impossible), ``"while"`` / ``"unrolled"`` (the Keras 3 default conversion, Masking
+            kept; ``"while"`` with ``"int8"`` is refused: the converter crashes). See the
+            module docstring. Ignored for models without recurrent layers.
         timeout: Seconds the conversion may take before the child is killed and
             :class:`ExportError` is raised. Default 1800.
         quiet: ``True`` (default) captures the converter's console output (it is attached to
@@ -230,14 +261,20 @@ def export_tflite(
         export_tflite("models/run1/model.keras", "models/run1/model.int8.tflite", "int8",
                       calibration_x=x_train[:300])
     """
-    job = ExportJob(model_path, out_path, fmt, calibration_x=calibration_x, int8_io=int8_io, unroll=unroll,
+    job = ExportJob(model_path, out_path, fmt, calibration_x=calibration_x, int8_io=int8_io, route=route,
                     input_percentile=input_percentile)
     return export_tflite_many([job], timeout=timeout, quiet=quiet)[0]
 
 
-def export_tflite_many(jobs: Iterable[ExportJob], *, timeout: float = DEFAULT_TIMEOUT, quiet: bool = True) -> list[Path]:
+def export_tflite_many(jobs: Iterable[ExportJob], *, timeout: float = DEFAULT_TIMEOUT, quiet: bool = True,
+                       details: bool = False) -> list:
     """Run several conversions in one child process (TensorFlow starts once, which takes
     seconds) and return their output paths in order.
+
+    With ``details=True`` each item is ``(path, outcome)`` instead, ``outcome`` the child's
+    account of the job: ``route`` (the graph that was converted), ``ops`` (the file's operator
+    names), ``bytes``, ``masking`` (whether ``Masking`` was dropped, and the masked steps found
+    in ``calibration_x``), ``cell_state_max_abs`` (fused routes with data), ``warnings``.
 
     All or nothing: the files appear only when every job succeeded; at the first failure the
     child stops, no output file of any job is written, and :class:`ExportError` names the
@@ -264,7 +301,7 @@ def export_tflite_many(jobs: Iterable[ExportJob], *, timeout: float = DEFAULT_TI
                 "model_path": str(Path(job.model_path).resolve()),
                 "fmt": job.fmt,
                 "int8_io": bool(job.int8_io),
-                "unroll": job.unroll,
+                "route": job.route,
                 "calibration": None,
                 "out_path": str(tmp_out),
             }
@@ -279,7 +316,9 @@ def export_tflite_many(jobs: Iterable[ExportJob], *, timeout: float = DEFAULT_TI
         for out, outcome in zip(outs, outcomes):
             print(f"{out}: {outcome['fmt']} ({outcome['route']}, {outcome['io']} I/O), {outcome['bytes']:,} bytes, "
                   f"converted in {outcome['seconds']:.1f} s", file=sys.stderr)
-    return outs
+            for warning in outcome.get("warnings", []):
+                print(f"  warning: {warning}", file=sys.stderr)
+    return list(zip(outs, outcomes)) if details else outs
 
 
 def _check_job(job: ExportJob) -> tuple[ExportJob, np.ndarray | None]:
@@ -291,8 +330,11 @@ def _check_job(job: ExportJob) -> tuple[ExportJob, np.ndarray | None]:
         raise FileNotFoundError(f"Keras model not found: {model_path}")
     if model_path.suffix != ".keras":
         raise ValueError(f"Expected a Keras 3 `.keras` model file, got {model_path}")
-    if job.unroll is not None and not isinstance(job.unroll, bool):
-        raise ValueError(f"Argument `unroll` must be None, True or False, got unroll={job.unroll!r}.")
+    if job.route not in ROUTES:
+        raise ValueError(f"Argument `route` must be one of {ROUTES}, got route={job.route!r}.")
+    if job.route == "while" and fmt == "int8":
+        raise ValueError(f"route='while' cannot be int8 (exporting {model_path}): full-int8 calibration of a "
+                         "WHILE loop crashes the converter; use route='auto' or 'unrolled'.")
     if job.int8_io and fmt != "int8":
         raise ValueError(f"Argument `int8_io=True` needs fmt='int8', got fmt={fmt!r} (exporting {model_path}).")
     calibration = None
@@ -303,6 +345,8 @@ def _check_job(job: ExportJob) -> tuple[ExportJob, np.ndarray | None]:
                 "training inputs to calibrate the activation ranges."
             )
         calibration = clip_calibration(_check_calibration(job.calibration_x), job.input_percentile)
+    elif job.calibration_x is not None:  # the Masking check (recurrent models) reads the data as it is
+        calibration = _check_calibration(job.calibration_x)
     return job, calibration
 
 
@@ -445,7 +489,7 @@ def _is_recurrent(model) -> bool:
 
 
 def _convert(request: dict) -> dict:
-    """Load, rebuild, convert and check; write the bytes to ``request['out_path']``."""
+    """Load, choose the graph, convert, edit, check; write the bytes to ``request['out_path']``."""
     started = time.perf_counter()
     fault = os.environ.get(FAULT_ENV, "").strip().lower()
     if fault and fault not in _FAULTS:
@@ -455,37 +499,33 @@ def _convert(request: dict) -> dict:
     import tensorflow as tf
 
     import condense  # noqa: F401  (registers the custom layers for safe loading)
-    from condense.models import rebuild_with_batch
 
     fmt = request["fmt"]
     model = keras.saving.load_model(request["model_path"], safe_mode=True, compile=False)
     if len(model.inputs) != 1 or len(model.outputs) != 1:
         raise ValueError(f"only single-input, single-output models are supported, got "
                          f"{len(model.inputs)} inputs and {len(model.outputs)} outputs")
-    recurrent = _is_recurrent(model)
-    unroll = request["unroll"]
-    if recurrent:
-        if fmt == "int8" and unroll is False:
-            raise ValueError("full-int8 calibration of a recurrent WHILE loop crashes the converter; "
-                             "use unroll=None (default) or unroll=True for int8")
-        unrolled = fmt == "int8" if unroll is None else bool(unroll)
-        graph = rebuild_with_batch(model, batch_size=1, unroll=unrolled)
-        route = "batch-1 unrolled" if unrolled else "batch-1 WHILE loop"
-    else:
-        unrolled = False
-        graph = model
-        route = "dynamic batch" if model.inputs[0].shape[0] is None else f"batch {model.inputs[0].shape[0]}"
     sample_shape = tuple(int(d) for d in model.inputs[0].shape[1:])
+    calibration = np.load(request["calibration"]) if request.get("calibration") else None
+    if calibration is not None and tuple(calibration.shape[1:]) != sample_shape:
+        raise ValueError(f"calibration_x has samples of shape {tuple(calibration.shape[1:])}, "
+                         f"the model expects {sample_shape}")
+    recurrent = _is_recurrent(model)
+    float_head = fmt == "int8" and not request["int8_io"]
+    if recurrent:
+        plan = _plan_recurrent(model, request, calibration, float_head)
+    else:
+        route = "dynamic batch" if model.inputs[0].shape[0] is None else f"batch {model.inputs[0].shape[0]}"
+        plan = {"route": route, "graph": model, "head": None, "masking": None, "warnings": []}
 
-    converter = tf.lite.TFLiteConverter.from_keras_model(graph)
+    graph = plan["graph"]
+    if isinstance(graph, keras.Model):
+        converter = tf.lite.TFLiteConverter.from_keras_model(graph)
+    else:  # a rebuilt graph: (concrete function, the module that owns it)
+        converter = tf.lite.TFLiteConverter.from_concrete_functions([graph[0]], graph[1])
     if fmt in ("dynamic", "int8"):
         converter.optimizations = [tf.lite.Optimize.DEFAULT]
     if fmt == "int8":
-        calibration = np.load(request["calibration"])
-        if tuple(calibration.shape[1:]) != sample_shape:
-            raise ValueError(f"calibration_x has samples of shape {tuple(calibration.shape[1:])}, "
-                             f"the model expects {sample_shape}")
-
         def representative_dataset():
             for row in calibration:
                 yield [row[None, ...]]
@@ -506,7 +546,10 @@ def _convert(request: dict) -> dict:
             os.kill(os.getpid(), signal.SIGSEGV)  # pragma: no cover - should not get here
         raise RuntimeError(f"injected converter error ({FAULT_ENV}=error)")
 
-    data = bytes(converter.convert())
+    data = _edit(bytes(converter.convert()), fmt, plan)
+    ops = _op_names(data)
+    if plan["route"].startswith("fused") and "UNIDIRECTIONAL_SEQUENCE_LSTM" not in ops:
+        raise RuntimeError(f"the converter did not fuse the LSTM layers (ops: {sorted(set(ops))})")
     stats = _constant_stats(data)
     int8_bytes, float_bytes = stats["bytes"].get("int8", 0), stats["bytes"].get("float32", 0)
     if fmt == "int8" and not (int8_bytes > 0 and float_bytes < int8_bytes):
@@ -517,17 +560,132 @@ def _convert(request: dict) -> dict:
         raise RuntimeError(f"dynamic-range quantization stored no int8 weights although {large} weight "
                            f"tensors have >= {DYNAMIC_MIN_ELEMENTS} elements (constant bytes: {stats['bytes']})")
     _smoke_test(data, sample_shape)
+    if fmt == "float32" and recurrent and calibration is not None:
+        _check_float_parity(model, data, calibration[:FLOAT_SELF_CHECK_SAMPLES], plan["route"])
     with open(request["out_path"], "wb") as fh:
         fh.write(data)
         fh.flush()
         os.fsync(fh.fileno())
     return {
-        "fmt": fmt, "route": route, "recurrent": recurrent, "unrolled": unrolled,
-        "input_shape": [None if d is None else int(d) for d in graph.inputs[0].shape],
+        "fmt": fmt, "route": plan["route"], "recurrent": recurrent, "ops": sorted(set(ops)),
+        "input_shape": [1, *sample_shape] if recurrent else [None if d is None else int(d) for d in model.inputs[0].shape],
         "io": "int8" if request.get("int8_io") else "float32",
+        "masking": plan["masking"], "cell_state_max_abs": plan.get("cell_state_max_abs"),
+        "warnings": plan["warnings"],
         "bytes": len(data), "constant_bytes": stats["bytes"],
         "seconds": round(time.perf_counter() - started, 3),
     }
+
+
+#: Calibration samples the child runs through a float32 recurrent file and Keras before writing it.
+FLOAT_SELF_CHECK_SAMPLES = 32
+#: Largest probability difference a float32 recurrent file may have from Keras in that check.
+FLOAT_SELF_CHECK_TOL = 1e-4
+#: The cell clip the converter hard-codes on fused Keras LSTM ops (kept in full-int8 files).
+CONVERTER_CELL_CLIP = 10.0
+
+
+def _plan_recurrent(model, request: dict, calibration, float_head: bool) -> dict:
+    """Choose the graph of a recurrent model (see "How recurrent models are converted")."""
+    from condense import recurrent_graphs as rg
+    from condense.models import rebuild_with_batch
+
+    fmt, route = request["fmt"], request.get("route", "auto")
+    name = Path(request["model_path"]).name
+    warnings: list[str] = []
+    if route in ("while", "unrolled"):  # the Keras 3 default conversion, exactly as Keras builds it
+        graph = rebuild_with_batch(model, batch_size=1, unroll=route == "unrolled")
+        return {"route": f"{route} (Keras 3 default conversion)", "graph": graph, "head": None,
+                "masking": {"dropped": False, "reason": "requested route keeps the model as it is"},
+                "warnings": warnings}
+    chain = rg.analyse(model)
+    masking = {"dropped": chain.masking is None, "reason": "the model has no Masking layer"}
+    if chain.problem:
+        masking = {"dropped": False, "reason": f"not a chain the rebuilt graphs know ({chain.problem})"}
+    elif chain.masking is not None:
+        mask_value = float(chain.masking.mask_value)
+        if calibration is None:
+            masking["reason"] = "no calibration_x to check that no time step is masked"
+        else:
+            samples, steps = rg.masked_steps(calibration, mask_value)
+            masking.update(checked_samples=int(len(calibration)), masked_samples=samples, masked_steps=steps)
+            masking["dropped"] = steps == 0
+            masking["reason"] = ("no time step of the checked data is masked: dropping Masking is exact"
+                                 if steps == 0 else
+                                 f"{name}: {samples} of {len(calibration)} checked samples have {steps} time step(s) "
+                                 f"with every feature equal to the mask value {mask_value:g}: Masking kept")
+            if steps:
+                warnings.append(masking["reason"])
+    if not masking["dropped"] or chain.problem:
+        if route == "fused":
+            raise ValueError(f"cannot export {name} with the fused LSTM op: {masking['reason']}")
+        unroll = fmt == "int8"
+        return {"route": ("unrolled" if unroll else "while") + " + Masking",
+                "graph": rebuild_with_batch(model, batch_size=1, unroll=unroll), "head": None,
+                "masking": masking, "warnings": warnings}
+    head = chain.head if float_head else None
+    if not chain.fused_problem:
+        graph = rg.FusedGraph(chain, head=head is None)
+        plan = {"route": "fused", "graph": graph.concrete_function(), "head": head, "masking": masking,
+                "warnings": warnings}
+        if calibration is not None:
+            peaks = rg.lstm_cell_state_max(chain, calibration)
+            plan["cell_state_max_abs"] = max(peaks.values()) if peaks else None
+            if fmt == "int8" and peaks and max(peaks.values()) > CONVERTER_CELL_CLIP:
+                warnings.append(f"{name}: the LSTM cell state reaches {max(peaks.values()):.1f} on the calibration "
+                                f"data; the int8 LSTM op clips it at {CONVERTER_CELL_CLIP:g}")
+        return plan
+    if route == "fused":
+        raise ValueError(f"cannot export {name} with the fused LSTM op: {chain.fused_problem}")
+    if fmt == "int8" and not chain.hoist_problem:
+        graph = rg.HoistedGatesGraph(chain, head=head is None)
+        return {"route": "hoisted, unrolled", "graph": graph.concrete_function(), "head": head,
+                "masking": masking, "warnings": warnings, "strip": True}
+    unroll = fmt == "int8"
+    return {"route": "unrolled" if unroll else "while", "graph": rg.keras_chain(model, chain, unroll=unroll),
+            "head": None, "masking": masking, "warnings": warnings, "strip": unroll}
+
+
+def _edit(data: bytes, fmt: str, plan: dict) -> bytes:
+    """The edits the converter cannot make (:mod:`condense.tflite_edit`) for this route."""
+    from condense import tflite_edit
+
+    fused = plan["route"].startswith("fused")
+    if not (fused or plan.get("head") is not None or plan.get("strip")):
+        return data
+    model = tflite_edit.read_model(data)
+    if fused and fmt in ("float32", "dynamic"):
+        tflite_edit.unclip_lstm_cells(model)
+    if fused and fmt == "dynamic":
+        tflite_edit.quantize_lstm_weights(model)
+    if plan.get("head") is not None:
+        kernel, bias = (np.asarray(w, np.float32) for w in plan["head"].get_weights())
+        from condense.recurrent_graphs import _activation_name
+
+        tflite_edit.append_dense_head(model, kernel, bias, _activation_name(plan["head"].activation))
+    if plan.get("strip"):
+        tflite_edit.strip_names(model)
+    return tflite_edit.write_model(model)
+
+
+def _check_float_parity(model, data: bytes, x: np.ndarray, route: str) -> None:
+    """A rebuilt float32 graph must compute what Keras computes (with Masking, as trained)."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    p_keras = np.asarray(model.predict(x, batch_size=len(x), verbose=0), np.float64).reshape(len(x), -1)
+    interpreter = Interpreter(model_content=data, num_threads=1)
+    interpreter.allocate_tensors()
+    in_index, out_index = interpreter.get_input_details()[0]["index"], interpreter.get_output_details()[0]["index"]
+    p_file = []
+    for row in x:
+        interpreter.reset_all_variables()  # the fused op keeps its state between invocations
+        interpreter.set_tensor(in_index, row[None].astype(np.float32))
+        interpreter.invoke()
+        p_file.append(np.asarray(interpreter.get_tensor(out_index), np.float64).reshape(-1))
+    worst = float(np.max(np.abs(np.stack(p_file) - p_keras)))
+    if worst > FLOAT_SELF_CHECK_TOL:
+        raise RuntimeError(f"the {route} float32 file differs from Keras by {worst:.2e} on the calibration data "
+                           f"(tolerance {FLOAT_SELF_CHECK_TOL:g}); not written")
 
 
 def _smoke_test(data: bytes, sample_shape: tuple[int, ...]) -> None:
@@ -579,6 +737,30 @@ def _child_main(argv: list[str]) -> int:
 # ----------------------------------------------------------------------------------------------
 # Inspecting and running .tflite files
 # ----------------------------------------------------------------------------------------------
+
+
+def _op_names(data: bytes) -> list[str]:
+    """The builtin operator name of every operator in every subgraph of a ``.tflite`` file
+    (``"WHILE"``, ``"UNIDIRECTIONAL_SEQUENCE_LSTM"``...), in file order."""
+    from ai_edge_litert import schema_py_generated as schema
+
+    names = {v: k for k, v in vars(schema.BuiltinOperator).items() if not k.startswith("_")}
+    model = schema.Model.GetRootAs(data, 0)
+    codes = []
+    for i in range(model.OperatorCodesLength()):
+        code = model.OperatorCodes(i)
+        codes.append(names.get(max(code.BuiltinCode(), code.DeprecatedBuiltinCode()), f"op{code.BuiltinCode()}"))
+    return [codes[model.Subgraphs(g).Operators(o).OpcodeIndex()]
+            for g in range(model.SubgraphsLength()) for o in range(model.Subgraphs(g).OperatorsLength())]
+
+
+def _variable_tensor_count(data: bytes) -> int:
+    """Number of variable tensors (state an op keeps between invocations, e.g. a fused LSTM's)."""
+    from ai_edge_litert import schema_py_generated as schema
+
+    model = schema.Model.GetRootAs(data, 0)
+    return sum(1 for g in range(model.SubgraphsLength()) for t in range(model.Subgraphs(g).TensorsLength())
+               if model.Subgraphs(g).Tensors(t).IsVariable())
 
 
 def _constant_stats(data: bytes) -> dict:
@@ -664,6 +846,11 @@ class TFLiteModel:
         self._sample_shape = tuple(int(d) for d in self._input["shape"][1:])
         self._allocated = int(self._input["shape"][0])
         self._stats = None
+        data = self.path.read_bytes()
+        self._ops = _op_names(data)
+        #: True when the file has variable tensors (a fused LSTM's state): they are reset before
+        #: every prediction, as an app must do (C++ ``Interpreter::ResetVariableTensors()``).
+        self.stateful = _variable_tensor_count(data) > 0
 
     # -- description ---------------------------------------------------------------------------
     @property
@@ -696,6 +883,11 @@ class TFLiteModel:
     def is_quantized(self) -> bool:
         """True when the file stores int8 weights (``dynamic`` and ``int8`` exports)."""
         return self.tensor_dtypes().get("int8", 0) > 0
+
+    def op_names(self) -> list[str]:
+        """Builtin operator names of the file, every subgraph, in file order (e.g. a fused
+        recurrent file holds ``"UNIDIRECTIONAL_SEQUENCE_LSTM"``, a loop ``"WHILE"``)."""
+        return list(self._ops)
 
     def tensor_dtypes(self, measure: str = "count") -> dict[str, int]:
         """dtype -> number of constant tensors (``measure="count"``) or their bytes
@@ -745,13 +937,16 @@ class TFLiteModel:
                 self._allocated = n
         elif n < self._allocated:  # a fixed batch larger than the last chunk: pad with zeros
             chunk = np.concatenate([chunk, np.zeros((self._allocated - n, *self._sample_shape), np.float32)])
+        if self.stateful:
+            self._interpreter.reset_all_variables()
         self._interpreter.set_tensor(self._input["index"], self.quantize_input(chunk))
         self._interpreter.invoke()
         return self.dequantize_output(self._interpreter.get_tensor(self._output["index"]))[:n]
 
     def single_sample_call(self, x_one) -> Callable[[], np.ndarray]:
-        """A zero-argument function running one prepared sample: ``set_tensor`` + ``invoke`` +
-        ``get_tensor`` (the raw output tensor), what an app does per prediction. The sample is
+        """A zero-argument function running one prepared sample: reset the state (stateful files
+        only) + ``set_tensor`` + ``invoke`` + ``get_tensor`` (the raw output tensor), what an app
+        does per prediction. The sample is
         quantized once, here, for int8-input files. Used by :func:`condense.measure.tflite_latency`.
 
         Args:
@@ -771,8 +966,10 @@ class TFLiteModel:
             raise ValueError(f"{self.path} has a fixed batch of {self._allocated}, not a single-sample model")
         prepared = self.quantize_input(x)
         interpreter, in_index, out_index = self._interpreter, self._input["index"], self._output["index"]
+        reset = interpreter.reset_all_variables if self.stateful else (lambda: None)
 
         def call() -> np.ndarray:
+            reset()
             interpreter.set_tensor(in_index, prepared)
             interpreter.invoke()
             return interpreter.get_tensor(out_index)

@@ -134,13 +134,18 @@ def evaluate_run(model_dir, *, data: str | None = None, fmt: str = "keras", cach
 
 
 def export_run(model_dir, fmt: str, *, calibration: int = 300, data: str | None = None, cache_dir=None,
-               quiet: bool = False) -> dict:
+               int8_io: bool = False, route: str = "auto", quiet: bool = False) -> dict:
     """Export a model directory to ``model.<fmt>.tflite`` and check it against the Keras model.
 
-    int8 is calibrated on the first ``calibration`` training samples (preprocessed with the
-    model's saved state). Returns sizes and the parity numbers; records the file in the manifest.
+    The first ``calibration`` training samples (preprocessed with the model's saved state)
+    calibrate int8 and are the data on which dropping ``Masking`` from a recurrent model is
+    checked to be exact (see :mod:`condense.export`). The file is then checked against Keras on
+    the whole test split (LiteRT) and, when ``tflite-micro`` is installed, run on TensorFlow Lite
+    for Microcontrollers (smallest arena, agreement with LiteRT). Returns sizes, the route and
+    the parity numbers; records the file in the manifest.
     """
-    from condense.export import TFLiteModel, export_tflite
+    from condense import micro
+    from condense.export import ExportJob, TFLiteModel, export_tflite_many
     from condense.metrics import auroc
     from condense.runs import KERAS_FILE, record_file, tflite_file
     from condense.scoring import SavedModel
@@ -152,18 +157,35 @@ def export_run(model_dir, fmt: str, *, calibration: int = 300, data: str | None 
         raise ValueError(f"{model_dir}: the logistic regression has no .tflite export")
     spec = data or saved.manifest["data"]["spec"]
     dataset = load_dataset(spec, seed=saved.manifest["seed"], cache_dir=cache_dir, quiet=quiet)
-    x_train = saved.inputs.transform(dataset.train.X[:calibration]) if fmt == "int8" else None
-    path = export_tflite(Path(model_dir) / KERAS_FILE, Path(model_dir) / tflite_file(fmt), fmt,
-                         calibration_x=x_train, quiet=quiet)
+    x_train = saved.inputs.transform(dataset.train.X[:calibration])
+    job = ExportJob(Path(model_dir) / KERAS_FILE, Path(model_dir) / tflite_file(fmt), fmt, calibration_x=x_train,
+                    int8_io=int8_io, route=route)
+    path, info = export_tflite_many([job], quiet=quiet, details=True)[0]
     record_file(model_dir, path.name)
     x_test = saved.inputs.transform(dataset.test.X)
     p_keras = saved.predict_inputs(x_test)
     p_tfl = np.asarray(TFLiteModel(path).predict(x_test), dtype=np.float64).reshape(-1)
-    return {
+    report = {
         "path": str(path), "format": fmt, "bytes": path.stat().st_size, "n": len(x_test),
-        "max_abs_diff": float(np.max(np.abs(p_tfl - p_keras))),
+        "route": info["route"], "ops": info["ops"], "masking": info["masking"],
+        "cell_state_max_abs": info.get("cell_state_max_abs"), "warnings": info.get("warnings", []),
+        "max_abs_diff": float(np.max(np.abs(p_tfl - p_keras))), "tied_probabilities": int(len(p_tfl) - len(np.unique(p_tfl))),
         "auroc_keras": auroc(dataset.test.y, p_keras), "auroc_tflite": auroc(dataset.test.y, p_tfl),
+        "tflm": {"note": "not checked: tflite-micro is not installed"},
     }
+    if micro.available():
+        n = min(MICRO_CHECK_SAMPLES, len(x_test))
+        try:
+            run = micro.run_micro(path, x_test[:n])
+            report["tflm"] = {"arena_bytes": run["arena_bytes"], "n": n,
+                              "max_abs_vs_litert": float(np.max(np.abs(run["outputs"][:, 0] - p_tfl[:n])))}
+        except micro.MicroError as exc:
+            report["tflm"] = {"note": f"cannot run: {exc}"}
+    return report
+
+
+#: Test samples ``export_run`` runs on TensorFlow Lite for Microcontrollers.
+MICRO_CHECK_SAMPLES = 32
 
 
 def predict_run(model_dir, *, data: str, out_csv, fmt: str = "keras", strict: bool = False, cache_dir=None,

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import argparse
 
+#: condense.export.ROUTES, spelled here so that `condense --help` does not import TensorFlow.
+ROUTES = ("auto", "fused", "while", "unrolled")
+
 
 def register(sub) -> None:
     p = sub.add_parser(
@@ -14,7 +17,13 @@ def register(sub) -> None:
     )
     p.add_argument("--model", required=True, help="model directory written by condense train")
     p.add_argument("--format", required=True, choices=("float32", "dynamic", "int8"))
-    p.add_argument("--calibration", type=int, default=300, help="training samples used to calibrate int8 (default 300)")
+    p.add_argument("--calibration", type=int, default=300,
+                   help="training samples that calibrate int8 and on which dropping Masking is checked (default 300)")
+    p.add_argument("--int8-io", action="store_true",
+                   help="int8 only: int8 input and output tensors (integer-only NPUs and microcontrollers)")
+    p.add_argument("--route", choices=ROUTES, default="auto",
+                   help="recurrent models: auto (default: the fused LSTM op where exact), fused (fail if impossible), "
+                        "while / unrolled (the Keras 3 default conversion, Masking kept)")
     p.add_argument("--data", default=None, help="data for calibration and the parity check (default: the training data)")
     p.add_argument("--cache-dir", default=None)
     p.add_argument("--quiet", action="store_true")
@@ -24,10 +33,26 @@ def register(sub) -> None:
 def cmd_export(args: argparse.Namespace) -> int:
     from condense.workflow import export_run
 
+    if args.int8_io and args.format != "int8":
+        raise ValueError(f"--int8-io needs --format int8, got --format {args.format}")
     report = export_run(args.model, args.format, calibration=args.calibration, data=args.data,
-                        cache_dir=args.cache_dir, quiet=args.quiet)
+                        cache_dir=args.cache_dir, int8_io=args.int8_io, route=args.route, quiet=args.quiet)
     print(
-        f"{report['path']}: {report['bytes']:,} bytes ({report['format']}); vs Keras on {report['n']} test samples: "
-        f"max |diff| {report['max_abs_diff']:.2e}, AUROC {report['auroc_tflite']:.4f} (Keras {report['auroc_keras']:.4f})"
+        f"{report['path']}: {report['bytes']:,} bytes ({report['format']}, route: {report['route']}); vs Keras on "
+        f"{report['n']} test samples: max |diff| {report['max_abs_diff']:.2e}, AUROC {report['auroc_tflite']:.4f} "
+        f"(Keras {report['auroc_keras']:.4f}), {report['tied_probabilities']} tied probabilities"
     )
+    masking = report["masking"] or {}
+    if "checked_samples" in masking or not masking.get("dropped", True):
+        print(f"  Masking {'dropped' if masking.get('dropped') else 'kept'}: {masking.get('reason', '')}")
+    if report["cell_state_max_abs"] is not None:
+        print(f"  largest LSTM cell state on the calibration data: {report['cell_state_max_abs']:.2f}")
+    tflm = report["tflm"]
+    if "arena_bytes" in tflm:
+        print(f"  TensorFlow Lite for Microcontrollers: runs with a {tflm['arena_bytes']:,}-byte arena; "
+              f"max |diff| vs LiteRT on {tflm['n']} samples {tflm['max_abs_vs_litert']:.2e}")
+    else:
+        print(f"  TensorFlow Lite for Microcontrollers: {tflm['note']}")
+    for warning in report["warnings"]:
+        print(f"  warning: {warning}")
     return 0

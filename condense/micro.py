@@ -1,0 +1,229 @@
+"""Run ``.tflite`` files on TensorFlow Lite for Microcontrollers (TFLM), the runtime of the cheapest
+devices, and find the smallest tensor arena a file needs.
+
+TFLM is a different interpreter from LiteRT: its own kernels, no dynamic memory (every tensor
+lives in one arena the app reserves up front), and a smaller op set. The ``tflite-micro`` package
+ships its Python interpreter (``from tflite_micro import runtime``); :func:`run_micro` runs a
+file on it and reports:
+
+- ``outputs``: the model's outputs on the given samples (variable tensors reset before each,
+  ``MicroInterpreter::Reset()``), to compare with LiteRT's;
+- ``arena_bytes``: the smallest arena (to 16 bytes) with which the interpreter allocates the
+  model, found by probing; the input and output buffers live in the arena, so an int8-I/O file
+  needs less than the same model with float32 I/O;
+- ``allocation_bytes``: TFLM's own allocation report (a lower bound: it leaves out the
+  allocator's bookkeeping).
+
+Everything runs in a child process (``python condense/micro.py``, which needs neither TensorFlow
+nor the rest of the package), and each arena probe in a
+forked process of its own: a far too small arena makes TFLM crash the process (SIGSEGV), not
+raise.
+
+:func:`micro_problem` says, without running, why a file cannot run there: hybrid kernels (float
+activations with int8 weights, the ``dynamic`` format) exist only in LiteRT (TFLM returns NaN),
+``REDUCE_ANY`` (Keras' Masking) is not in TFLM, and TFLM's ``WHILE`` hangs on the loops Keras 3
+writes (tflite-micro issue 3674).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+__all__ = ["MicroError", "available", "micro_problem", "run_micro"]
+
+#: Ops that stop a file from running on TFLM, and why.
+UNSUPPORTED_OPS = {
+    "REDUCE_ANY": "REDUCE_ANY (Keras' Masking) is not a TFLM op",
+    "WHILE": "TFLM's WHILE hangs on the loops Keras 3 writes (tflite-micro issue 3674)",
+}
+#: Ops whose float-input, int8-weight form is a LiteRT-only hybrid kernel.
+HYBRID_CAPABLE_OPS = ("FULLY_CONNECTED", "UNIDIRECTIONAL_SEQUENCE_LSTM", "CONV_2D", "DEPTHWISE_CONV_2D",
+                      "BATCH_MATMUL", "SVDF")
+
+_ARENA_ALIGN = 16
+_REPORT = re.compile(r"Arena allocation total (\d+) bytes")
+
+
+class MicroError(RuntimeError):
+    """A file cannot run on TFLM (the message says why)."""
+
+
+def available() -> bool:
+    """True when the ``tflite-micro`` package is installed."""
+    try:
+        from tflite_micro import runtime  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def micro_problem(path) -> str:
+    """Why the ``.tflite`` file at ``path`` cannot run on TFLM ('' when nothing is known against it)."""
+    from ai_edge_litert import schema_py_generated as schema
+
+    data = Path(path).read_bytes()
+    names = {v: k for k, v in vars(schema.BuiltinOperator).items() if not k.startswith("_")}
+    model = schema.Model.GetRootAs(data, 0)
+    codes = [names.get(max(model.OperatorCodes(i).BuiltinCode(), model.OperatorCodes(i).DeprecatedBuiltinCode()), "")
+             for i in range(model.OperatorCodesLength())]
+    for g in range(model.SubgraphsLength()):
+        subgraph = model.Subgraphs(g)
+        for o in range(subgraph.OperatorsLength()):
+            op = subgraph.Operators(o)
+            name = codes[op.OpcodeIndex()]
+            if name in UNSUPPORTED_OPS:
+                return UNSUPPORTED_OPS[name]
+            if name in HYBRID_CAPABLE_OPS and op.InputsLength() > 1 and min(op.Inputs(0), op.Inputs(1)) >= 0:
+                first, weights = subgraph.Tensors(op.Inputs(0)).Type(), subgraph.Tensors(op.Inputs(1)).Type()
+                if first == schema.TensorType.FLOAT32 and weights == schema.TensorType.INT8:
+                    return f"hybrid {name} (float activations, int8 weights) is a LiteRT-only kernel"
+    return ""
+
+
+def run_micro(path, x, *, search_arena: bool = True, timeout: float = 600.0) -> dict:
+    """Run ``x`` (N, *sample_shape), one sample at a time, through the file on TFLM.
+
+    Float inputs are quantized with the file's input scale and zero point when the file has
+    int8 input, and int8 outputs dequantized (as :class:`condense.export.TFLiteModel` does).
+
+    Returns:
+        ``{"outputs": (N, ...) float32, "arena_bytes": int or None, "allocation_bytes": int}``.
+
+    Raises:
+        ImportError: ``tflite-micro`` is not installed.
+        MicroError: the file cannot run on TFLM (:func:`micro_problem`), or TFLM failed.
+    """
+    if not available():
+        raise ImportError("TensorFlow Lite for Microcontrollers needs the `tflite-micro` package "
+                          "(pip install tflite-micro; Linux x86_64 wheels)")
+    path = Path(path)
+    problem = micro_problem(path)
+    if problem:
+        raise MicroError(problem)
+    with tempfile.TemporaryDirectory(prefix="condense-micro-") as work:
+        work = Path(work)
+        np.save(work / "x.npy", np.ascontiguousarray(np.asarray(x, dtype=np.float32)))
+        request = {"path": str(path.resolve()), "x": str(work / "x.npy"), "search_arena": bool(search_arena),
+                   "outputs": str(work / "outputs.npy"), "result": str(work / "result.json")}
+        (work / "request.json").write_text(json.dumps(request), encoding="utf-8")
+        try:
+            # the file itself, not `-m condense.micro`: importing the package would start TensorFlow
+            proc = subprocess.run([sys.executable, str(Path(__file__).resolve()), str(work / "request.json")],
+                                  capture_output=True, text=True, timeout=timeout, check=False)
+        except subprocess.TimeoutExpired:
+            raise MicroError(f"TFLM did not finish {path.name} within {timeout:g} s") from None
+        result_file = work / "result.json"
+        if proc.returncode != 0 or not result_file.is_file():
+            tail = " | ".join(line for line in proc.stderr.strip().splitlines()[-4:] if line.strip())
+            raise MicroError(f"TFLM failed on {path.name} (exit status {proc.returncode}): {tail}")
+        result = json.loads(result_file.read_text(encoding="utf-8"))
+        result["outputs"] = np.load(work / "outputs.npy")
+    return result
+
+
+# ----------------------------------------------------------------------------------------------
+# Child side
+# ----------------------------------------------------------------------------------------------
+
+
+def _allocation_report(interpreter) -> int:
+    """TFLM's 'Arena allocation total' (it prints to the C stderr; read it back from fd 2)."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as capture:
+        os.dup2(capture.fileno(), 2)
+        try:
+            interpreter.print_allocations()
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+        capture.seek(0)
+        text = capture.read().decode("utf-8", errors="replace")
+    match = _REPORT.search(text)
+    return int(match.group(1)) if match else 0
+
+
+def _fits(path: str, arena: int) -> bool:
+    """Does TFLM allocate the model in ``arena`` bytes? Tried in a forked process: a far too small
+    arena crashes TFLM."""
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the forked probe
+        code = 1
+        try:
+            from tflite_micro import runtime
+
+            runtime.Interpreter.from_file(path, arena_size=int(arena))
+            code = 0
+        except BaseException:  # noqa: BLE001 - any failure means "does not fit"
+            pass
+        os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    return os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0
+
+
+def smallest_arena(path: str, lower: int, fits=_fits) -> int:
+    """The smallest arena (a multiple of 16 bytes) that ``fits``, searched upward from ``lower``
+    (TFLM's allocation report: usually 16 bytes short of the need, never more than it) in
+    doubling steps, then by bisection."""
+    low = max(0, (int(lower) + _ARENA_ALIGN - 1) // _ARENA_ALIGN * _ARENA_ALIGN - _ARENA_ALIGN)
+    step = _ARENA_ALIGN
+    high = low + step
+    while not fits(path, high):
+        low, step = high, step * 2
+        high = low + step
+        if high > 1 << 30:
+            raise MicroError(f"no arena up to 1 GiB fits {path}")
+    while high - low > _ARENA_ALIGN:
+        mid = (low + high) // 2 // _ARENA_ALIGN * _ARENA_ALIGN
+        if fits(path, mid):
+            high = mid
+        else:
+            low = mid
+    return high
+
+
+def _child_main(argv: list[str]) -> int:
+    if len(argv) != 1:
+        print("usage: python condense/micro.py REQUEST.json  (internal: used by run_micro)", file=sys.stderr)
+        return 2
+    from tflite_micro import runtime
+
+    request = json.loads(Path(argv[0]).read_text(encoding="utf-8"))
+    path = request["path"]
+    generous = 4 * Path(path).stat().st_size + (1 << 20)
+    interpreter = runtime.Interpreter.from_file(path, arena_size=generous)
+    inp, out = interpreter.get_input_details(0), interpreter.get_output_details(0)
+    x = np.load(request["x"])
+    outputs = []
+    for sample in x:
+        interpreter.reset()  # clears variable tensors: a fused LSTM's state
+        value = sample.reshape(inp["shape"])
+        if np.issubdtype(inp["dtype"], np.integer):
+            scale, zero = inp["quantization_parameters"]["scales"][0], inp["quantization_parameters"]["zero_points"][0]
+            info = np.iinfo(inp["dtype"])
+            value = np.clip(np.round(value / scale) + zero, info.min, info.max)
+        interpreter.set_input(np.ascontiguousarray(value.astype(inp["dtype"])), 0)
+        interpreter.invoke()
+        y = np.asarray(interpreter.get_output(0))
+        if np.issubdtype(y.dtype, np.integer):
+            scale, zero = out["quantization_parameters"]["scales"][0], out["quantization_parameters"]["zero_points"][0]
+            y = (y.astype(np.float32) - zero) * scale
+        outputs.append(y.astype(np.float32).reshape(-1))
+    np.save(request["outputs"], np.stack(outputs))
+    reported = _allocation_report(interpreter)
+    arena = smallest_arena(path, reported) if request["search_arena"] else None
+    Path(request["result"]).write_text(json.dumps({"arena_bytes": arena, "allocation_bytes": reported}),
+                                       encoding="utf-8")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(_child_main(sys.argv[1:]))
