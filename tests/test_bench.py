@@ -21,7 +21,9 @@ EXPECTED_ROWS = [
     "dnn", "dnn-prune25", "dnn-prune50",
     "dnn-int8", "lstm-int8", "lstm-prune25-int8", "lstm-prune50-int8", "hlstm-int8", "hlstm-input-int8",
     "hlstm-prune50-int8",
-    "dnn-dynamic", "lstm-dynamic", "tfmot-prune-dnn", "tfmot-prune-lstm", "tfmot-qat-dnn", "lr",
+    "lstm-dynamic", "lstm-prune25-dynamic", "lstm-prune50-dynamic", "hlstm-dynamic", "hlstm-input-dynamic",
+    "hlstm-prune50-dynamic",
+    "dnn-dynamic", "lstm-keras3", "lstm-keras3-int8", "tfmot-prune-dnn", "tfmot-prune-lstm", "tfmot-qat-dnn", "lr",
 ]
 
 
@@ -96,6 +98,40 @@ def test_table_has_every_row_and_column(smoke_run):
     assert all(r["auroc_diff_lr"] == "" for r in rows), "the LR row failed: nothing to compare against"
     assert by_row["dnn-int8"]["tflite_format"] == "int8"
     assert int(by_row["dnn-int8"]["tflite_bytes"]) * 3 < int(by_row["dnn"]["tflite_bytes"])
+
+
+def test_deployable_file_columns_routes_ratios_and_tflm(smoke_run):
+    out_dir, _, rows = smoke_run
+    by_row = {r["row"]: r for r in rows}
+    routes = {name: by_row[name]["route"] for name in ("lstm", "lstm-int8", "lstm-dynamic", "hlstm", "hlstm-int8",
+                                                        "hlstm-input", "lstm-keras3", "lstm-keras3-int8")}
+    assert routes == {"lstm": "fused", "lstm-int8": "fused", "lstm-dynamic": "fused", "hlstm": "while",
+                      "hlstm-int8": "hoisted, unrolled", "hlstm-input": "fused",
+                      "lstm-keras3": "while (Keras 3 default conversion)",
+                      "lstm-keras3-int8": "unrolled (Keras 3 default conversion)"}
+    assert float(by_row["lstm"]["latency_ratio"]) == 1.0 and float(by_row["lstm"]["file_ratio"]) == 1.0
+    for name in ("lstm-int8", "lstm-dynamic", "lstm-prune50-int8", "hlstm-input-int8", "hlstm-dynamic"):
+        assert float(by_row[name]["file_ratio"]) < 1.0, name
+        assert int(by_row[name]["tflite_bytes"]) == round(float(by_row[name]["file_ratio"]) * int(
+            by_row[by_row[name]["baseline"]]["tflite_bytes"]))
+    assert float(by_row["lstm-keras3"]["file_ratio"]) > 1.0
+    assert float(by_row["lstm-keras3"]["parity_max_abs"]) <= 1e-5
+    for name in ("lstm", "lstm-int8", "dnn", "hlstm-dynamic"):
+        assert float(by_row[name]["litert_batch_us"]) > 0 and by_row[name]["latency_ratio"] != ""
+    assert by_row["lstm"]["cell_state_max_abs"] != "" and by_row["hlstm"]["cell_state_max_abs"] == ""
+    assert int(by_row["lstm"]["p_ties"]) >= 0
+    try:
+        import tflite_micro  # noqa: F401
+    except ImportError:
+        assert by_row["lstm"]["tflm_note"] == "tflite-micro not installed"
+    else:
+        for name in ("lstm", "lstm-int8", "lstm-prune50-int8"):
+            assert int(by_row[name]["tflm_arena_bytes"]) > 0 and by_row[name]["tflm_note"] == "", name
+        assert float(by_row["lstm"]["tflm_max_abs"]) <= 1e-5
+        assert "hybrid" in by_row["lstm-dynamic"]["tflm_note"]
+        assert "REDUCE_ANY" in by_row["lstm-keras3"]["tflm_note"]
+        assert "WHILE" in by_row["hlstm"]["tflm_note"]
+    assert "## Deployable files: LiteRT and TensorFlow Lite for Microcontrollers" in (out_dir / "table.md").read_text()
 
 
 def test_failing_row_is_kept_with_its_reason_and_the_run_goes_on(smoke_run):
