@@ -178,7 +178,8 @@ class BenchRun:
         self.inputs: dict[str, object] = {}
         self.arrays: dict[str, dict[str, np.ndarray]] = {}
         self.tfmot_results: dict[str, dict] | None = None  # all tfmot peers run in one child session
-        self.exported: dict[str, Path | Exception] = {}
+        self.exported: dict[str, tuple[Path, dict] | Exception] = {}
+        self.latency_inputs: dict[str, tuple[Path, np.ndarray]] = {}  # row -> (file, one sample), timed at the end
 
     # -- inputs --------------------------------------------------------------------------------
     def model_inputs(self, kind: str):
@@ -206,6 +207,7 @@ class BenchRun:
                 self._guarded(spec, self._measure_trained, announce=False)
             elif spec.kind == "convert":
                 self._guarded(spec, self._run_convert)
+        self._measure_litert_latencies()
         self._add_differences(rows)
         self._add_file_ratios(rows)
         return [self.results[s.row] for s in rows]
@@ -333,7 +335,7 @@ class BenchRun:
                                     warmup=self.profile.latency_warmup, repeats=self.profile.latency_repeats)
         out = {"keras_latency_us_median": lat["median_us"], "keras_latency_us_p95": lat["p95_us"]}
         tfl, info = self._exported(spec.row)
-        out.update(self._file_measurements(tfl, info, "float32", x_test, self.p_test[spec.row])[0])
+        out.update(self._file_measurements(spec.row, tfl, info, "float32", x_test, self.p_test[spec.row])[0])
         return out
 
     def _run_convert(self, spec: RowSpec) -> dict:
@@ -342,16 +344,18 @@ class BenchRun:
             raise RuntimeError(f"source row {spec.source!r} did not train")
         path, info = self._exported(spec.row)
         _, arrays = self.model_inputs(source["input_kind"])
-        measured, p = self._file_measurements(path, info, spec.fmt, arrays["test"], self.p_test[spec.source])
+        measured, p = self._file_measurements(spec.row, path, info, spec.fmt, arrays["test"],
+                                               self.p_test[spec.source])
         self.p_test[spec.row] = p
         result = self._metrics(spec, p)
         result.update(measured, params=source["params"], train_seconds=source["train_seconds"])
         return result
 
-    def _file_measurements(self, path: Path, info: dict, fmt: str, x_test: np.ndarray,
+    def _file_measurements(self, row: str, path: Path, info: dict, fmt: str, x_test: np.ndarray,
                            p_keras: np.ndarray) -> tuple[dict, np.ndarray]:
         """Everything measured on one .tflite file: size, route, parity with Keras on the whole
-        test split, batched and batch-1 LiteRT time, ties among the probabilities, TFLM."""
+        test split, batched LiteRT time, ties among the probabilities, TFLM (its batch-1 latency
+        is measured with every other file at the end of the run)."""
         from condense import measure
         from condense.export import TFLiteModel
 
@@ -365,7 +369,7 @@ class BenchRun:
             "parity_max_abs": float(np.max(np.abs(p - p_keras))), "litert_batch_us": batch_us,
             "p_ties": int(len(p) - len(np.unique(p))),
         }
-        out.update(self._litert_latency(path, x_test[:1]))
+        self.latency_inputs[row] = (path, x_test[:1])
         out.update(self._micro(path, x_test[:TFLM_SAMPLES], p[:TFLM_SAMPLES]))
         return out, p
 
@@ -406,7 +410,7 @@ class BenchRun:
         if peer.get("tflite_path"):
             kind = "features" if spec.family == "dnn" else "sequence"
             _, arrays = self.model_inputs(kind)
-            result.update(self._litert_latency(peer["tflite_path"], arrays["test"][:1]))
+            self.latency_inputs[spec.row] = (peer["tflite_path"], arrays["test"][:1])
             result["tflite_gzip_bytes"] = measure.gzip_bytes(peer["tflite_path"])
         return result
 
@@ -461,12 +465,19 @@ class BenchRun:
         return {"auroc": s["auroc"], "auroc_low": s["auroc_ci"][0], "auroc_high": s["auroc_ci"][1],
                 "auprc": s["auprc"], "brier": s["brier"], "n_test": s["n"]}
 
-    def _litert_latency(self, path, x_one) -> dict:
+    def _measure_litert_latencies(self) -> None:
+        """Batch-1 LiteRT latency of every file of the run, in interleaved rounds (one pass at the
+        end, nothing else running): the ratios between files are what the table compares."""
         from condense import measure
 
-        lat = measure.tflite_latency(path, x_one, num_threads=1, warmup=self.profile.latency_warmup,
-                                     repeats=self.profile.latency_repeats)
-        return {"litert_latency_us_median": lat["median_us"], "litert_latency_us_p95": lat["p95_us"]}
+        files = {row: item for row, item in self.latency_inputs.items() if self.results[row].get("status") == "ok"}
+        if not files:
+            return
+        self.progress.say(f"timing {len(files)} .tflite file(s) in interleaved rounds")
+        lat = measure.tflite_latency_interleaved(files, num_threads=1, warmup=self.profile.latency_warmup,
+                                                 repeats=self.profile.latency_repeats)
+        for row, result in lat.items():
+            self.results[row].update(litert_latency_us_median=result["median_us"], litert_latency_us_p95=result["p95_us"])
 
     def _add_differences(self, rows: list[RowSpec]) -> None:
         """Paired bootstrap AUROC differences: vs the row's baseline, and vs the logistic regression.

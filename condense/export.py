@@ -591,7 +591,7 @@ def _plan_recurrent(model, request: dict, calibration, float_head: bool) -> dict
     from condense.models import rebuild_with_batch
 
     fmt, route = request["fmt"], request.get("route", "auto")
-    name = Path(request["model_path"]).name
+    name = request["model_path"]
     warnings: list[str] = []
     if route in ("while", "unrolled"):  # the Keras 3 default conversion, exactly as Keras builds it
         graph = rebuild_with_batch(model, batch_size=1, unroll=route == "unrolled")
@@ -623,7 +623,11 @@ def _plan_recurrent(model, request: dict, calibration, float_head: bool) -> dict
         return {"route": ("unrolled" if unroll else "while") + " + Masking",
                 "graph": rebuild_with_batch(model, batch_size=1, unroll=unroll), "head": None,
                 "masking": masking, "warnings": warnings}
-    head = chain.head if float_head else None
+    # int8 with float output: quantize up to the last hidden state, append the Dense head in float
+    head = None
+    if float_head and chain.head is not None:
+        kernel, bias = (np.asarray(w, np.float32) for w in chain.head.get_weights())
+        head = (kernel, bias, chain.head_activation)
     if not chain.fused_problem:
         graph = rg.FusedGraph(chain, head=head is None)
         plan = {"route": "fused", "graph": graph.concrete_function(), "head": head, "masking": masking,
@@ -659,10 +663,8 @@ def _edit(data: bytes, fmt: str, plan: dict) -> bytes:
     if fused and fmt == "dynamic":
         tflite_edit.quantize_lstm_weights(model)
     if plan.get("head") is not None:
-        kernel, bias = (np.asarray(w, np.float32) for w in plan["head"].get_weights())
-        from condense.recurrent_graphs import _activation_name
-
-        tflite_edit.append_dense_head(model, kernel, bias, _activation_name(plan["head"].activation))
+        kernel, bias, activation = plan["head"]
+        tflite_edit.append_dense_head(model, kernel, bias, activation)
     if plan.get("strip"):
         tflite_edit.strip_names(model)
     return tflite_edit.write_model(model)

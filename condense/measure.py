@@ -16,7 +16,10 @@ with :func:`time.perf_counter_ns`; the result is the median and the 95th percent
 
 - :func:`tflite_latency`: ``set_tensor`` + ``invoke`` + ``get_tensor`` of one prepared sample
   with a LiteRT ``Interpreter(num_threads=1)`` (XNNPACK on, LiteRT's default), i.e. what an
-  app does per prediction. For files with int8 input the sample is quantized once, beforehand.
+  app does per prediction, preceded by the reset of the LSTM state for files that keep one
+  (fused LSTM ops). For files with int8 input the sample is quantized once, beforehand.
+  :func:`tflite_latency_interleaved` times several files in interleaved rounds, so that their
+  ratios survive a machine whose load changes (the benchmark uses it for every file of a run).
 - :func:`keras_latency`: a ``tf.function`` around ``model(x, training=False)``, traced once for
   the batch-1 shape, called on a constant tensor and fetched to numpy. This is the fastest way
   TensorFlow runs one sample from Python. It is *not* ``model.predict`` (whose per-call data
@@ -53,6 +56,7 @@ __all__ = [
     "measure_latency",
     "keras_latency",
     "tflite_latency",
+    "tflite_latency_interleaved",
 ]
 
 #: Defaults of the latency protocol.
@@ -160,6 +164,56 @@ def tflite_latency(
     runner = TFLiteModel(path, num_threads=num_threads)
     call = runner.single_sample_call(x_one)
     return {**measure_latency(call, warmup=warmup, repeats=repeats), "num_threads": num_threads}
+
+
+def tflite_latency_interleaved(
+    files: dict, *, num_threads: int = 1, warmup: int = DEFAULT_WARMUP, repeats: int = DEFAULT_REPEATS,
+    block: int = 10,
+) -> dict:
+    """LiteRT latency of several ``.tflite`` files measured in **interleaved rounds**: every round
+    times ``block`` calls of each file in turn (the order rotating per round), until each file
+    has ``repeats`` timed calls. A machine whose load drifts during the measurement then slows
+    every file alike, so the *ratios* between files stay comparable (measured one after the
+    other, a file timed during a busy minute looks slower than it is).
+
+    Args:
+        files: ``{key: (path, x_one)}``: each file and one sample for it.
+        num_threads, warmup, repeats: as in :func:`tflite_latency` (``warmup`` calls per file
+            before the first round).
+        block: calls per file per round.
+
+    Returns:
+        ``{key: measure_latency's dict + "num_threads"}``.
+    """
+    from condense.export import TFLiteModel
+
+    _check_counts(warmup, repeats)
+    if isinstance(block, bool) or not isinstance(block, int) or block < 1:
+        raise ValueError(f"Argument `block` must be a positive integer, got block={block!r}.")
+    keys = list(files)
+    calls = {key: TFLiteModel(path, num_threads=num_threads).single_sample_call(x_one)
+             for key, (path, x_one) in files.items()}
+    for key in keys:
+        for _ in range(warmup):
+            calls[key]()
+    times = {key: [] for key in keys}
+    clock = time.perf_counter_ns
+    rounds = -(-repeats // block)
+    for r in range(rounds):
+        n = min(block, repeats - r * block)
+        for key in keys[r % len(keys):] + keys[:r % len(keys)] if keys else []:
+            call, sink = calls[key], times[key]
+            for _ in range(n):
+                start = clock()
+                call()
+                sink.append(clock() - start)
+    out = {}
+    for key in keys:
+        us = np.asarray(times[key], dtype=np.float64) / 1e3
+        out[key] = {"median_us": float(np.median(us)), "p95_us": float(np.percentile(us, 95)),
+                    "mean_us": float(us.mean()), "min_us": float(us.min()), "repeats": int(len(us)),
+                    "num_threads": num_threads}
+    return out
 
 
 def keras_latency(

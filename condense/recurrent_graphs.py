@@ -79,6 +79,11 @@ class Chain:
     head: object = None
 
     @property
+    def head_activation(self) -> str:
+        """The head's activation name (``"sigmoid"`` or ``"linear"``), '' without a head."""
+        return _activation_name(self.head.activation) if self.head is not None else ""
+
+    @property
     def recurrent(self) -> list:
         return [layer for layer in self.layers if _kind(layer) in ("lstm", "hlstm")]
 
@@ -227,6 +232,22 @@ def _lstm_parts(layer) -> list[tuple[str, object]]:
     return [("dense", (w["kernel"], layer.cell.hidden_activation)), ("lstm", (blockdiag, w["recurrent_kernel"], bias))]
 
 
+def _lstm_sequence(inputs, init_h, init_c, kernel, recurrent_kernel, bias):
+    """Keras' LSTM equations (gates i, f, g, o; sigmoid / tanh) over the time axis of ``inputs``
+    (batch, time, features): the lists of hidden and cell states, one per step."""
+    import tensorflow as tf
+
+    h, c = init_h, init_c
+    hs, cs = [], []
+    for x in tf.unstack(inputs, axis=1):
+        i, f, g, o = tf.split(tf.matmul(x, kernel) + tf.matmul(h, recurrent_kernel) + bias, 4, axis=1)
+        c = tf.sigmoid(f) * c + tf.sigmoid(i) * tf.tanh(g)
+        h = tf.sigmoid(o) * tf.tanh(c)
+        hs.append(h)
+        cs.append(c)
+    return hs, cs
+
+
 def _fused_lstm_function():
     """A function the converter replaces by UNIDIRECTIONAL_SEQUENCE_LSTM (see the module docstring).
 
@@ -236,16 +257,8 @@ def _fused_lstm_function():
     import tensorflow as tf
 
     def lstm(inputs, init_h, init_c, kernel, recurrent_kernel, bias):
-        steps = tf.unstack(inputs, axis=1)
-        h, c = init_h, init_c
-        outputs = []
-        for x in steps:
-            z = tf.matmul(x, kernel) + tf.matmul(h, recurrent_kernel) + bias
-            i, f, g, o = tf.split(z, 4, axis=1)
-            c = tf.sigmoid(f) * c + tf.sigmoid(i) * tf.tanh(g)
-            h = tf.sigmoid(o) * tf.tanh(c)
-            outputs.append(h)
-        return h, tf.stack(outputs, axis=1), h, c, tf.constant(0.0)
+        hs, cs = _lstm_sequence(inputs, init_h, init_c, kernel, recurrent_kernel, bias)
+        return hs[-1], tf.stack(hs, axis=1), hs[-1], cs[-1], tf.constant(0.0)
 
     attributes = {"api_implements": f"lstm_{uuid.uuid4()}", "api_preferred_device": "CPU",
                   "time_major": False, "go_backwards": False}
@@ -284,7 +297,7 @@ class _ChainModule:
 
         module = tf.Module()
         spec = tf.TensorSpec([1, self.chain.timesteps, self.chain.features], tf.float32, name="x")
-        module.serve = tf.function(self.call, input_signature=[spec], autograph=False)
+        module.serve = tf.function(lambda x: self.call(x), input_signature=[spec], autograph=False)
         return module.serve.get_concrete_function(), module
 
     def call(self, x):
@@ -304,8 +317,14 @@ class FusedGraph(_ChainModule):
             raise ValueError(f"cannot fuse: {chain.fused_problem}")
         self.parts = {id(layer): _lstm_parts(layer) for layer in self.layers if _kind(layer) in ("lstm", "hlstm")}
 
-    def call(self, x):
+    def call(self, x, lstm=None):
+        """The chain on ``x``; ``lstm(layer, inputs, init_h, init_c, kernel, recurrent_kernel, bias)``
+        returns ``(last output, sequence)`` (default: the converter's fused function)."""
         import tensorflow as tf
+
+        if lstm is None:
+            def lstm(layer, *args):
+                return _fused_lstm_function()(*args)[:2]
 
         for layer in self.layers:
             if id(layer) not in self.parts:
@@ -317,8 +336,8 @@ class FusedGraph(_ChainModule):
                     x = activation(tf.tensordot(x, tf.constant(kernel), axes=1))
                     continue
                 kernel, recurrent_kernel, bias = (tf.constant(a) for a in args)
-                zeros = tf.zeros([1, recurrent_kernel.shape[0]], tf.float32)
-                last, sequence, _, _, _ = _fused_lstm_function()(x, zeros, zeros, kernel, recurrent_kernel, bias)
+                zeros = tf.zeros([int(x.shape[0]), int(recurrent_kernel.shape[0])], tf.float32)
+                last, sequence = lstm(layer, x, zeros, zeros, kernel, recurrent_kernel, bias)
                 x = sequence if layer.return_sequences else last
         return x
 
@@ -382,37 +401,21 @@ def keras_chain(model, chain: Chain, *, unroll: bool):
 
 
 def lstm_cell_state_max(chain: Chain, x: np.ndarray, batch: int = 256) -> dict[str, float]:
-    """Largest |cell state| of every fusable recurrent layer over the inputs ``x`` (N, T, F),
-    Masking left out: what the converter's hard-coded ``cell_clip=10`` would cut in an integer
-    LSTM op. Computed with TensorFlow by the same equations as :class:`FusedGraph`."""
+    """Largest |cell state| of every recurrent layer of a fusable chain over the inputs ``x``
+    (N, T, F), Masking left out: what the converter's hard-coded ``cell_clip=10`` would cut in
+    an integer LSTM op. The chain of :class:`FusedGraph` run eagerly with Keras' equations."""
     import tensorflow as tf
 
     if chain.problem or chain.fused_problem:
         return {}
-    out: dict[str, float] = {}
+    graph = FusedGraph(chain)
+    peaks: dict[str, float] = {}
+
+    def recording_lstm(layer, *args):
+        hs, cs = _lstm_sequence(*args)
+        peaks[layer.name] = max(peaks.get(layer.name, 0.0), float(tf.reduce_max(tf.abs(tf.stack(cs)))))
+        return hs[-1], tf.stack(hs, axis=1)
+
     for start in range(0, len(x), batch):
-        h = tf.constant(np.asarray(x[start:start + batch], np.float32))
-        for layer in chain.layers:
-            kind = _kind(layer)
-            if kind == "masking":
-                continue
-            if kind not in ("lstm", "hlstm"):
-                h = _apply_tail_layer(layer, h, _weights(layer))
-                continue
-            for part, args in _lstm_parts(layer):
-                if part == "dense":
-                    h = args[1](tf.tensordot(h, tf.constant(args[0]), axes=1))
-                    continue
-                kernel, recurrent_kernel, bias = args
-                n, u = int(h.shape[0]), recurrent_kernel.shape[0]
-                hs, c, outputs, peak = tf.zeros([n, u]), tf.zeros([n, u]), [], 0.0
-                projected = tf.tensordot(h, kernel, axes=1) + bias
-                for t in range(int(h.shape[1])):
-                    i, f, g, o = tf.split(projected[:, t, :] + tf.matmul(hs, recurrent_kernel), 4, axis=1)
-                    c = tf.sigmoid(f) * c + tf.sigmoid(i) * tf.tanh(g)
-                    hs = tf.sigmoid(o) * tf.tanh(c)
-                    outputs.append(hs)
-                    peak = max(peak, float(tf.reduce_max(tf.abs(c))))
-                out[layer.name] = max(out.get(layer.name, 0.0), peak)
-                h = tf.stack(outputs, axis=1) if layer.return_sequences else hs
-    return out
+        graph.call(tf.constant(np.asarray(x[start:start + batch], np.float32)), lstm=recording_lstm)
+    return peaks

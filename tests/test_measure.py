@@ -119,3 +119,17 @@ def test_keras_latency_of_a_file_runs_in_a_child_with_one_thread(small_dnn):
     _check_latency(result, 20)
     assert result["process"] == "child"
     assert result["intra_op_threads"] == 1
+
+
+def test_interleaved_latency_times_every_file_the_same_number_of_calls(small_dnn):
+    _, _, tflite_path = small_dnn
+    x = np.random.default_rng(1).standard_normal((1, 76)).astype(np.float32)
+    result = measure.tflite_latency_interleaved({"a": (tflite_path, x), "b": (tflite_path, x[0])},
+                                                warmup=2, repeats=23, block=5)
+    assert sorted(result) == ["a", "b"]
+    for entry in result.values():
+        _check_latency(entry, 23)
+        assert entry["num_threads"] == 1
+    assert measure.tflite_latency_interleaved({}, repeats=3) == {}
+    with pytest.raises(ValueError, match="block"):
+        measure.tflite_latency_interleaved({"a": (tflite_path, x)}, block=0)
