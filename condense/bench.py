@@ -251,6 +251,11 @@ class BenchRun:
 
         return report
 
+    def _data_record(self) -> dict:
+        """What a row's model directory records of its data (``condense export`` / ``evaluate``
+        reload it from ``spec`` when no ``--data`` is given)."""
+        return {"spec": self.profile.data, "fingerprint": self.dataset.fingerprint}
+
     def _model_dir(self, row: str) -> Path:
         return self.out_dir / "models" / f"seed{self.seed}" / row
 
@@ -265,7 +270,7 @@ class BenchRun:
         )
         model_dir = self._model_dir(spec.row)
         self.p_test[spec.row] = record.pop("p_test")
-        save_run(model_dir, model=model, inputs=inputs, manifest={**record, "data": {"fingerprint": self.dataset.fingerprint}})
+        save_run(model_dir, model=model, inputs=inputs, manifest={**record, "data": self._data_record()})
         result = self._metrics(spec, self.p_test[spec.row])
         result.update(
             params=record["params"], keras_bytes=measure.file_bytes(model_dir / KERAS_FILE),
@@ -439,7 +444,7 @@ class BenchRun:
         self.progress.advance(self.progress.units(spec))
         model_dir = self._model_dir(spec.row)
         self.p_test[spec.row] = record.pop("p_test")
-        save_run(model_dir, model=model, inputs=inputs, manifest={**record, "data": {"fingerprint": self.dataset.fingerprint}})
+        save_run(model_dir, model=model, inputs=inputs, manifest={**record, "data": self._data_record()})
         result = self._metrics(spec, self.p_test[spec.row])
         result.update(params=record["params"], train_seconds=record["train_seconds"],
                       deploy_bytes=measure.file_bytes(model_dir / LR_FILE), model_dir=str(model_dir))

@@ -113,13 +113,21 @@ def train_run(*, data: str, out_dir, strict: bool = False, cache_dir=None, verbo
     return load_manifest(out_dir)
 
 
+def _manifest_data_spec(manifest: dict, model_dir) -> str:
+    """The data a model directory was trained on, as its manifest records it."""
+    spec = (manifest.get("data") or {}).get("spec")
+    if not spec:
+        raise ValueError(f"{model_dir}/manifest.json does not record the data it was trained on: give --data")
+    return spec
+
+
 def evaluate_run(model_dir, *, data: str | None = None, fmt: str = "keras", cache_dir=None, quiet: bool = False) -> dict:
     """Reload a model directory and recompute its test metrics (same bootstrap seed as training)."""
     from condense.scoring import SavedModel
 
     saved = SavedModel(model_dir, fmt)
     manifest = saved.manifest
-    spec = data or manifest["data"]["spec"]
+    spec = data or _manifest_data_spec(manifest, model_dir)
     dataset = load_dataset(spec, seed=manifest["seed"], cache_dir=cache_dir, quiet=quiet)
     if dataset.layout.to_json() != saved.inputs.layout.to_json():
         raise ValueError(
@@ -155,7 +163,7 @@ def export_run(model_dir, fmt: str, *, calibration: int = 300, data: str | None 
     saved = SavedModel(model_dir, "keras")
     if saved.manifest.get("model") == "lr":
         raise ValueError(f"{model_dir}: the logistic regression has no .tflite export")
-    spec = data or saved.manifest["data"]["spec"]
+    spec = data or _manifest_data_spec(saved.manifest, model_dir)
     dataset = load_dataset(spec, seed=saved.manifest["seed"], cache_dir=cache_dir, quiet=quiet)
     x_train = saved.inputs.transform(dataset.train.X[:calibration])
     job = ExportJob(Path(model_dir) / KERAS_FILE, Path(model_dir) / tflite_file(fmt), fmt, calibration_x=x_train,
