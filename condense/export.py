@@ -112,6 +112,7 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import hashlib
 import json
 import os
 import signal
@@ -294,8 +295,8 @@ def export_tflite_many(jobs: Iterable[ExportJob], *, timeout: float = DEFAULT_TI
 
     with tempfile.TemporaryDirectory(prefix="condense-export-") as work, contextlib.ExitStack() as stack:
         work = Path(work)
-        requests = []
-        for i, (job, calibration) in enumerate(checked):
+        requests, saved = [], {}
+        for job, calibration in checked:
             tmp_out = stack.enter_context(atomic_path(job.out_path))
             request = {
                 "model_path": str(Path(job.model_path).resolve()),
@@ -305,9 +306,12 @@ def export_tflite_many(jobs: Iterable[ExportJob], *, timeout: float = DEFAULT_TI
                 "calibration": None,
                 "out_path": str(tmp_out),
             }
-            if calibration is not None:
-                np.save(work / f"calibration{i}.npy", calibration)
-                request["calibration"] = str(work / f"calibration{i}.npy")
+            if calibration is not None:  # jobs sharing the same data share one file
+                key = (calibration.shape, hashlib.sha1(calibration.tobytes()).hexdigest())
+                if key not in saved:
+                    saved[key] = work / f"calibration{len(saved)}.npy"
+                    np.save(saved[key], calibration)
+                request["calibration"] = str(saved[key])
             requests.append(request)
         request_file = work / "request.json"
         request_file.write_text(json.dumps({"jobs": requests, "result": str(work / "result.json")}), encoding="utf-8")
