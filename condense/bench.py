@@ -329,7 +329,7 @@ class BenchRun:
         return out
 
     def _measure_trained(self, spec: RowSpec) -> dict:
-        """Keras latency (1 thread, child process), and the float32 file: size, LiteRT latency, parity."""
+        """Keras latency (1 thread, child process), and the float32 file's measurements."""
         from condense import measure
         from condense.runs import KERAS_FILE
 

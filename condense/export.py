@@ -620,7 +620,7 @@ def _plan_recurrent(model, request: dict, calibration, float_head: bool) -> dict
                                  f"with every feature equal to the mask value {mask_value:g}: Masking kept")
             if steps:
                 warnings.append(masking["reason"])
-    if not masking["dropped"] or chain.problem:
+    if not masking["dropped"]:
         if route == "fused":
             raise ValueError(f"cannot export {name} with the fused LSTM op: {masking['reason']}")
         unroll = fmt == "int8"
@@ -745,17 +745,23 @@ def _child_main(argv: list[str]) -> int:
 # ----------------------------------------------------------------------------------------------
 
 
+def opcode_names(model) -> list[str]:
+    """The builtin operator name of each operator code of a read-only flatbuffer ``Model``
+    (``ai_edge_litert.schema_py_generated``), in the file's opcode order."""
+    from ai_edge_litert import schema_py_generated as schema
+
+    names = {v: k for k, v in vars(schema.BuiltinOperator).items() if not k.startswith("_")}
+    codes = [model.OperatorCodes(i) for i in range(model.OperatorCodesLength())]
+    return [names.get(max(c.BuiltinCode(), c.DeprecatedBuiltinCode()), f"op{c.BuiltinCode()}") for c in codes]
+
+
 def _op_names(data: bytes) -> list[str]:
     """The builtin operator name of every operator in every subgraph of a ``.tflite`` file
     (``"WHILE"``, ``"UNIDIRECTIONAL_SEQUENCE_LSTM"``...), in file order."""
     from ai_edge_litert import schema_py_generated as schema
 
-    names = {v: k for k, v in vars(schema.BuiltinOperator).items() if not k.startswith("_")}
     model = schema.Model.GetRootAs(data, 0)
-    codes = []
-    for i in range(model.OperatorCodesLength()):
-        code = model.OperatorCodes(i)
-        codes.append(names.get(max(code.BuiltinCode(), code.DeprecatedBuiltinCode()), f"op{code.BuiltinCode()}"))
+    codes = opcode_names(model)
     return [codes[model.Subgraphs(g).Operators(o).OpcodeIndex()]
             for g in range(model.SubgraphsLength()) for o in range(model.Subgraphs(g).OperatorsLength())]
 

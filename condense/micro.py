@@ -69,11 +69,10 @@ def micro_problem(path) -> str:
     """Why the ``.tflite`` file at ``path`` cannot run on TFLM ('' when nothing is known against it)."""
     from ai_edge_litert import schema_py_generated as schema
 
-    data = Path(path).read_bytes()
-    names = {v: k for k, v in vars(schema.BuiltinOperator).items() if not k.startswith("_")}
-    model = schema.Model.GetRootAs(data, 0)
-    codes = [names.get(max(model.OperatorCodes(i).BuiltinCode(), model.OperatorCodes(i).DeprecatedBuiltinCode()), "")
-             for i in range(model.OperatorCodesLength())]
+    from condense.export import opcode_names
+
+    model = schema.Model.GetRootAs(Path(path).read_bytes(), 0)
+    codes = opcode_names(model)
     for g in range(model.SubgraphsLength()):
         subgraph = model.Subgraphs(g)
         for o in range(subgraph.OperatorsLength()):

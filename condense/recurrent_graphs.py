@@ -225,11 +225,17 @@ def _lstm_parts(layer) -> list[tuple[str, object]]:
     if _kind(layer) == "lstm":
         return [("lstm", (w["kernel"], w["recurrent_kernel"], bias))]
     # hLSTM, hidden="input": a_k = act(x W_k) V_k + h U_k + b_k  ==  LSTM(input=act(x W), kernel=blockdiag(V))
-    v = w["hidden_kernel"]
-    blockdiag = np.zeros((4 * units, 4 * units), np.float32)
+    return [("dense", (w["kernel"], layer.cell.hidden_activation)),
+            ("lstm", (_block_diagonal(w["hidden_kernel"]), w["recurrent_kernel"], bias))]
+
+
+def _block_diagonal(hidden_kernel: np.ndarray) -> np.ndarray:
+    """The hLSTM's ``V = [V_i V_f V_g V_o]`` ``(u, 4u)`` as one ``(4u, 4u)`` block-diagonal matrix."""
+    units = hidden_kernel.shape[0]
+    out = np.zeros((4 * units, 4 * units), np.float32)
     for k in range(4):
-        blockdiag[k * units:(k + 1) * units, k * units:(k + 1) * units] = v[:, k * units:(k + 1) * units]
-    return [("dense", (w["kernel"], layer.cell.hidden_activation)), ("lstm", (blockdiag, w["recurrent_kernel"], bias))]
+        out[k * units:(k + 1) * units, k * units:(k + 1) * units] = hidden_kernel[:, k * units:(k + 1) * units]
+    return out
 
 
 def _lstm_sequence(inputs, init_h, init_c, kernel, recurrent_kernel, bias):
@@ -364,11 +370,9 @@ class HoistedGatesGraph(_ChainModule):
                 projected = projected + w["bias"]
             # block-diagonal V with its output columns in gate order i, f, o, g: one sigmoid for the
             # three gates and one tanh per step (fewer ops, each with its own int8 parameters)
-            blockdiag = np.zeros((4 * u, 4 * u), np.float32)
-            for k in range(4):
-                blockdiag[k * u:(k + 1) * u, k * u:(k + 1) * u] = w["hidden_kernel"][:, k * u:(k + 1) * u]
             order = np.r_[0:2 * u, 3 * u:4 * u, 2 * u:3 * u]
-            recurrent_kernel, blockdiag = tf.constant(w["recurrent_kernel"]), tf.constant(blockdiag[:, order])
+            recurrent_kernel = tf.constant(w["recurrent_kernel"])
+            blockdiag = tf.constant(_block_diagonal(w["hidden_kernel"])[:, order])
             h = c = tf.zeros([1, u], tf.float32)
             outputs = []
             for step in tf.unstack(projected, axis=1):  # one UNPACK op instead of a slice per step
