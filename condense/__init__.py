@@ -1,8 +1,10 @@
 """condense: make clinical deep-learning models small and fast, and prove it.
 
-Importing the package registers the custom Keras objects (the hLSTM cell and layer), so
-``keras.saving.load_model(path, safe_mode=True)`` reloads a saved condense model without
-``custom_objects``.
+The package is laid out as the pipeline runs (see README.md, "Structure map"):
+``data`` -> ``layers``/``models`` -> ``train`` -> ``prune`` -> ``export`` -> ``evaluate`` ->
+``runs`` -> ``bench``. Importing ``condense`` imports neither TensorFlow nor Keras, so the CLI's
+help and every ``condense data`` command answer at once. The custom hLSTM layer is registered
+with Keras by ``import condense.layers``, which every place that loads a saved model does.
 """
 
 __version__ = "0.1.0"
@@ -10,10 +12,5 @@ __version__ = "0.1.0"
 import os as _os
 
 # TensorFlow's C++ start-up chatter (oneDNN, CPU features) is noise for a CLI user; a user who
-# wants it sets TF_CPP_MIN_LOG_LEVEL themselves.
+# wants it sets TF_CPP_MIN_LOG_LEVEL themselves (or passes --verbose to the CLI).
 _os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-
-try:  # registration needs Keras; the data layer (condense.data) does not.
-    from condense import cells as _cells  # noqa: F401
-except ImportError:  # pragma: no cover - cells.py not present or Keras not installed
-    _cells = None

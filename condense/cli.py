@@ -35,7 +35,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     expected = (DataError, FileNotFoundError, ValueError)
     if args.command in ("export", "evaluate", "predict"):
-        from condense.export import ExportError
+        from condense.export.convert import ExportError
 
         expected += (ExportError,)
     try:

@@ -24,7 +24,7 @@ from collections.abc import Sequence
 
 import keras
 
-from condense.cells import HIDDEN_FORMS, HLSTM
+from condense.layers.hlstm import HIDDEN_FORMS, HLSTM
 
 __all__ = [
     "MODEL_FAMILIES",
@@ -166,7 +166,7 @@ def build_hlstm(
         timesteps: Time steps per episode. Default: 48.
         units: Width of the hLSTM layer. Default: 16.
         hidden: ``"gates"`` (default, the adopted form) or ``"input"``; see
-            :class:`condense.cells.HLSTMCell`.
+            :class:`condense.layers.hlstm.HLSTMCell`.
         hidden_activation: Activation of the hidden layer in the gates. Default: ``"relu"``.
         dropout: Rate of the Dropout layer before the output. Default: 0.3.
         mask_value: Input value that marks a padded step. Default: 0.0.

@@ -126,7 +126,7 @@ def _epoch_tracker(x_val, y_val, patience, on_epoch):
     """A Keras callback timing each epoch and scoring validation AUROC after the clock stops."""
     import keras
 
-    from condense.metrics import auroc
+    from condense.evaluate.metrics import auroc
 
     class EpochTracker(keras.callbacks.Callback):
         def __init__(self):
@@ -185,7 +185,7 @@ def fit(
     set_determinism(config.seed)
     if model is None:
         model = build_model(config, x_train.shape[1:])
-    from condense.measure import param_count
+    from condense.evaluate.measure import param_count
 
     compile_model(model, config.learning_rate)
     tracker = _epoch_tracker(x_val, y_val.astype(np.int64), config.patience, on_epoch)

@@ -19,7 +19,7 @@ It asserts, in order:
 3. training: one optimizer step of a tiny model around the layer gives a finite loss and changes
    every trainable weight of the layer;
 4. saving: the model saved to ``.keras`` reloads in a FRESH Python process with
-   ``import condense`` and ``keras.saving.load_model(path, safe_mode=True)`` (no
+   ``import condense.layers`` and ``keras.saving.load_model(path, safe_mode=True)`` (no
    ``custom_objects``), and gives the same predictions and the same layer config.
 """
 
@@ -191,7 +191,7 @@ def _check_fresh_process_reload(cases, tmp_dir, imports, atol):
         assert child_config == config, f"{job['model']}: reloaded layer has a different config"
 
 
-def check_custom_layer(layer_factory, input_shape, *, tmp_dir=None, imports=("condense",), seed=0, atol=1e-6):
+def check_custom_layer(layer_factory, input_shape, *, tmp_dir=None, imports=("condense.layers",), seed=0, atol=1e-6):
     """Assert that a custom Keras layer meets the house rules (see the module docstring).
 
     Args:
@@ -212,7 +212,7 @@ def check_custom_layer(layer_factory, input_shape, *, tmp_dir=None, imports=("co
     )[0]
 
 
-def check_custom_layers(cases, *, tmp_dir=None, imports=("condense",), seed=0, atol=1e-6):
+def check_custom_layers(cases, *, tmp_dir=None, imports=("condense.layers",), seed=0, atol=1e-6):
     """:func:`check_custom_layer` for several ``(layer_factory, input_shape)`` cases at once.
 
     Same checks, but all saved models reload in one fresh process (one TensorFlow start-up

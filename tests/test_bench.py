@@ -9,10 +9,10 @@ import json
 
 import pytest
 
-from condense.bench import BenchRun, plan_rows, run_benchmark
-from condense.bench_profiles import PROFILES, get_profile
-from condense.bench_report import COLUMNS
-from condense.compare import compare_tables
+from condense.bench.runner import BenchRun, plan_rows, run_benchmark
+from condense.bench.profiles import PROFILES, get_profile
+from condense.bench.report import COLUMNS
+from condense.bench.compare import compare_tables
 from condense.io import sha256_file
 
 REAL_RUN_LR = BenchRun._run_lr  # the smoke fixture breaks it for the module; one test needs it back
@@ -51,12 +51,12 @@ def test_unknown_profile_and_rows_are_clear_errors(tmp_path, tiny_cohort):
 @pytest.fixture(scope="module")
 def smoke_run(tiny_cohort, tmp_path_factory, monkeypatch_module):
     """The smoke profile's rows on the tiny cohort, with the logistic-regression row made to fail."""
-    import condense.bench
+    import condense.bench.runner
 
     def broken_lr(self, spec):
         raise RuntimeError("injected failure for the test")
 
-    monkeypatch_module.setattr(condense.bench.BenchRun, "_run_lr", broken_lr)
+    monkeypatch_module.setattr(condense.bench.runner.BenchRun, "_run_lr", broken_lr)
     profile = dataclasses.replace(
         get_profile("smoke", data=str(tiny_cohort)), latency_repeats=5, latency_warmup=1,
         bootstrap_resamples=200, calibration=32,
@@ -169,7 +169,7 @@ def test_reference_scores_and_differences_against_the_logistic_regression(tiny_d
     import numpy as np
     from sklearn.metrics import roc_auc_score
 
-    import condense.bench
+    import condense.bench.runner
 
     y = tiny_dataset.test.y
     rng = np.random.default_rng(3)
@@ -177,8 +177,8 @@ def test_reference_scores_and_differences_against_the_logistic_regression(tiny_d
              ((name, tiny_dataset.split(name).y.astype(float)) for name in ("train", "val", "test"))}
     score["test"][:5] = np.nan
     data = dataclasses.replace(tiny_dataset, extras={"severity": score, "reference_scores": {"severity": "Severity"}})
-    monkeypatch.setattr(condense.bench, "load_dataset", lambda *args, **kwargs: data)
-    monkeypatch.setattr(condense.bench.BenchRun, "_run_lr", REAL_RUN_LR)
+    monkeypatch.setattr(condense.bench.runner, "load_dataset", lambda *args, **kwargs: data)
+    monkeypatch.setattr(condense.bench.runner.BenchRun, "_run_lr", REAL_RUN_LR)
     profile = dataclasses.replace(get_profile("smoke"), bootstrap_resamples=200)
     profile = dataclasses.replace(profile, latency_repeats=5, latency_warmup=1)
     out_dir, ok = run_benchmark(profile, out_dir=tmp_path / "out", only=["dnn", "lr", "severity"], quiet=True,

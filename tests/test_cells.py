@@ -7,8 +7,8 @@ import pytest
 
 keras = pytest.importorskip("keras")
 
-import condense  # noqa: E402,F401  (registers the custom objects)
-from condense.cells import HIDDEN_FORMS, HLSTM, HLSTMCell  # noqa: E402
+import condense.layers  # noqa: E402,F401  (registers the custom objects)
+from condense.layers.hlstm import HIDDEN_FORMS, HLSTM, HLSTMCell  # noqa: E402
 from layer_checks import check_custom_layers  # noqa: E402
 
 D, U, T = 5, 3, 7  # input width, units, time steps: small and fast
@@ -312,7 +312,7 @@ def test_bad_arguments_raise_value_error_naming_them(cls, kwargs, needle):
 def test_docstring_examples_run():
     import doctest
 
-    import condense.cells as cells
+    import condense.layers.hlstm as cells
 
     for obj in (cells.HLSTMCell, cells.HLSTM):
         runner = doctest.DocTestRunner(optionflags=doctest.ELLIPSIS)

@@ -6,9 +6,9 @@ import csv
 
 import pytest
 
-from condense.bench_report import COLUMNS
+from condense.bench.report import COLUMNS
 from condense.cli import main
-from condense.compare import compare_tables, read_table
+from condense.bench.compare import compare_tables, read_table
 
 
 def _row(row, **values):

@@ -11,7 +11,7 @@ from sklearn.exceptions import NotFittedError
 
 from condense.data.channels import CHANNEL_SPANS, IHM_LAYOUT, MASK_INDEX, VARIABLES
 from condense.data.layout import ChannelLayout
-from condense.metrics import auroc
+from condense.evaluate.metrics import auroc
 from condense.peers.logistic import (
     STATISTICS,
     WINDOWS,

@@ -24,7 +24,7 @@ from condense.data.channels import CATEGORICAL_VALUES, CHANNEL_SPANS, HEADER, IH
 from condense.data.inputs import ModelInputs
 from condense.data.physionet2012 import PHYSIONET_LAYOUT, PhysioNetState, read_records
 from condense.data.preprocessing import Discretizer
-from condense.recurrent_graphs import masked_steps
+from condense.export.recurrent_graphs import masked_steps
 from physionet_files import record_text, write_set
 
 

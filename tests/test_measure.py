@@ -7,7 +7,8 @@ import pytest
 
 keras = pytest.importorskip("keras")
 
-from condense import measure, models  # noqa: E402
+from condense.evaluate import measure
+from condense import models  # noqa: E402
 
 LATENCY_KEYS = {"median_us", "p95_us", "mean_us", "min_us", "repeats"}
 

@@ -1,4 +1,4 @@
-"""condense.metrics: point estimates against hand-computed cases and scikit-learn, bootstraps."""
+"""condense.evaluate.metrics: point estimates against hand-computed cases and scikit-learn, bootstraps."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from sklearn.metrics import auc, precision_recall_curve, roc_auc_score
 
-from condense.metrics import (
+from condense.evaluate.metrics import (
     METRICS,
     auprc,
     auroc,

@@ -11,7 +11,7 @@ from physionet_files import small_cohort
 
 from condense.cli import main
 from condense.data.physionet2012 import PhysioNetState, load_physionet2012_records, read_records
-from condense.scoring import SavedModel
+from condense.runs.scoring import SavedModel
 
 N_RECORDS = 80
 

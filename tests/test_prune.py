@@ -11,7 +11,7 @@ import keras
 import numpy as np
 import pytest
 
-import condense  # noqa: F401  (registers the hLSTM for safe_mode loading)
+import condense.layers  # noqa: F401  (registers the hLSTM for safe_mode loading)
 from condense.models import build_dnn, build_hlstm, build_lstm
 from condense.prune import (
     CRITERIA,

@@ -69,7 +69,7 @@ def test_same_seed_gives_identical_training(lstm_run, tiny_cohort, tmp_path):
 
 
 def test_select_best_restores_the_best_validation_epoch(tiny_dataset):
-    from condense.workflow import train_on_dataset
+    from condense.runs.workflow import train_on_dataset
 
     config = TrainConfig(model="dnn", epochs=4, batch_size=32, select="best")
     model, inputs, record = train_on_dataset(config, tiny_dataset, verbose=0)

@@ -6,7 +6,7 @@ import argparse
 import time
 from pathlib import Path
 
-from condense.bench_profiles import PROFILES
+from condense.bench.profiles import PROFILES
 
 
 def register(sub) -> None:
@@ -45,8 +45,8 @@ def register(sub) -> None:
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
-    from condense.bench import run_benchmark
-    from condense.bench_profiles import get_profile
+    from condense.bench.runner import run_benchmark
+    from condense.bench.profiles import get_profile
 
     profile = get_profile(args.profile, data=args.data, epochs=args.epochs, batch_size=args.batch_size,
                           select=args.select, patience=args.patience)
@@ -61,7 +61,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
-    from condense.compare import compare_tables
+    from condense.bench.compare import compare_tables
 
     result = compare_tables(args.base, args.new, auroc_tolerance=args.auroc_tolerance,
                             latency_tolerance=args.latency_tolerance, bytes_tolerance=args.bytes_tolerance)

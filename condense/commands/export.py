@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-#: condense.export.ROUTES, spelled here so that `condense --help` does not import TensorFlow.
+#: condense.export.convert.ROUTES, spelled here so that `condense --help` does not import TensorFlow.
 ROUTES = ("auto", "fused", "while", "unrolled")
 
 
@@ -31,7 +31,7 @@ def register(sub) -> None:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from condense.workflow import export_run
+    from condense.runs.workflow import export_run
 
     if args.int8_io and args.format != "int8":
         raise ValueError(f"--int8-io needs --format int8, got --format {args.format}")

@@ -68,7 +68,7 @@ def _log(args, message: str) -> None:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from condense.workflow import train_run
+    from condense.runs.workflow import train_run
 
     result = train_run(
         data=args.data,
@@ -100,7 +100,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from condense.io import write_json
-    from condense.workflow import evaluate_run
+    from condense.runs.workflow import evaluate_run
 
     metrics = evaluate_run(args.model, data=args.data, fmt=args.format, cache_dir=args.cache_dir, quiet=args.quiet)
     test = metrics["test"]
@@ -114,7 +114,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
-    from condense.workflow import predict_run
+    from condense.runs.workflow import predict_run
 
     summary = predict_run(args.model, data=args.data, out_csv=args.out, fmt=args.format, strict=args.strict,
                           cache_dir=args.cache_dir, quiet=args.quiet)

@@ -5,7 +5,7 @@ its own process, because tfmot only works with the legacy Keras 2 (``tf_keras``)
 itself runs on Keras 3. The two Keras implementations are selected process-wide by the
 ``TF_USE_LEGACY_KERAS`` variable when TensorFlow is first imported, so this program sets it
 before importing TensorFlow and never imports the ``condense`` package (whose ``__init__``
-imports Keras 3 through ``condense.cells``).
+imports Keras 3 through ``condense.layers.hlstm``).
 
 **How it is run, and why by file path.** The bridge runs this file by path, not with ``-m``:
 ``python -m condense.peers._tfmot_child`` would first execute ``condense/__init__.py`` and so

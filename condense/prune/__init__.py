@@ -64,7 +64,7 @@ from typing import Any, TypedDict
 import keras
 import numpy as np
 
-from condense.cells import HLSTM
+from condense.layers.hlstm import HLSTM
 
 __all__ = [
     "CRITERIA",

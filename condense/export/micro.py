@@ -69,7 +69,7 @@ def micro_problem(path) -> str:
     """Why the ``.tflite`` file at ``path`` cannot run on TFLM ('' when nothing is known against it)."""
     from ai_edge_litert import schema_py_generated as schema
 
-    from condense.export import opcode_names
+    from condense.export.convert import opcode_names
 
     model = schema.Model.GetRootAs(Path(path).read_bytes(), 0)
     codes = opcode_names(model)
@@ -91,7 +91,7 @@ def run_micro(path, x, *, search_arena: bool = True, timeout: float = 600.0) -> 
     """Run ``x`` (N, *sample_shape), one sample at a time, through the file on TFLM.
 
     Float inputs are quantized with the file's input scale and zero point when the file has
-    int8 input, and int8 outputs dequantized (as :class:`condense.export.TFLiteModel` does).
+    int8 input, and int8 outputs dequantized (as :class:`condense.export.convert.TFLiteModel` does).
 
     Returns:
         ``{"outputs": (N, ...) float32, "arena_bytes": int or None, "allocation_bytes": int}``.
@@ -114,7 +114,7 @@ def run_micro(path, x, *, search_arena: bool = True, timeout: float = 600.0) -> 
                    "outputs": str(work / "outputs.npy"), "result": str(work / "result.json")}
         (work / "request.json").write_text(json.dumps(request), encoding="utf-8")
         try:
-            # the file itself, not `-m condense.micro`: importing the package would start TensorFlow
+            # the file itself, not `-m condense.export.micro`: importing the package would start TensorFlow
             proc = subprocess.run([sys.executable, str(Path(__file__).resolve()), str(work / "request.json")],
                                   capture_output=True, text=True, timeout=timeout, check=False)
         except subprocess.TimeoutExpired:

@@ -8,7 +8,7 @@
     DIR/model.<format>.tflite  exports (condense export)
 
 Loading never executes code from a file: Keras models load with ``safe_mode=True`` (the
-custom hLSTM is registered by ``import condense``); the logistic regression is plain JSON.
+custom hLSTM is registered by ``import condense.layers``); the logistic regression is plain JSON.
 """
 
 from __future__ import annotations
@@ -69,7 +69,7 @@ def load_keras_model(path):
     """Load a ``.keras`` file with ``safe_mode=True`` (no code from the file is executed)."""
     import keras
 
-    import condense  # noqa: F401  (registers the custom cells)
+    import condense.layers  # noqa: F401  (registers the custom layers for safe loading)
 
     path = Path(path)
     if not path.exists():

@@ -158,7 +158,7 @@ def tflite_latency(
     Returns:
         :func:`measure_latency`'s dict plus ``"num_threads"``.
     """
-    from condense.export import TFLiteModel
+    from condense.export.convert import TFLiteModel
 
     _check_counts(warmup, repeats)
     runner = TFLiteModel(path, num_threads=num_threads)
@@ -185,7 +185,7 @@ def tflite_latency_interleaved(
     Returns:
         ``{key: measure_latency's dict + "num_threads"}``.
     """
-    from condense.export import TFLiteModel
+    from condense.export.convert import TFLiteModel
 
     _check_counts(warmup, repeats)
     if isinstance(block, bool) or not isinstance(block, int) or block < 1:
@@ -276,10 +276,10 @@ def _keras_latency_in_child(path: Path, x_one, num_threads: int, warmup: int, re
         env = dict(os.environ)
         env.pop("TF_USE_LEGACY_KERAS", None)
         env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-        package_root = str(Path(__file__).resolve().parents[1])
+        package_root = str(Path(__file__).resolve().parents[2])
         env["PYTHONPATH"] = os.pathsep.join(p for p in (package_root, env.get("PYTHONPATH")) if p)
         try:
-            proc = subprocess.run([sys.executable, "-m", "condense.measure", str(work / "request.json")],
+            proc = subprocess.run([sys.executable, "-m", "condense.evaluate.measure", str(work / "request.json")],
                                   capture_output=True, text=True, env=env, timeout=timeout, check=False)
         except subprocess.TimeoutExpired:
             raise RuntimeError(f"Measuring the Keras latency of {path} did not finish within {timeout:g} s") from None
@@ -291,9 +291,9 @@ def _keras_latency_in_child(path: Path, x_one, num_threads: int, warmup: int, re
 
 
 def _child_main(argv: list[str]) -> int:
-    """``python -m condense.measure REQUEST.json``: Keras latency in a fresh process (internal)."""
+    """``python -m condense.evaluate.measure REQUEST.json``: Keras latency in a fresh process (internal)."""
     if len(argv) != 1:
-        print("usage: python -m condense.measure REQUEST.json  (internal: used by keras_latency)", file=sys.stderr)
+        print("usage: python -m condense.evaluate.measure REQUEST.json  (internal: used by keras_latency)", file=sys.stderr)
         return 2
     request = json.loads(Path(argv[0]).read_text(encoding="utf-8"))
     import tensorflow as tf
@@ -303,7 +303,7 @@ def _child_main(argv: list[str]) -> int:
     tf.config.threading.set_inter_op_parallelism_threads(1)
     import keras
 
-    import condense  # noqa: F401  (registers the custom layers for safe loading)
+    import condense.layers  # noqa: F401  (registers the custom layers for safe loading)
     from condense.io import write_json
 
     model = keras.saving.load_model(request["model_path"], safe_mode=True, compile=False)

@@ -1,10 +1,10 @@
 """``condense bench``: train, condense, export and measure every variant in one run.
 
-The benchmark orchestrates and owns no math: models come from :mod:`condense.workflow`
+The benchmark orchestrates and owns no math: models come from :mod:`condense.runs.workflow`
 (the same code as ``condense train``), pruning from :mod:`condense.prune`, files from
-:mod:`condense.export`, timings and sizes from :mod:`condense.measure`, statistics from
-:mod:`condense.metrics`, peers from :mod:`condense.peers`, and the outputs from
-:mod:`condense.bench_report`.
+:mod:`condense.export.convert`, timings and sizes from :mod:`condense.evaluate.measure`, statistics from
+:mod:`condense.evaluate.metrics`, peers from :mod:`condense.peers`, and the outputs from
+:mod:`condense.bench.report`.
 
 Every row is trained/condensed/measured in the same run, on the same data, with the same seed.
 A row that fails (a converter crash, a missing optional peer) is kept in the table with its
@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from condense.bench_profiles import Profile
+from condense.bench.profiles import Profile
 from condense.data import Dataset, load_dataset
 
 RECURRENT = ("lstm", "hlstm")
@@ -54,7 +54,7 @@ class RowSpec:
     train: dict = field(default_factory=dict)
     source: str | None = None
     fmt: str | None = None
-    route: str = "auto"  # the export route of a "convert" row (condense.export.ROUTES)
+    route: str = "auto"  # the export route of a "convert" row (condense.export.convert.ROUTES)
     weight: float = 1.0  # relative cost, for the time-left estimate
 
 
@@ -185,7 +185,7 @@ class BenchRun:
     def model_inputs(self, kind: str):
         """Fitted preprocessing and prepared arrays per input kind (shared by every row)."""
         if kind not in self.inputs:
-            from condense.workflow import fit_inputs, prepared_splits
+            from condense.runs.workflow import fit_inputs, prepared_splits
 
             self.inputs[kind] = fit_inputs(self.dataset, kind)
             self.arrays[kind] = prepared_splits(self.dataset, self.inputs[kind])
@@ -260,9 +260,9 @@ class BenchRun:
         return self.out_dir / "models" / f"seed{self.seed}" / row
 
     def _run_train(self, spec: RowSpec) -> dict:
-        from condense import measure
-        from condense.runs import KERAS_FILE, save_run
-        from condense.workflow import train_on_dataset
+        from condense.evaluate import measure
+        from condense.runs.model_dir import KERAS_FILE, save_run
+        from condense.runs.workflow import train_on_dataset
 
         config = self._train_config(spec)
         model, inputs, record = train_on_dataset(
@@ -287,8 +287,8 @@ class BenchRun:
         child, so when the batch fails each job is retried on its own: the one that crashes is
         recorded against its row, the others still convert.
         """
-        from condense.export import ExportJob, export_tflite_many
-        from condense.runs import KERAS_FILE, tflite_file
+        from condense.export.convert import ExportJob, export_tflite_many
+        from condense.runs.model_dir import KERAS_FILE, tflite_file
 
         jobs: dict[str, ExportJob] = {}
         for spec in rows:
@@ -330,8 +330,8 @@ class BenchRun:
 
     def _measure_trained(self, spec: RowSpec) -> dict:
         """Keras latency (1 thread, child process), and the float32 file's measurements."""
-        from condense import measure
-        from condense.runs import KERAS_FILE
+        from condense.evaluate import measure
+        from condense.runs.model_dir import KERAS_FILE
 
         result = self.results[spec.row]
         _, arrays = self.model_inputs(result["input_kind"])
@@ -361,8 +361,8 @@ class BenchRun:
         """Everything measured on one .tflite file: size, route, parity with Keras on the whole
         test split, batched LiteRT time, ties among the probabilities, TFLM (its batch-1 latency
         is measured with every other file at the end of the run)."""
-        from condense import measure
-        from condense.export import TFLiteModel
+        from condense.evaluate import measure
+        from condense.export.convert import TFLiteModel
 
         runner = TFLiteModel(path)
         t0 = time.perf_counter()
@@ -380,7 +380,7 @@ class BenchRun:
 
     def _micro(self, path: Path, x: np.ndarray, p_litert: np.ndarray) -> dict:
         """TFLM arena and agreement with LiteRT, or why the file cannot run there."""
-        from condense import micro
+        from condense.export.convert import micro
 
         if not micro.available():
             return {"tflm_note": "tflite-micro not installed"}
@@ -394,7 +394,7 @@ class BenchRun:
         return {"tflm_arena_bytes": run["arena_bytes"], "tflm_max_abs": deviation}
 
     def _run_tfmot(self, spec: RowSpec) -> dict:
-        from condense import measure
+        from condense.evaluate import measure
 
         if self.tfmot_results is None:
             self.tfmot_results = self._run_all_tfmot()
@@ -435,9 +435,9 @@ class BenchRun:
         return {r["peer"]: r for r in results}
 
     def _run_lr(self, spec: RowSpec) -> dict:
-        from condense import measure
-        from condense.runs import LR_FILE, save_run
-        from condense.workflow import train_on_dataset
+        from condense.evaluate import measure
+        from condense.runs.model_dir import LR_FILE, save_run
+        from condense.runs.workflow import train_on_dataset
 
         config = self._train_config(spec)
         model, inputs, record = train_on_dataset(config, self.dataset, verbose=0)
@@ -462,7 +462,7 @@ class BenchRun:
         return self._metrics(spec, score[known], y=self.y_test[known], probabilities=False)
 
     def _metrics(self, spec: RowSpec, p: np.ndarray, y: np.ndarray | None = None, probabilities: bool = True) -> dict:
-        from condense.metrics import summarize
+        from condense.evaluate.metrics import summarize
 
         y = self.y_test if y is None else y
         self.curves[spec.row] = (y, p)
@@ -473,7 +473,7 @@ class BenchRun:
     def _measure_litert_latencies(self) -> None:
         """Batch-1 LiteRT latency of every file of the run, in interleaved rounds (one pass at the
         end, nothing else running): the ratios between files are what the table compares."""
-        from condense import measure
+        from condense.evaluate import measure
 
         files = {row: item for row, item in self.latency_inputs.items() if self.results[row].get("status") == "ok"}
         if not files:
@@ -519,7 +519,7 @@ class BenchRun:
                 res["file_ratio"] = res["tflite_bytes"] / own["tflite_bytes"]
 
     def _paired_diff(self, reference: str, row: str, prefix: str) -> dict:
-        from condense.metrics import paired_bootstrap_diff
+        from condense.evaluate.metrics import paired_bootstrap_diff
 
         d = paired_bootstrap_diff(self.y_test, self.p_test[reference], self.p_test[row], metric="auroc",
                                   n_resamples=self.profile.bootstrap_resamples, seed=self.seed)
@@ -532,8 +532,8 @@ def run_benchmark(profile: Profile, *, out_dir, seeds: int = 1, cache_dir=None, 
 
     Returns (out_dir, all_ok).
     """
-    from condense import bench_report
-    from condense.runs import git_commit, library_versions
+    from condense.bench.runner import report as bench_report
+    from condense.runs.model_dir import git_commit, library_versions
 
     if seeds < 1:
         raise ValueError(f"--seeds must be at least 1, got {seeds}")

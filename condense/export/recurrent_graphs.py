@@ -91,7 +91,7 @@ class Chain:
 def _kind(layer) -> str:
     import keras
 
-    from condense.cells import HLSTM
+    from condense.layers.hlstm import HLSTM
 
     if isinstance(layer, keras.layers.Masking):
         return "masking"
@@ -314,7 +314,7 @@ class FusedGraph(_ChainModule):
     """Every recurrent layer as the converter's fused LSTM (see the module docstring).
 
     ``head=False`` stops before the final Dense layer (the caller appends it in float, see
-    :func:`condense.tflite_edit.append_dense_head`).
+    :func:`condense.export.tflite_edit.append_dense_head`).
     """
 
     def __init__(self, chain: Chain, head: bool = True):

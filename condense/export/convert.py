@@ -9,7 +9,7 @@ Three formats (:data:`FORMATS`):
     Weights stored as int8, activations float (no calibration data needed). Dense layers get
     the converter's dynamic-range quantization (``Optimize.DEFAULT``; it leaves tensors with
     fewer than 1,024 elements in float32). Fused LSTM ops become the **hybrid** LSTM: int8 gate
-    matrices fed straight into the op (:func:`condense.tflite_edit.quantize_lstm_weights`; no
+    matrices fed straight into the op (:func:`condense.export.tflite_edit.quantize_lstm_weights`; no
     converter setting gives it).
 ``int8``
     Full-integer post-training quantization: weights *and* activations are int8 with uniform
@@ -30,7 +30,7 @@ fastest exact one (measured side by side in the benchmark):
 ``fused``
     Every ``keras.layers.LSTM`` (and the hLSTM's ``input`` form, which decomposes exactly into
     a Dense layer and an LSTM) becomes TFLite's fused ``UNIDIRECTIONAL_SEQUENCE_LSTM`` op
-    (:class:`condense.recurrent_graphs.FusedGraph`): several times faster and smaller than the
+    (:class:`condense.export.recurrent_graphs.FusedGraph`): several times faster and smaller than the
     loop, and it runs on TensorFlow Lite for Microcontrollers. The converter hard-codes
     ``cell_clip=10`` on that op, a clip Keras never applies; float32 and hybrid files get it
     removed (exact), full-int8 files keep it (their int16 cell-state scale is built on it), and
@@ -40,7 +40,7 @@ fastest exact one (measured side by side in the benchmark):
     ``ResetVariableTensors()``); :class:`TFLiteModel` does.
 ``hoisted`` (auto only)
     The hLSTM's ``gates`` form cannot fuse; for ``int8`` its input projection is computed once
-    for all steps and the loop is unrolled (:class:`condense.recurrent_graphs.HoistedGatesGraph`).
+    for all steps and the loop is unrolled (:class:`condense.export.recurrent_graphs.HoistedGatesGraph`).
 ``while``
     The model's own layers as a TFLite ``WHILE`` loop. Auto uses it (without ``Masking`` when
     that is exact) for ``float32``/``dynamic`` of layers that cannot fuse; ``route="while"``
@@ -51,14 +51,14 @@ fastest exact one (measured side by side in the benchmark):
     unrolled; ``route="unrolled"`` is the Keras 3 default unrolled conversion, ``Masking`` kept.
 
 ``Masking`` is dropped only when that is exact: no time step of ``calibration_x`` has all
-features equal to the mask value (see :mod:`condense.recurrent_graphs`). Without
+features equal to the mask value (see :mod:`condense.export.recurrent_graphs`). Without
 ``calibration_x`` nothing can be checked and ``Masking`` is kept (a ``WHILE`` or unrolled file,
 said in the result); with masked steps in the data it is kept too, and the result names the
 model and the count. ``route="fused"`` raises instead of falling back.
 
 In ``int8`` files with float output (the default), the graph is quantized up to the last
 hidden state and the final Dense layer and sigmoid run in float
-(:func:`condense.tflite_edit.append_dense_head`): probabilities are then a smooth function of
+(:func:`condense.export.tflite_edit.append_dense_head`): probabilities are then a smooth function of
 the int8 state instead of one of 256 output levels, which tie many patients.
 
 Models without a recurrent layer (the DNN) keep their **dynamic batch** (input shape signature
@@ -94,8 +94,8 @@ carried through 48 steps: expect single-sample deviations of a few hundredths.
 Conversion runs in a child process
 ----------------------------------
 The converter can crash the process (the segfault above) or fail deep inside TensorFlow. So
-:func:`export_tflite` runs it in a fresh ``python -m condense.export`` child: the child loads the
-``.keras`` file with ``safe_mode=True`` after ``import condense`` (custom layers registered),
+:func:`export_tflite` runs it in a fresh ``python -m condense.export.convert`` child: the child loads the
+``.keras`` file with ``safe_mode=True`` after ``import condense.layers`` (custom layers registered),
 converts, checks the result (it runs one sample; quantized formats must really store int8
 weights) and writes the bytes to a temporary file beside the target. The parent renames that
 file onto the target only when the child succeeded; on any failure it removes it and raises one
@@ -390,7 +390,7 @@ def _child_env() -> dict:
     # tf_keras would replace Keras 3 in the child (see toolchain notes): never let it leak in.
     env.pop("TF_USE_LEGACY_KERAS", None)
     env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    package_root = str(Path(__file__).resolve().parents[1])
+    package_root = str(Path(__file__).resolve().parents[2])
     env["PYTHONPATH"] = os.pathsep.join(p for p in (package_root, env.get("PYTHONPATH")) if p)
     return env
 
@@ -398,7 +398,7 @@ def _child_env() -> dict:
 def _run_child(request: Path, result: Path, jobs: list[ExportJob], timeout: float, quiet: bool) -> list[dict]:
     """Run the conversion child; return its per-job outcomes or raise ExportError for the job
     that failed (the first one without a successful outcome)."""
-    cmd = [sys.executable, "-m", "condense.export", str(request)]
+    cmd = [sys.executable, "-m", "condense.export.convert", str(request)]
     output = ""
     returncode = None
     try:
@@ -475,7 +475,7 @@ def _tail_note(output: str) -> str:
 
 
 # ----------------------------------------------------------------------------------------------
-# Child side: `python -m condense.export REQUEST.json`
+# Child side: `python -m condense.export.convert REQUEST.json`
 # ----------------------------------------------------------------------------------------------
 
 
@@ -502,7 +502,7 @@ def _convert(request: dict) -> dict:
     import keras
     import tensorflow as tf
 
-    import condense  # noqa: F401  (registers the custom layers for safe loading)
+    import condense.layers  # noqa: F401  (registers the custom layers for safe loading)
 
     fmt = request["fmt"]
     model = keras.saving.load_model(request["model_path"], safe_mode=True, compile=False)
@@ -655,8 +655,8 @@ def _plan_recurrent(model, request: dict, calibration, float_head: bool) -> dict
 
 
 def _edit(data: bytes, fmt: str, plan: dict) -> bytes:
-    """The edits the converter cannot make (:mod:`condense.tflite_edit`) for this route."""
-    from condense import tflite_edit
+    """The edits the converter cannot make (:mod:`condense.export.tflite_edit`) for this route."""
+    from condense.export.convert import tflite_edit
 
     fused = plan["route"].startswith("fused")
     if not (fused or plan.get("head") is not None or plan.get("strip")):
@@ -710,7 +710,7 @@ def _smoke_test(data: bytes, sample_shape: tuple[int, ...]) -> None:
 
 def _child_main(argv: list[str]) -> int:
     if len(argv) != 1:
-        print("usage: python -m condense.export REQUEST.json  (internal: used by export_tflite)", file=sys.stderr)
+        print("usage: python -m condense.export.convert REQUEST.json  (internal: used by export_tflite)", file=sys.stderr)
         return 2
     import faulthandler
 
@@ -959,7 +959,7 @@ class TFLiteModel:
         """A zero-argument function running one prepared sample: reset the state (stateful files
         only) + ``set_tensor`` + ``invoke`` + ``get_tensor`` (the raw output tensor), what an app
         does per prediction. The sample is
-        quantized once, here, for int8-input files. Used by :func:`condense.measure.tflite_latency`.
+        quantized once, here, for int8-input files. Used by :func:`condense.evaluate.measure.tflite_latency`.
 
         Args:
             x_one: One sample, shape ``sample_shape`` or ``(1, *sample_shape)``.
@@ -1029,7 +1029,7 @@ def parity_check(keras_model, tflite_path, X, y=None, *, num_threads: int = 1) -
     import keras
 
     if isinstance(keras_model, (str, os.PathLike)):
-        import condense  # noqa: F401  (registers the custom layers)
+        import condense.layers  # noqa: F401  (registers the custom layers for safe loading)
 
         keras_model = keras.saving.load_model(keras_model, safe_mode=True, compile=False)
     x = np.asarray(X, dtype=np.float32)

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from condense.runs import load_run, tflite_file
+from condense.runs.model_dir import load_run, tflite_file
 
 SCORE_FORMATS = ("keras", "float32", "dynamic", "int8")
 
@@ -38,7 +38,7 @@ class SavedModel:
                 raise FileNotFoundError(
                     f"{path} does not exist: run `condense export --model {model_dir} --format {fmt}` first"
                 )
-            from condense.export import TFLiteModel
+            from condense.export.convert import TFLiteModel
 
             self._tflite = TFLiteModel(path, num_threads=num_threads)
 

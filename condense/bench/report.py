@@ -253,7 +253,7 @@ def plot_roc(curves: dict[str, tuple[np.ndarray, np.ndarray]], path: Path) -> No
     import matplotlib.pyplot as plt
     from sklearn.metrics import roc_curve
 
-    from condense.metrics import auroc
+    from condense.evaluate.metrics import auroc
 
     fig, ax = plt.subplots(figsize=(7.5, 7))
     for row, (y, p) in curves.items():

@@ -14,8 +14,8 @@ import numpy as np
 
 from condense.data import Dataset, load_dataset
 from condense.data.inputs import ModelInputs
-from condense.metrics import summarize
-from condense.runs import git_commit, library_versions, load_manifest, save_run
+from condense.evaluate.metrics import summarize
+from condense.runs.model_dir import git_commit, library_versions, load_manifest, save_run
 from condense.train import TrainConfig, fit, fit_logistic
 
 #: Bootstrap settings of every reported interval (the benchmark's: 10,000 resamples).
@@ -57,7 +57,7 @@ def train_on_dataset(config: TrainConfig, dataset: Dataset, *, verbose: int = 1,
     ``record`` is the manifest body: config, params, timings, selection, pruning, metrics and
     the test-set probabilities under ``"p_test"`` (dropped before writing the manifest).
     """
-    from condense.measure import param_count
+    from condense.evaluate.measure import param_count
 
     inputs = fit_inputs(dataset, config.input_kind)
     x = prepared_splits(dataset, inputs)
@@ -123,7 +123,7 @@ def _manifest_data_spec(manifest: dict, model_dir) -> str:
 
 def evaluate_run(model_dir, *, data: str | None = None, fmt: str = "keras", cache_dir=None, quiet: bool = False) -> dict:
     """Reload a model directory and recompute its test metrics (same bootstrap seed as training)."""
-    from condense.scoring import SavedModel
+    from condense.runs.scoring import SavedModel
 
     saved = SavedModel(model_dir, fmt)
     manifest = saved.manifest
@@ -147,16 +147,16 @@ def export_run(model_dir, fmt: str, *, calibration: int = 300, data: str | None 
 
     The first ``calibration`` training samples (preprocessed with the model's saved state)
     calibrate int8 and are the data on which dropping ``Masking`` from a recurrent model is
-    checked to be exact (see :mod:`condense.export`). The file is then checked against Keras on
+    checked to be exact (see :mod:`condense.export.convert`). The file is then checked against Keras on
     the whole test split (LiteRT) and, when ``tflite-micro`` is installed, run on TensorFlow Lite
     for Microcontrollers (smallest arena, agreement with LiteRT). Returns sizes, the route and
     the parity numbers; records the file in the manifest.
     """
-    from condense import micro
-    from condense.export import ExportJob, TFLiteModel, export_tflite_many
-    from condense.metrics import auroc
-    from condense.runs import KERAS_FILE, record_file, tflite_file
-    from condense.scoring import SavedModel
+    from condense.export.convert import micro
+    from condense.export.convert import ExportJob, TFLiteModel, export_tflite_many
+    from condense.evaluate.metrics import auroc
+    from condense.runs.model_dir import KERAS_FILE, record_file, tflite_file
+    from condense.runs.scoring import SavedModel
 
     if calibration < 1:
         raise ValueError(f"--calibration must be at least 1, got {calibration}")
@@ -210,7 +210,7 @@ def predict_run(model_dir, *, data: str, out_csv, fmt: str = "keras", strict: bo
 
     from condense.data import load_records
     from condense.io import atomic_write
-    from condense.scoring import SavedModel
+    from condense.runs.scoring import SavedModel
 
     saved = SavedModel(model_dir, fmt)
     split, id_column, issues = load_records(data, source_state=saved.inputs.source, strict=strict,

@@ -4,7 +4,7 @@ Every edit works on TensorFlow's own object API for the flatbuffer
 (``tensorflow.lite.tools.flatbuffer_utils`` reads a file into a mutable ``ModelT`` of
 ``tensorflow.lite.python.schema_py_generated``, and writes it back), so the result is a file
 written by TensorFlow's serializer, not bytes patched by hand. They run in the conversion child
-(:mod:`condense.export`), right after the converter:
+(:mod:`condense.export.convert`), right after the converter:
 
 :func:`unclip_lstm_cells`
     The converter gives every fused Keras LSTM ``cell_clip=10`` (hard-coded in its

@@ -1,0 +1,7 @@
+"""The benchmark: every variant trained, condensed, exported and measured in one run.
+
+* :mod:`~condense.bench.profiles` — run sizes (``smoke``, ``default``, ``paper``, ``real``).
+* :mod:`~condense.bench.runner` — the rows and the run (``condense bench``).
+* :mod:`~condense.bench.report` — ``table.csv`` / ``table.md`` / plots / manifest.
+* :mod:`~condense.bench.compare` — ``condense compare``: the CI diff of two tables.
+"""
