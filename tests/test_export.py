@@ -409,7 +409,7 @@ def test_dynamic_file_holds_int8_weights_with_float_io(trained, quantized_export
 def test_dynamic_lstm_is_the_hybrid_fused_op_with_every_gate_matrix_int8(float_exports):
     """The converter would keep the fused op float (and every tensor under 1,024 elements); the
     hybrid edit stores all eight gate matrices of both LSTM ops as per-tensor int8."""
-    from condense.export.convert import tflite_edit
+    from condense.export import tflite_edit
 
     entry = float_exports["lstm_pruned_8_8"]
     runner = TFLiteModel(entry["dynamic"])
@@ -618,7 +618,7 @@ def test_fused_route_refuses_data_with_masked_steps(masked_exports, tmp_path):
 @pytest.mark.slow
 def test_fused_float_and_int8_files_run_on_tflm_like_on_litert(float_exports, trained, quantized_exports):
     pytest.importorskip("tflite_micro")
-    from condense.export.convert import micro
+    from condense.export import micro
 
     cases = [(float_exports["lstm_pruned_8_8"]["tflite"], float_exports["lstm_pruned_8_8"]["x"][:6], 1e-5),
              (quantized_exports["lstm.int8"], trained["lstm"]["x_test"][:6], 0.02),
@@ -637,7 +637,7 @@ def test_fused_float_and_int8_files_run_on_tflm_like_on_litert(float_exports, tr
 @pytest.mark.slow
 def test_files_tflm_cannot_run_say_why(float_exports, quantized_exports):
     pytest.importorskip("tflite_micro")
-    from condense.export.convert import micro
+    from condense.export import micro
 
     assert "hybrid" in micro.micro_problem(float_exports["lstm_pruned_8_8"]["dynamic"])
     assert "REDUCE_ANY" in micro.micro_problem(float_exports["lstm"]["while"])

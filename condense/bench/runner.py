@@ -380,7 +380,7 @@ class BenchRun:
 
     def _micro(self, path: Path, x: np.ndarray, p_litert: np.ndarray) -> dict:
         """TFLM arena and agreement with LiteRT, or why the file cannot run there."""
-        from condense.export.convert import micro
+        from condense.export import micro
 
         if not micro.available():
             return {"tflm_note": "tflite-micro not installed"}
@@ -532,7 +532,7 @@ def run_benchmark(profile: Profile, *, out_dir, seeds: int = 1, cache_dir=None, 
 
     Returns (out_dir, all_ok).
     """
-    from condense.bench.runner import report as bench_report
+    from condense.bench import report as bench_report
     from condense.runs.model_dir import git_commit, library_versions
 
     if seeds < 1:

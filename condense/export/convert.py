@@ -591,7 +591,7 @@ CONVERTER_CELL_CLIP = 10.0
 
 def _plan_recurrent(model, request: dict, calibration, float_head: bool) -> dict:
     """Choose the graph of a recurrent model (see "How recurrent models are converted")."""
-    from condense import recurrent_graphs as rg
+    from condense.export import recurrent_graphs as rg
     from condense.models import rebuild_with_batch
 
     fmt, route = request["fmt"], request.get("route", "auto")
@@ -656,7 +656,7 @@ def _plan_recurrent(model, request: dict, calibration, float_head: bool) -> dict
 
 def _edit(data: bytes, fmt: str, plan: dict) -> bytes:
     """The edits the converter cannot make (:mod:`condense.export.tflite_edit`) for this route."""
-    from condense.export.convert import tflite_edit
+    from condense.export import tflite_edit
 
     fused = plan["route"].startswith("fused")
     if not (fused or plan.get("head") is not None or plan.get("strip")):

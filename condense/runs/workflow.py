@@ -152,7 +152,7 @@ def export_run(model_dir, fmt: str, *, calibration: int = 300, data: str | None 
     for Microcontrollers (smallest arena, agreement with LiteRT). Returns sizes, the route and
     the parity numbers; records the file in the manifest.
     """
-    from condense.export.convert import micro
+    from condense.export import micro
     from condense.export.convert import ExportJob, TFLiteModel, export_tflite_many
     from condense.evaluate.metrics import auroc
     from condense.runs.model_dir import KERAS_FILE, record_file, tflite_file
