@@ -220,13 +220,13 @@ def test_vectorized_parse_matches_the_reference_parser(tmp_path):
     }
     root = write_set(tmp_path, records)
     raw = read_records(root)
-    files = pn._read_files(root)
-    problems = pn._Problems(strict=False)
-    events = pn._Events()
-    parser = pn._RecordParser(problems, events)
+    files = pn.files.read_files(root)
+    problems = pn.parse._Problems(strict=False)
+    events = pn.parse._Events()
+    parser = pn.parse._RecordParser(problems, events)
     static = np.full((len(files.records), 5), np.nan)
     for index, (where, rid, data) in enumerate(files.records):
-        parser.parse(index, rid, where, pn._decode(data), static[index])
+        parser.parse(index, rid, where, pn.parse._decode(data), static[index])
     assert np.array_equal(raw.event_record, events.rec)
     assert np.array_equal(raw.event_variable, events.var)
     assert np.array_equal(raw.event_hours, events.hours)

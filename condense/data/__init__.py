@@ -11,7 +11,11 @@ One idea per module:
 * ``issues``: bad input, counted by kind (:class:`~condense.data.issues.IssueLog`).
 * ``preprocessing``: ``Discretizer`` (observations -> 48 x 76 tensors), ``Normalizer``, ``dnn_features``.
 * ``reference``: the benchmark's per-row discretizer, kept as the test oracle and speed baseline.
-* ``physionet2012``: PhysioNet 2012 records -> :class:`Dataset`; ``synthetic``: the synthetic cohort.
+* ``physionet2012/``: PhysioNet 2012 records -> :class:`Dataset` (``docs/physionet2012.md``):
+  ``files`` (archive or folder -> bytes), ``parse`` (text -> observations, bad input counted),
+  ``channels`` (37 variables, 82 channels, fixed ranges), ``state`` (fitted on train, saved with
+  a model, reapplied to new records), ``load`` (split, fit, cache; scoring new records).
+* ``synthetic``: the synthetic cohort.
 * ``cache``: the on-disk array cache and the cache folder; ``progress``: progress on stderr.
 * ``inputs``: the fitted model-input state saved with every model.
 """

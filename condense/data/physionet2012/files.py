@@ -1,0 +1,170 @@
+"""Find and read one PhysioNet 2012 set: record files, outcomes file, content hash.
+
+``PATH`` is the challenge archive (``set-a.tar.gz``; any tar compression: decompressed whole in
+memory, checked, never extracted to disk), a folder holding exactly one ``set-*/`` folder, or the
+``set-*/`` folder itself; ``Outcomes-<X>.txt`` pairs with ``set-<X>/`` (``docs/physionet2012.md``).
+Only bytes come out of here; :mod:`condense.data.physionet2012.parse` reads them.
+"""
+
+from __future__ import annotations
+
+import bz2
+import gzip
+import hashlib
+import io
+import lzma
+import os
+import re
+import tarfile
+import zlib
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+
+from condense.data.dataset import DataError
+
+__all__ = ["SetFiles", "read_files"]
+
+_SET_DIR_RE = re.compile(r"^set-[^/]+$")
+_OUTCOMES_RE = re.compile(r"^Outcomes-([^/]+)\.txt$")
+_RECORD_RE = re.compile(r"^(\d+)\.txt$")
+
+
+@dataclass
+class SetFiles:
+    """The bytes of one set: record files and the optional outcomes file, plus a content hash."""
+
+    source: str
+    records: list[tuple[str, str, bytes]]  # (where, RecordID, bytes)
+    outcomes: tuple[str, bytes] | None
+    data_hash: str
+    ignored: int
+
+
+def _decompress(raw: bytes) -> bytes:
+    """The tar bytes inside a gzip, bzip2 or xz archive (by magic number); plain tar as is."""
+    if raw[:2] == b"\x1f\x8b":
+        return gzip.decompress(raw)
+    if raw[:3] == b"BZh":
+        return bz2.decompress(raw)
+    if raw[:6] == b"\xfd7zXZ\x00":
+        return lzma.decompress(raw)
+    return raw
+
+
+def _read_archive(path: Path) -> SetFiles:
+    """Stream every member of a tar archive (any compression) into memory, then pick the set."""
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise DataError(f"{path}: cannot read archive: {exc}") from None
+    digest = hashlib.sha256(raw).hexdigest()
+    members: dict[str, bytes] = {}
+    try:
+        # Decompress the whole stream first: the compressors check their end-of-stream marker
+        # and checksum, which tarfile's streaming reader does not (a cut-off archive could
+        # otherwise end cleanly on a member boundary and pass for a smaller one).
+        with tarfile.open(fileobj=io.BytesIO(_decompress(raw)), mode="r:") as tf:
+            for member in tf:
+                if not member.isfile():
+                    continue
+                fh = tf.extractfile(member)
+                members[member.name] = fh.read() if fh is not None else b""
+    except (tarfile.TarError, EOFError, OSError, zlib.error, lzma.LZMAError) as exc:
+        raise DataError(f"{path}: corrupt or truncated archive ({type(exc).__name__}: {exc})") from None
+    return _pick_set(path, members, digest, lambda name: f"{path}:{name}")
+
+
+def _read_folder(path: Path) -> SetFiles:
+    """Read a folder holding one ``set-*/`` folder (or the set folder itself) into memory."""
+    subsets = sorted(p for p in path.iterdir() if p.is_dir() and _SET_DIR_RE.match(p.name))
+    if len(subsets) > 1:
+        raise DataError(f"{path}: holds several set folders ({', '.join(p.name for p in subsets)}); point at one")
+    if subsets:
+        set_dir, outcome_dirs = subsets[0], [subsets[0], path]
+    else:  # PATH is the record folder; a set-X folder's Outcomes-X.txt may sit beside it
+        set_dir, outcome_dirs = path, [path] + ([path.parent] if _SET_DIR_RE.match(path.name) else [])
+    members: dict[str, bytes] = {}
+    where: dict[str, str] = {}
+    for p in sorted(set_dir.iterdir()):
+        if p.is_file() and not _OUTCOMES_RE.match(p.name):
+            name = f"{set_dir.name}/{p.name}"
+            members[name], where[name] = p.read_bytes(), str(p)
+    for folder in outcome_dirs:
+        for p in sorted(folder.glob("Outcomes-*.txt")):
+            if p.is_file() and p.name not in members:  # the set folder's own copy wins
+                members[p.name], where[p.name] = p.read_bytes(), str(p)
+    digest = hashlib.sha256()
+    for name in sorted(members):
+        digest.update(PurePosixPath(name).name.encode() + b"\0" + hashlib.sha256(members[name]).digest())
+    return _pick_set(path, members, digest.hexdigest(), where.__getitem__, set_name=set_dir.name)
+
+
+def _pick_set(path: Path, members: dict[str, bytes], digest: str, where_of, set_name: str | None = None) -> SetFiles:
+    """From ``{member path: bytes}``, take the records of the one set folder and its outcomes.
+
+    ``set_name`` is the set folder a folder read already chose (its files may sit in a folder
+    not named ``set-*``); an archive read finds it from the member paths.
+    """
+    by_set: dict[str, list[str]] = {}
+    outcomes: list[str] = []
+    ignored = 0
+    for name in members:
+        parts = PurePosixPath(name).parts
+        if _OUTCOMES_RE.match(parts[-1]):
+            outcomes.append(name)
+        elif len(parts) >= 2 and (_SET_DIR_RE.match(parts[-2]) or parts[-2] == set_name):
+            by_set.setdefault(parts[-2], []).append(name)
+        else:
+            ignored += 1  # a README or similar outside the set folder
+    if not by_set:
+        raise DataError(f"{path}: no set-*/ folder of <RecordID>.txt record files found")
+    if len(by_set) > 1:
+        raise DataError(f"{path}: holds several set folders ({', '.join(sorted(by_set))}); point at one")
+    set_dir, names = next(iter(by_set.items()))
+    records: list[tuple[str, str, bytes]] = []
+    seen: dict[str, str] = {}
+    for name in sorted(names):
+        m = _RECORD_RE.match(PurePosixPath(name).name)
+        if not m:
+            ignored += 1  # README, .DS_Store, ...: not a record file
+            continue
+        rid = str(int(m.group(1)))
+        if rid in seen:
+            raise DataError(f"{path}: record {rid} appears twice ({seen[rid]} and {name})")
+        seen[rid] = name
+        records.append((where_of(name), rid, members[name]))
+    if not records:
+        raise DataError(f"{path}: no <RecordID>.txt record files in {set_dir}/")
+    # set-X pairs with Outcomes-X.txt only; a folder not named set-* takes a single Outcomes-*.txt
+    suffix = set_dir[len("set-"):] if set_dir.startswith("set-") else None
+    if suffix is not None:
+        match = [n for n in outcomes if _OUTCOMES_RE.match(PurePosixPath(n).name).group(1) == suffix]
+    elif len(outcomes) > 1:
+        raise DataError(f"{path}: several outcomes files ({', '.join(sorted(outcomes))}) for {set_dir}/; keep one")
+    else:
+        match = outcomes
+    chosen = match[0] if match else None
+    ignored += len(outcomes) - (1 if chosen else 0)
+    records.sort(key=lambda r: int(r[1]))
+    return SetFiles(
+        source=str(path),
+        records=records,
+        outcomes=(where_of(chosen), members[chosen]) if chosen else None,
+        data_hash=digest,
+        ignored=ignored,
+    )
+
+
+def read_files(path: str | os.PathLike) -> SetFiles:
+    """The bytes of the one set at ``path`` (an archive or a folder; see the module docstring).
+
+    Raises :class:`DataError` when ``path`` does not exist, holds no set or several, or is a
+    corrupt or truncated archive.
+    """
+    p = Path(path).expanduser()
+    if not p.exists():
+        raise DataError(
+            f"{p}: no such file or folder (expected set-a.tar.gz, a folder with set-*/, or a set-*/ folder)"
+        )
+    return _read_archive(p) if p.is_file() else _read_folder(p)
+
