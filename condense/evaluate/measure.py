@@ -38,16 +38,15 @@ has not initialized yet and otherwise uses the process's pools; the result says 
 from __future__ import annotations
 
 import gzip
-import json
 import os
-import subprocess
-import sys
 import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
+
+from condense._child import ChildError, child_main, run_child
 
 __all__ = [
     "param_count",
@@ -268,34 +267,20 @@ def _keras_latency_in_child(path: Path, x_one, num_threads: int, warmup: int, re
         raise FileNotFoundError(f"Keras model not found: {path}")
     x = _one_sample(x_one)
     with tempfile.TemporaryDirectory(prefix="condense-latency-") as work:
-        work = Path(work)
-        np.save(work / "sample.npy", x)
-        request = {"model_path": str(path.resolve()), "sample": str(work / "sample.npy"), "num_threads": num_threads,
-                   "warmup": warmup, "repeats": repeats, "result": str(work / "result.json")}
-        (work / "request.json").write_text(json.dumps(request), encoding="utf-8")
-        env = dict(os.environ)
-        env.pop("TF_USE_LEGACY_KERAS", None)
-        env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-        package_root = str(Path(__file__).resolve().parents[2])
-        env["PYTHONPATH"] = os.pathsep.join(p for p in (package_root, env.get("PYTHONPATH")) if p)
+        np.save(Path(work) / "sample.npy", x)
+        request = {"model_path": str(path.resolve()), "sample": str(Path(work) / "sample.npy"),
+                   "num_threads": num_threads, "warmup": warmup, "repeats": repeats}
+        run = run_child("condense.evaluate.measure", request, what=f"Measuring the Keras latency of {path}",
+                        timeout=timeout, work=work)
         try:
-            proc = subprocess.run([sys.executable, "-m", "condense.evaluate.measure", str(work / "request.json")],
-                                  capture_output=True, text=True, env=env, timeout=timeout, check=False)
-        except subprocess.TimeoutExpired:
-            raise RuntimeError(f"Measuring the Keras latency of {path} did not finish within {timeout:g} s") from None
-        result_file = work / "result.json"
-        if proc.returncode != 0 or not result_file.is_file():
-            tail = "\n".join(proc.stderr.strip().splitlines()[-10:])
-            raise RuntimeError(f"Measuring the Keras latency of {path} failed (exit status {proc.returncode}):\n{tail}")
-        return json.loads(result_file.read_text(encoding="utf-8"))
+            return run.check()
+        except ChildError as exc:
+            raise RuntimeError(str(exc)) from None
 
 
-def _child_main(argv: list[str]) -> int:
-    """``python -m condense.evaluate.measure REQUEST.json``: Keras latency in a fresh process (internal)."""
-    if len(argv) != 1:
-        print("usage: python -m condense.evaluate.measure REQUEST.json  (internal: used by keras_latency)", file=sys.stderr)
-        return 2
-    request = json.loads(Path(argv[0]).read_text(encoding="utf-8"))
+def _keras_latency_child(request: dict) -> dict:
+    """The child's handler (``python -m condense.evaluate.measure REQUEST.json``): Keras latency
+    in a fresh process, its thread pools set before any op runs."""
     import tensorflow as tf
 
     # Before any op runs: this is what makes the number a true `num_threads` number.
@@ -304,14 +289,12 @@ def _child_main(argv: list[str]) -> int:
     import keras
 
     import condense.layers  # noqa: F401  (registers the custom layers for safe loading)
-    from condense.io import write_json
 
     model = keras.saving.load_model(request["model_path"], safe_mode=True, compile=False)
     result = _keras_latency_here(model, np.load(request["sample"]), int(request["num_threads"]),
                                  int(request["warmup"]), int(request["repeats"]))
-    write_json(request["result"], {**result, "process": "child"})
-    return 0
+    return {**result, "process": "child"}
 
 
 if __name__ == "__main__":
-    raise SystemExit(_child_main(sys.argv[1:]))
+    raise SystemExit(child_main(_keras_latency_child))

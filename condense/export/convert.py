@@ -113,10 +113,8 @@ from __future__ import annotations
 import collections
 import contextlib
 import hashlib
-import json
 import os
 import signal
-import subprocess
 import sys
 import tempfile
 import time
@@ -126,6 +124,7 @@ from pathlib import Path
 
 import numpy as np
 
+from condense._child import ChildError, child_main, run_child, write_result
 from condense.io import atomic_path
 
 __all__ = [
@@ -160,11 +159,9 @@ DEFAULT_INPUT_PERCENTILE = 99.99
 #: Default wall-clock limit of one conversion, in seconds.
 DEFAULT_TIMEOUT = 1800.0
 
-_OUTPUT_TAIL_LINES = 15
-_ERROR_CHARS = 1500
 
 
-class ExportError(RuntimeError):
+class ExportError(ChildError):
     """A ``.tflite`` conversion failed; no output file was written.
 
     Attributes:
@@ -177,11 +174,9 @@ class ExportError(RuntimeError):
     """
 
     def __init__(self, message: str, *, model_path, fmt: str, returncode: int | None = None, output: str = ""):
-        super().__init__(message)
+        super().__init__(message, what=f"Exporting {model_path} to {fmt}", returncode=returncode, output=output)
         self.model_path = Path(model_path)
         self.fmt = fmt
-        self.returncode = returncode
-        self.output = output
 
 
 # ----------------------------------------------------------------------------------------------
@@ -313,9 +308,7 @@ def export_tflite_many(jobs: Iterable[ExportJob], *, timeout: float = DEFAULT_TI
                     np.save(saved[key], calibration)
                 request["calibration"] = str(saved[key])
             requests.append(request)
-        request_file = work / "request.json"
-        request_file.write_text(json.dumps({"jobs": requests, "result": str(work / "result.json")}), encoding="utf-8")
-        outcomes = _run_child(request_file, work / "result.json", jobs, timeout * len(jobs), quiet)
+        outcomes = _run_child(work, requests, jobs, timeout * len(jobs), quiet)
     if not quiet:
         for out, outcome in zip(outs, outcomes):
             print(f"{out}: {outcome['fmt']} ({outcome['route']}, {outcome['io']} I/O), {outcome['bytes']:,} bytes, "
@@ -385,93 +378,31 @@ def _check_calibration(calibration_x) -> np.ndarray:
     return np.ascontiguousarray(x)
 
 
-def _child_env() -> dict:
-    env = dict(os.environ)
-    # tf_keras would replace Keras 3 in the child (see toolchain notes): never let it leak in.
-    env.pop("TF_USE_LEGACY_KERAS", None)
-    env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    package_root = str(Path(__file__).resolve().parents[2])
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (package_root, env.get("PYTHONPATH")) if p)
-    return env
-
-
-def _run_child(request: Path, result: Path, jobs: list[ExportJob], timeout: float, quiet: bool) -> list[dict]:
+def _run_child(work: Path, requests: list[dict], jobs: list[ExportJob], timeout: float, quiet: bool) -> list[dict]:
     """Run the conversion child; return its per-job outcomes or raise ExportError for the job
     that failed (the first one without a successful outcome)."""
-    cmd = [sys.executable, "-m", "condense.export.convert", str(request)]
-    output = ""
-    returncode = None
-    try:
-        proc = subprocess.run(
-            cmd, stdout=subprocess.PIPE if quiet else None, stderr=subprocess.STDOUT if quiet else None,
-            env=_child_env(), timeout=timeout, check=False,
-        )
-        output, returncode = _decode(proc.stdout), proc.returncode
-    except subprocess.TimeoutExpired as exc:
-        output = _decode(exc.output)
-    outcomes = _read_outcomes(result)
-    if returncode == 0 and len(outcomes) == len(jobs) and all(o.get("ok") for o in outcomes):
+    first = jobs[0]
+    run = run_child("condense.export.convert", {"jobs": requests}, what=f"Exporting {first.model_path}",
+                    timeout=timeout, quiet=quiet, work=work)
+    outcomes = run.result if isinstance(run.result, list) else []
+    if run.returncode == 0 and len(outcomes) == len(jobs) and all(o.get("ok") for o in outcomes):
         return outcomes
     failed = next((i for i, o in enumerate(outcomes) if not o.get("ok")), min(len(outcomes), len(jobs) - 1))
     job = jobs[failed]
     outcome = outcomes[failed] if failed < len(outcomes) else None
     if outcome is not None and outcome.get("error"):
         cause = f"{outcome['error_type']}: {outcome['error']}"
-    elif returncode is None:
-        cause = f"the conversion did not finish within {timeout:g} s and was stopped"
-    elif returncode < 0 or returncode > 128:
-        signum = -returncode if returncode < 0 else returncode - 128
-        cause = f"the converter process was killed by {_signal_name(signum)} (signal {signum})"
-        if signum == signal.SIGSEGV:
+        note = " See the converter output above." if not quiet else ""  # the full output stays on .output
+    else:
+        cause = run.failure().replace("the child process", "the converter process")
+        if run.returncode is not None and -run.returncode == signal.SIGSEGV:
             cause += ", a crash inside the TensorFlow Lite converter"
-    else:
-        cause = f"the converter process exited with status {returncode} without a result"
-    if not quiet:
-        note = " See the converter output above."
-    elif outcome is not None and outcome.get("error"):
-        note = ""  # the exception says it; the full output stays on ExportError.output
-    else:
-        note = _tail_note(output)
+        note = run.output_note()
     others = f" No file of the {len(jobs)} jobs in this call was written." if len(jobs) > 1 else " No file was written."
     raise ExportError(
         f"Exporting {job.model_path} to {job.fmt} .tflite failed: {cause}.{others}{note}",
-        model_path=job.model_path, fmt=job.fmt, returncode=returncode, output=output,
+        model_path=job.model_path, fmt=job.fmt, returncode=run.returncode, output=run.output,
     )
-
-
-def _read_outcomes(result: Path) -> list[dict]:
-    try:
-        outcomes = json.loads(result.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return []
-    return outcomes if isinstance(outcomes, list) else []
-
-
-def _decode(data) -> str:
-    if data is None:
-        return ""
-    if isinstance(data, bytes):
-        return data.decode("utf-8", errors="replace")
-    return str(data)
-
-
-def _signal_name(signum: int) -> str:
-    try:
-        return signal.Signals(signum).name
-    except ValueError:
-        return f"signal {signum}"
-
-
-#: Start-up chatter of TensorFlow / absl that says nothing about a failure.
-_NOISE_PREFIXES = ("WARNING: All log messages before absl::InitializeLog()", "I0000 ", "Extension modules:")
-
-
-def _tail_note(output: str) -> str:
-    lines = [ln for ln in output.strip().splitlines() if ln.strip() and not ln.startswith(_NOISE_PREFIXES)]
-    if not lines:
-        return ""
-    tail = "\n".join("    " + (ln if len(ln) <= 200 else ln[:200] + " ...") for ln in lines[-_OUTPUT_TAIL_LINES:])
-    return f"\n  Last converter output:\n{tail}"
 
 
 # ----------------------------------------------------------------------------------------------
@@ -708,36 +639,26 @@ def _smoke_test(data: bytes, sample_shape: tuple[int, ...]) -> None:
         raise RuntimeError("the converted model returns non-finite values")
 
 
-def _child_main(argv: list[str]) -> int:
-    if len(argv) != 1:
-        print("usage: python -m condense.export.convert REQUEST.json  (internal: used by export_tflite)", file=sys.stderr)
-        return 2
-    import faulthandler
-
-    from condense.io import write_json
-
-    faulthandler.enable()  # a crash prints the Python stack (the parent shows its tail), then dies as before
-    request = json.loads(Path(argv[0]).read_text(encoding="utf-8"))
+def _convert_jobs(request: dict) -> list[dict]:
+    """The child's handler: convert the jobs in order, reporting after each; stop at the first
+    failure (the parent writes nothing then)."""
     outcomes: list[dict] = []
     for job in request["jobs"]:
         try:
             outcome = {"ok": True, **_convert(job)}
-        except Exception as exc:  # every failure becomes one structured outcome for the parent
+        except Exception as exc:  # one structured outcome per job for the parent
             import traceback
 
             traceback.print_exc()
-            text = str(exc).strip()
-            if len(text) > _ERROR_CHARS:
-                text = text[:_ERROR_CHARS] + " [...]"
-            outcome = {"ok": False, "error_type": type(exc).__name__, "error": text or repr(exc)}
+            outcome = {"ok": False, "error_type": type(exc).__name__, "error": str(exc).strip()[:1500] or repr(exc)}
         outcomes.append(outcome)
-        write_json(request["result"], outcomes)  # after every job: the parent sees how far we got
+        write_result(request, outcomes)  # after every job: the parent sees how far we got
         if not outcome["ok"]:
-            return 1
+            raise SystemExit(1)  # the outcomes so far are written; exit status 1 says a job failed
         import keras
 
         keras.backend.clear_session()
-    return 0
+    return outcomes
 
 
 # ----------------------------------------------------------------------------------------------
@@ -1058,4 +979,4 @@ def parity_check(keras_model, tflite_path, X, y=None, *, num_threads: int = 1) -
 
 
 if __name__ == "__main__":
-    raise SystemExit(_child_main(sys.argv[1:]))
+    raise SystemExit(child_main(_convert_jobs))

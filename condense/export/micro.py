@@ -14,7 +14,7 @@ file on it and reports:
 - ``allocation_bytes``: TFLM's own allocation report (a lower bound: it leaves out the
   allocator's bookkeeping).
 
-Everything runs in a child process (``python condense/micro.py``, which needs neither TensorFlow
+Everything runs in a child process (``python -m condense.export.micro``, which imports neither TensorFlow
 nor the rest of the package), and each arena probe in a
 forked process of its own: a far too small arena makes TFLM crash the process (SIGSEGV), not
 raise.
@@ -27,15 +27,15 @@ writes (tflite-micro issue 3674).
 
 from __future__ import annotations
 
-import json
 import os
 import re
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
 import numpy as np
+
+from condense._child import ChildError, child_main, run_child
 
 __all__ = ["MicroError", "available", "micro_problem", "run_micro"]
 
@@ -111,19 +111,12 @@ def run_micro(path, x, *, search_arena: bool = True, timeout: float = 600.0) -> 
         work = Path(work)
         np.save(work / "x.npy", np.ascontiguousarray(np.asarray(x, dtype=np.float32)))
         request = {"path": str(path.resolve()), "x": str(work / "x.npy"), "search_arena": bool(search_arena),
-                   "outputs": str(work / "outputs.npy"), "result": str(work / "result.json")}
-        (work / "request.json").write_text(json.dumps(request), encoding="utf-8")
+                   "outputs": str(work / "outputs.npy")}
+        run = run_child("condense.export.micro", request, what=f"TFLM on {path.name}", timeout=timeout, work=work)
         try:
-            # the file itself, not `-m condense.export.micro`: importing the package would start TensorFlow
-            proc = subprocess.run([sys.executable, str(Path(__file__).resolve()), str(work / "request.json")],
-                                  capture_output=True, text=True, timeout=timeout, check=False)
-        except subprocess.TimeoutExpired:
-            raise MicroError(f"TFLM did not finish {path.name} within {timeout:g} s") from None
-        result_file = work / "result.json"
-        if proc.returncode != 0 or not result_file.is_file():
-            tail = " | ".join(line for line in proc.stderr.strip().splitlines()[-4:] if line.strip())
-            raise MicroError(f"TFLM failed on {path.name} (exit status {proc.returncode}): {tail}")
-        result = json.loads(result_file.read_text(encoding="utf-8"))
+            result = run.check()
+        except ChildError as exc:
+            raise MicroError(str(exc)) from None
         result["outputs"] = np.load(work / "outputs.npy")
     return result
 
@@ -189,13 +182,10 @@ def smallest_arena(path: str, lower: int, fits=_fits) -> int:
     return high
 
 
-def _child_main(argv: list[str]) -> int:
-    if len(argv) != 1:
-        print("usage: python condense/micro.py REQUEST.json  (internal: used by run_micro)", file=sys.stderr)
-        return 2
+def _run_micro_child(request: dict) -> dict:
+    """The child's handler (``python -m condense.export.micro REQUEST.json``)."""
     from tflite_micro import runtime
 
-    request = json.loads(Path(argv[0]).read_text(encoding="utf-8"))
     path = request["path"]
     generous = 4 * Path(path).stat().st_size + (1 << 20)
     interpreter = runtime.Interpreter.from_file(path, arena_size=generous)
@@ -219,10 +209,8 @@ def _child_main(argv: list[str]) -> int:
     np.save(request["outputs"], np.stack(outputs))
     reported = _allocation_report(interpreter)
     arena = smallest_arena(path, reported) if request["search_arena"] else None
-    Path(request["result"]).write_text(json.dumps({"arena_bytes": arena, "allocation_bytes": reported}),
-                                       encoding="utf-8")
-    return 0
+    return {"arena_bytes": arena, "allocation_bytes": reported}
 
 
 if __name__ == "__main__":
-    raise SystemExit(_child_main(sys.argv[1:]))
+    raise SystemExit(child_main(_run_micro_child))

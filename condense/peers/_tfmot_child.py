@@ -1,22 +1,15 @@
 """Child program of the tfmot peer bridge: trains ONE TensorFlow-Model-Optimization peer.
 
-Run by :mod:`condense.peers.tfmot_bridge` as ``python <path>/_tfmot_child.py CONFIG.json``, in
-its own process, because tfmot only works with the legacy Keras 2 (``tf_keras``) while condense
-itself runs on Keras 3. The two Keras implementations are selected process-wide by the
-``TF_USE_LEGACY_KERAS`` variable when TensorFlow is first imported, so this program sets it
-before importing TensorFlow and never imports the ``condense`` package (whose ``__init__``
-imports Keras 3 through ``condense.layers.hlstm``).
-
-**How it is run, and why by file path.** The bridge runs this file by path, not with ``-m``:
-``python -m condense.peers._tfmot_child`` would first execute ``condense/__init__.py`` and so
-import Keras 3 and TensorFlow *before* this module could set the variable. The ``-m`` form
-still works when ``TF_USE_LEGACY_KERAS=1`` is already in the environment when the interpreter
-starts (the bridge always sets it for the child), at the cost of a needless Keras 3 import; if
+Run by :mod:`condense.peers.tfmot_bridge` as ``python -m condense.peers._tfmot_child
+REQUEST.json`` (through :mod:`condense._child`, like every condense child process), in its own
+process, because tfmot only works with the legacy Keras 2 (``tf_keras``) while condense itself
+runs on Keras 3. The two Keras implementations are selected process-wide by the
+``TF_USE_LEGACY_KERAS`` variable when TensorFlow is first imported: the bridge sets it in the
+child's environment and this module sets it again before anything imports TensorFlow.
+``import condense`` imports neither TensorFlow nor Keras, and the only condense modules this
+child uses are :mod:`condense.io` and :mod:`condense._child` (standard library only); if
 TensorFlow was imported without the variable the child stops with a clear error instead of
-handing tfmot a Keras 3 model. When run by path, Python puts this file's folder first on
-``sys.path``; it is removed at start-up so sibling files can never shadow real modules. The
-only condense code used is ``condense/io.py`` (atomic writes, standard library only), loaded by
-file path so the package ``__init__`` never runs.
+handing tfmot a Keras 3 model.
 
 **Peers** (the architectures are the paper's, rebuilt in ``tf_keras``; Adam 1e-3, binary
 cross-entropy, the caller's epochs / batch size / seed / epoch selection; every peer trains
@@ -52,9 +45,9 @@ from the Keras model (the QAT model simulates quantization with fake-quant ops) 
 
 **Protocol.** ``CONFIG.json`` holds: ``peer``, ``arrays`` (an ``.npz`` with ``seq_*`` /
 ``feat_*`` / ``y_*`` for the ``train``, ``val`` and ``test`` splits), ``out_dir``,
-``result_path``, ``epochs``, ``batch_size``, ``seed``, ``select``, ``patience``, ``sparsity``, ``lstm_units``,
+``result``, ``epochs``, ``batch_size``, ``seed``, ``select``, ``patience``, ``sparsity``, ``lstm_units``,
 ``dnn_units``, ``pruning_schedule`` (pruned peers), ``quiet``. The child writes one result dict
-as JSON to ``result_path`` (atomically) and exits 0, also when the peer failed (``status`` ``"failed"`` with ``error`` and
+as JSON to ``result`` (atomically) and exits 0, also when the peer failed (``status`` ``"failed"`` with ``error`` and
 ``traceback``). A missing result file means the process died (crash, kill, timeout).
 
 **Fault injection (tests only).** ``CONDENSE_TFMOT_FAULT`` is a comma-separated list of peer
@@ -68,23 +61,20 @@ from __future__ import annotations
 import os
 import sys
 
-_HERE = os.path.dirname(os.path.abspath(__file__))
-if sys.path and sys.path[0] and os.path.abspath(sys.path[0]) == _HERE:
-    # Run by path: do not let sibling files (e.g. a future peers/io.py) shadow real modules.
-    sys.path.pop(0)
-
 _LEGACY_WAS_SET = os.environ.get("TF_USE_LEGACY_KERAS") == "1"
 os.environ["TF_USE_LEGACY_KERAS"] = "1"  # must precede any TensorFlow import in this process
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import gzip  # noqa: E402
 import importlib.util  # noqa: E402
-import json  # noqa: E402
 import math  # noqa: E402
 import platform  # noqa: E402
 import time  # noqa: E402
 import traceback  # noqa: E402
 from pathlib import Path  # noqa: E402
+
+from condense import io as _io  # noqa: E402  (standard library only: no TensorFlow)
+from condense._child import child_main  # noqa: E402
 
 PEERS = ("prune_dnn", "prune_lstm", "qat_dnn")
 FAULT_ENV = "CONDENSE_TFMOT_FAULT"
@@ -100,20 +90,6 @@ _REQUIRED = (
     ("tensorflow", "tensorflow"),
     ("tf_keras", "tf-keras"),
 )
-
-
-def _load_io_module():
-    """Load ``condense/io.py`` by file path, without running ``condense/__init__.py``."""
-    path = Path(_HERE).parent / "io.py"
-    spec = importlib.util.spec_from_file_location("_condense_io_for_tfmot_child", path)
-    if spec is None or spec.loader is None:  # pragma: no cover - broken checkout
-        raise ImportError(f"cannot load the atomic-write helpers from {path}")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-_io = _load_io_module()
 
 
 class PeerError(RuntimeError):
@@ -136,9 +112,8 @@ def _import_libraries():
     ):
         raise PeerError(
             "TensorFlow/Keras was imported in the tfmot child before TF_USE_LEGACY_KERAS=1 was set "
-            "(was the child run with `python -m condense.peers._tfmot_child`, which imports the "
-            "condense package and Keras 3 first?). Run it by file path, or set TF_USE_LEGACY_KERAS=1 "
-            "in the environment before starting it."
+            "(did something imported before this module load Keras 3?). Set TF_USE_LEGACY_KERAS=1 "
+            "in the environment before starting the child (condense.peers.tfmot_bridge does)."
         )
     pip_names = dict(_REQUIRED)
     modules = {}
@@ -621,13 +596,8 @@ def run_peer(cfg: dict) -> dict:
     return result
 
 
-def main(argv: list[str] | None = None) -> int:
-    argv = sys.argv[1:] if argv is None else argv
-    if len(argv) != 1:
-        print("usage: python _tfmot_child.py CONFIG.json", file=sys.stderr)
-        return 2
-    with open(argv[0], encoding="utf-8") as fh:
-        cfg = json.load(fh)
+def _child_handler(cfg: dict) -> dict:
+    """The child's handler: one peer's result dict, also when the peer failed."""
     peer = cfg.get("peer")
     if _injected_abort(peer):
         sys.stderr.write(f"injected fault: aborting the tfmot child for peer {peer!r} ({FAULT_ENV})\n")
@@ -645,11 +615,10 @@ def main(argv: list[str] | None = None) -> int:
             "error": f"tfmot peer {peer!r} failed: {message}",
             "traceback": traceback.format_exc(),
         }
-    _io.write_json(cfg["result_path"], result)
     if not cfg.get("quiet", True):
         print(f"[tfmot] {peer}: {result['status']}", flush=True)
-    return 0
+    return result
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(child_main(_child_handler))

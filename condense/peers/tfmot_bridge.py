@@ -32,23 +32,16 @@ Example::
 
 from __future__ import annotations
 
-import collections
 import importlib.util
-import json
 import numbers
 import os
-import signal
-import subprocess
-import sys
 import tempfile
-import threading
-import time
 from pathlib import Path
 from typing import Iterable, Mapping, Sequence
 
 import numpy as np
 
-from condense.io import write_json
+from condense._child import exit_description, output_tail, run_child
 
 __all__ = [
     "CHILD_PATH",
@@ -61,7 +54,8 @@ __all__ = [
     "tfmot_available",
 ]
 
-#: The child program, run by file path (never with ``-m``; see its docstring).
+#: The child program (run through :mod:`condense._child`).
+CHILD_MODULE = "condense.peers._tfmot_child"
 CHILD_PATH = Path(__file__).resolve().with_name("_tfmot_child.py")
 
 #: Every peer the child knows, and the arrays (besides ``y_*``) each one needs.
@@ -124,7 +118,6 @@ RESULT_KEYS = (
     "traceback",
 )
 
-_STDERR_TAIL_LINES = 25
 
 #: tfmot's default mask-update frequency; also our upper bound (fewer, larger steps on long runs).
 MAX_PRUNING_FREQUENCY = 100
@@ -409,25 +402,6 @@ def _failed(peer: str, message: str, config: dict, **extra) -> dict:
     return result
 
 
-def _child_env(seed: int) -> dict[str, str]:
-    """The child's environment: ours plus the legacy-Keras switch. ``os.environ`` is not touched."""
-    env = dict(os.environ)
-    env["TF_USE_LEGACY_KERAS"] = "1"
-    env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    env["PYTHONHASHSEED"] = str(seed % (2**32))
-    env["PYTHONUNBUFFERED"] = "1"
-    return env
-
-
-def _pump(stream, tail: collections.deque, echo) -> None:
-    for line in iter(stream.readline, ""):
-        tail.append(line.rstrip("\n"))
-        if echo is not None:
-            echo.write(line)
-            echo.flush()
-    stream.close()
-
-
 def _run_child(
     peer: str,
     *,
@@ -440,106 +414,33 @@ def _run_child(
     timeout: float | None,
     quiet: bool,
 ) -> dict:
-    result_path = tmp_path / f"result-{index}-{peer}.json"
-    config_path = tmp_path / f"config-{index}-{peer}.json"
-    write_json(
-        config_path,
-        {
-            **config,
-            "pruning_schedule": schedule,
-            "peer": peer,
-            "arrays": str(npz_path),
-            "out_dir": str(out_dir),
-            "result_path": str(result_path),
-            "quiet": bool(quiet),
-        },
-    )
-    cmd = [sys.executable, str(CHILD_PATH), str(config_path)]
-    start = time.perf_counter()
+    request = {**config, "pruning_schedule": schedule, "peer": peer, "arrays": str(npz_path),
+               "out_dir": str(out_dir), "quiet": bool(quiet)}
     try:
-        proc = subprocess.Popen(
-            cmd,
-            env=_child_env(config["seed"]),
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-            errors="replace",
-        )
+        run = run_child(CHILD_MODULE, request, what=f"tfmot peer {peer!r}", timeout=timeout, quiet=quiet,
+                        legacy_keras=True, env={"PYTHONHASHSEED": str(config["seed"] % (2**32))},
+                        work=tmp_path / f"peer-{index}-{peer}")
     except OSError as exc:
-        return _failed(peer, f"tfmot peer {peer!r}: could not start the child process {cmd}: {exc}", config)
-
-    stdout_tail: collections.deque = collections.deque(maxlen=_STDERR_TAIL_LINES)
-    stderr_tail: collections.deque = collections.deque(maxlen=_STDERR_TAIL_LINES)
-    pumps = [
-        threading.Thread(target=_pump, args=(proc.stdout, stdout_tail, None if quiet else sys.stdout), daemon=True),
-        threading.Thread(target=_pump, args=(proc.stderr, stderr_tail, None if quiet else sys.stderr), daemon=True),
-    ]
-    for t in pumps:
-        t.start()
-    timed_out = False
-    try:
-        proc.wait(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        timed_out = True
-        proc.kill()
-        proc.wait()
-    except BaseException:  # KeyboardInterrupt: never leave a training child behind
-        proc.kill()
-        proc.wait()
-        raise
-    finally:
-        for t in pumps:
-            t.join(timeout=10)
-    seconds = time.perf_counter() - start
-    rc = proc.returncode
-
-    if timed_out:
-        return _failed(
-            peer,
-            f"tfmot peer {peer!r} timed out after {timeout:g} s (child killed)",
-            config,
-            child_seconds=seconds,
-            returncode=rc,
-        )
-    if result_path.exists():
-        try:
-            with open(result_path, encoding="utf-8") as fh:
-                child_result = json.load(fh)
-        except (OSError, ValueError) as exc:
-            return _failed(peer, f"tfmot peer {peer!r}: unreadable child result {result_path}: {exc}", config)
+        return _failed(peer, f"tfmot peer {peer!r}: could not start the child process: {exc}", config)
+    seconds, rc = run.seconds, run.returncode
+    if rc is None:
+        return _failed(peer, f"tfmot peer {peer!r} timed out after {timeout:g} s (child killed)", config,
+                       child_seconds=seconds, returncode=rc)
+    if isinstance(run.result, dict):
         result = dict.fromkeys(RESULT_KEYS)
-        result.update(child_result)
+        result.update(run.result)
         result.update(peer=peer, config=dict(config), child_seconds=seconds, returncode=rc)
         if result.get("status") not in ("ok", "failed"):
             result.update(status="failed", error=f"tfmot peer {peer!r}: child returned status {result.get('status')!r}")
         elif result["status"] == "failed" and not result.get("error"):
             result["error"] = f"tfmot peer {peer!r} failed without a message"
         return result
-
-    how = _describe_returncode(rc)
-    tail = [line for line in stderr_tail if line.strip()]
-    detail = ("; last stderr lines:\n" + "\n".join(tail[-12:])) if tail and quiet else ""
-    if not quiet:
-        detail = "; see its stderr above"
+    tail = output_tail(run.output, 12)
+    detail = "; see its output above" if not quiet else (f"; last output lines:\n{tail}" if tail else "")
     return _failed(
         peer,
-        f"tfmot peer {peer!r}: the child process {how} without writing a result{detail}",
+        f"tfmot peer {peer!r}: the child process {exit_description(rc)} without writing a result{detail}",
         config,
         child_seconds=seconds,
         returncode=rc,
     )
-
-
-def _describe_returncode(rc: int | None) -> str:
-    if rc is None:
-        return "ended in an unknown state"
-    if rc < 0:
-        try:
-            name = signal.Signals(-rc).name
-        except ValueError:
-            name = f"signal {-rc}"
-        return f"was killed by {name} (exit code {rc})"
-    if rc > 128 and rc - 128 in {s.value for s in signal.Signals}:
-        return f"exited with code {rc} ({signal.Signals(rc - 128).name}?)"
-    return f"exited with code {rc}"
