@@ -7,6 +7,8 @@ leaving every model output unchanged (with masked steps in the input).
 
 from __future__ import annotations
 
+import math
+
 import keras
 import numpy as np
 import pytest
@@ -15,6 +17,7 @@ import condense.layers  # noqa: F401  (registers the hLSTM for safe_mode loading
 from condense.models import build_dnn, build_hlstm, build_lstm
 from condense.prune import (
     CRITERIA,
+    Surgeon,
     gate_columns,
     incoming_weights,
     prunable_layers,
@@ -24,10 +27,12 @@ from condense.prune import (
     prune_lstm_units,
     prune_model,
     prune_units,
+    register_surgeon,
     select_model_units,
     select_units,
     unit_importance,
 )
+from condense.prune import surgeons
 
 FEATURES = 76
 STEPS = 8  # enough to exercise masking; parameter counts do not depend on it
@@ -401,6 +406,40 @@ def test_raw_keras_ops_after_a_prunable_layer_are_unsupported():
         prunable_layers(model)
 
 
+def _shared_layer_chain():
+    """``h -> shared -> shared -> head``: one Dense instance called twice."""
+    inputs = keras.Input((6,))
+    h = keras.layers.Dense(4, name="h")(inputs)
+    shared = keras.layers.Dense(4, name="shared")
+    return keras.Model(inputs, keras.layers.Dense(1, name="head")(shared(shared(h))), name="chain")
+
+
+def _shared_layer_on_two_inputs():
+    """``shared`` applied to two inputs, each call feeding its own head."""
+    a, b = keras.Input((6,), name="in_a"), keras.Input((6,), name="in_b")
+    shared = keras.layers.Dense(4, name="shared")
+    heads = [keras.layers.Dense(1, name=f"head_{i}")(shared(x)) for i, x in enumerate((a, b))]
+    return keras.Model([a, b], heads, name="twin")
+
+
+@pytest.mark.parametrize(
+    "make, message",
+    [
+        (_shared_layer_chain, "Cannot prune layer 'h' (Dense) in model 'chain': its output reaches "
+                              "layer 'shared' (Dense), which is called more than once (a shared layer)"),
+        (_shared_layer_on_two_inputs, "Cannot prune layer 'shared' (Dense) in model 'twin': "
+                                      "it is called more than once (a shared layer)"),
+    ],
+    ids=["feeds-a-shared-layer", "is-a-shared-layer"],
+)
+def test_a_shared_layer_blocks_pruning_with_a_clear_message(make, message):
+    model = make()
+    for call in (lambda: prunable_layers(model), lambda: prune_units(model, quantile=0.5)):
+        with pytest.raises(ValueError) as info:
+            call()
+        assert message in str(info.value)
+
+
 def test_subclassed_model_is_rejected():
     class Tiny(keras.Model):
         def __init__(self):
@@ -415,6 +454,91 @@ def test_subclassed_model_is_rejected():
     model(np.zeros((1, 4), "float32"))
     with pytest.raises(ValueError, match="Sequential or functional.*'Tiny'"):
         prune_units(model)
+
+
+# --------------------------------------------------------------------------------------------
+# A new layer kind: register_surgeon
+# --------------------------------------------------------------------------------------------
+
+
+@keras.saving.register_keras_serializable(package="condense_test_prune")
+class TinyDense(keras.layers.Layer):
+    """A Dense-like layer that is not a keras Dense: ``x @ w + b``, weights named ``w`` and ``b``."""
+
+    def __init__(self, units, **kwargs):
+        super().__init__(**kwargs)
+        self.units = units
+
+    def build(self, input_shape):
+        self.w = self.add_weight(shape=(input_shape[-1], self.units), name="w")
+        self.b = self.add_weight(shape=(self.units,), name="b", initializer="zeros")
+
+    def call(self, x):
+        return keras.ops.matmul(x, self.w) + self.b
+
+    def get_config(self):
+        return {**super().get_config(), "units": self.units}
+
+
+class TinySurgeon(Surgeon):
+    weights = ("w", "b")
+    input_kernel = "w"  # its rows are the layer's inputs
+
+    def incoming_weights(self, arrays, units):
+        return arrays["w"]
+
+    def cut_units(self, arrays, keep):
+        return {**arrays, "w": arrays["w"][:, keep], "b": arrays["b"][keep]}
+
+
+@pytest.fixture
+def tiny_surgeon():
+    register_surgeon(TinyDense, TinySurgeon())
+    yield
+    surgeons._REGISTRY.pop(TinyDense)
+
+
+def _tiny_model():
+    inputs = keras.Input((6,))
+    x = TinyDense(5, name="a")(inputs)
+    x = TinyDense(4, name="b")(keras.layers.ReLU()(x))
+    return randomize(keras.Model(inputs, keras.layers.Dense(1, name="head")(x)))
+
+
+def test_register_surgeon_makes_a_custom_layer_prunable(tiny_surgeon):
+    model = _tiny_model()
+    assert prunable_layers(model) == ["a", "b"]
+    # Units 1 and 3 of "a" and unit 2 of "b" have zero outgoing weights: removing them is exact.
+    _zero_rows(model.get_layer("b").w, [1, 3])
+    _zero_rows(model.get_layer("head").kernel, [2])
+    keep = {"a": [0, 2, 4], "b": [0, 1, 3]}
+    pruned = prune_model(model, keep)
+    assert isinstance(pruned.get_layer("a"), TinyDense) and pruned.get_layer("a").units == 3
+    assert weights(pruned, "b")["w"].shape == (3, 3)
+    x = np.random.default_rng(6).normal(size=(8, 6)).astype("float32")
+    for name in keep:  # the kept units' own outputs are the original's, exactly
+        before = outputs(keras.Model(model.input, model.get_layer(name).output), x)[0]
+        after = outputs(keras.Model(pruned.input, pruned.get_layer(name).output), x)[0]
+        np.testing.assert_allclose(after, before[:, keep[name]], rtol=0, atol=ATOL)
+    assert_same_outputs(model, pruned, x)
+    # Importance and selection work through the surgeon too.
+    w = weights(model, "a")["w"]
+    np.testing.assert_allclose(unit_importance(model)["a"], np.abs(w).mean(axis=0), rtol=1e-6)
+    assert prune_units(model, quantile=0.5, return_report=True)[1]["units_kept"] == {"a": [3, 5], "b": [2, 4]}
+
+
+def test_an_unregistered_custom_layer_is_not_prunable():
+    model = _tiny_model()
+    assert prunable_layers(model) == []  # "a" and "b" have no surgeon; "head" is the output
+    with pytest.raises(ValueError, match="'a' \\(TinyDense\\), which is not prunable"):
+        prune_model(model, {"a": [0]})
+
+
+def test_register_surgeon_validates_its_arguments():
+    with pytest.raises(ValueError, match="`layer_class`.*layer_class=<class 'int'>"):
+        register_surgeon(int, TinySurgeon())
+    with pytest.raises(ValueError, match="`surgeon`.*surgeon='dense'"):
+        register_surgeon(TinyDense, "dense")
 
 
 # --------------------------------------------------------------------------------------------
@@ -446,6 +570,17 @@ def test_select_units_matches_the_numpy_quantile_rule_for_distinct_scores():
             if expected.size == 0:  # never happens for q < 1, but the rule keeps one regardless
                 expected = np.array([int(np.argmax(scores))])
             assert select_units(scores, q).tolist() == expected.tolist(), (n, q)
+
+
+def test_select_units_at_n100_q029_removes_29_despite_the_float_floor():
+    # 0.29 * 100 is 28.999999999999996 in binary: a bare floor would remove 28 units, not 29.
+    assert 0.29 * 100 < 29 and math.floor(0.29 * 100) == 28
+    scores = np.random.default_rng(5).permutation(100).astype(float)  # distinct: unit j scores scores[j]
+    kept = select_units(scores, 0.29)
+    assert kept.size == 71
+    assert kept.tolist() == np.flatnonzero(scores >= 29).tolist()  # exactly the 29 lowest go
+    # numpy's quantile meets the same rounding and would remove 28: here the rank rule is the exact one.
+    assert np.sum(scores < np.quantile(scores, 0.29, method="averaged_inverted_cdf")) == 28
 
 
 def test_at_least_one_unit_is_always_kept():
