@@ -9,7 +9,8 @@ import json
 
 import pytest
 
-from condense.bench.runner import BenchRun, plan_rows, run_benchmark
+from condense.bench.rows import plan_rows
+from condense.bench.runner import BenchRun, run_benchmark
 from condense.bench.profiles import PROFILES, get_profile
 from condense.bench.report import COLUMNS
 from condense.bench.compare import compare_tables

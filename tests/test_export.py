@@ -502,7 +502,25 @@ def test_bad_arguments_are_value_errors_before_any_conversion(tmp_path):
     with pytest.raises(FileNotFoundError, match="missing.keras"):
         export_tflite(tmp_path / "missing.keras", out, "float32")
     assert not out.exists()
-    assert FORMATS == ("float32", "dynamic", "int8")
+    assert tuple(FORMATS) == ("float32", "int8", "dynamic")
+
+
+def test_format_registry_entries_are_complete_and_names_unique():
+    """Every format's checks and edits exist; a second format of the same name is refused."""
+    from condense.export import tflite_edit
+    from condense.export.convert import FILE_CHECKS
+    from condense.export.formats import ExportFormat, get_format, is_quantized, register_format
+
+    for fmt in FORMATS.values():
+        assert set(fmt.checks) <= set(FILE_CHECKS), fmt.name
+        assert all(callable(getattr(tflite_edit, edit, None)) for edit in fmt.fused_lstm_edits), fmt.name
+        assert fmt.bench_sources == () or set(fmt.bench_sources) <= {"dnn", "recurrent"}
+    assert get_format("int8").needs_calibration and not get_format("dynamic").needs_calibration
+    assert is_quantized("dynamic") and not is_quantized("float32") and not is_quantized(None)
+    with pytest.raises(ValueError, match=r"Argument `fmt` must be one of \('float32', 'int8', 'dynamic'\)"):
+        get_format("int4")
+    with pytest.raises(ValueError, match="already exists"):
+        register_format(ExportFormat("int8", "again", "", weights="int8", activations="int8"))
 
 
 # ---------------------------------------------------------------------------------------------

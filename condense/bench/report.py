@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
+from condense.export.formats import is_quantized
 from condense.io import atomic_path, atomic_write, sha256_file, write_json
 
 COLUMNS = (
@@ -105,7 +106,7 @@ def _diff_text(row: dict, prefix: str = "auroc_diff", name_baseline: bool = True
 
 def deploy_latency(row: dict):
     """The latency of the row's deployable form: LiteRT for a converted file, else Keras."""
-    if row.get("tflite_format") in ("int8", "dynamic") or _num(row, "keras_latency_us_median") is None:
+    if is_quantized(row.get("tflite_format")) or _num(row, "keras_latency_us_median") is None:
         return _num(row, "litert_latency_us_median")
     return _num(row, "keras_latency_us_median")
 
@@ -135,9 +136,9 @@ def table_markdown(table: list[dict], header: dict) -> str:
         if row["status"] != "ok":
             lines.append(f"| {row['model']} | {row['method']} | FAILED: {row['error']} | | | | |")
             continue
-        file_bytes = _num(row, "tflite_bytes") if row.get("tflite_format") in ("int8", "dynamic") else None
+        file_bytes = _num(row, "tflite_bytes") if is_quantized(row.get("tflite_format")) else None
         file_bytes = file_bytes or _num(row, "keras_bytes") or _num(row, "deploy_bytes")
-        train = _num(row, "train_seconds") if row.get("tflite_format") not in ("int8", "dynamic") else None
+        train = None if is_quantized(row.get("tflite_format")) else _num(row, "train_seconds")
         lines.append(
             f"| {row['model']} | {row['method']} | {_f(_num(row, 'params'), ',.0f')} | "
             f"{_f(None if file_bytes is None else file_bytes / 1000, ',.1f')} | {_f(deploy_latency(row), ',.0f')} | "

@@ -17,98 +17,16 @@ import os
 import sys
 import time
 import traceback
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from condense.bench.profiles import Profile
+from condense.bench.rows import LATENCY_REFERENCE, PAIRED_REFERENCE, RowSpec, plan_rows
 from condense.data import Dataset, load_dataset
 
-RECURRENT = ("lstm", "hlstm")
 #: Test samples every .tflite file runs on TFLM (compared with LiteRT's outputs).
 TFLM_SAMPLES = 16
-#: The row whose LiteRT latency every file's latency ratio refers to (the baseline LSTM's float32 file).
-LATENCY_REFERENCE = "lstm"
-#: Every model row also gets a paired AUROC difference against this row (the LR peer).
-PAIRED_REFERENCE = "lr"
-
-
-@dataclass(frozen=True)
-class RowSpec:
-    """One row of the table.
-
-    ``kind`` is ``"train"`` (a Keras model trained here), ``"convert"`` (a ``.tflite`` made from
-    the trained row ``source``), ``"tfmot"`` (a TensorFlow Model Optimization Toolkit peer) or
-    ``"lr"`` (the logistic regression) or ``"score"`` (a reference risk score shipped with the data,
-    e.g. PhysioNet's SAPS-I; ``train["score"]`` names the ``Dataset.extras`` column).
-    ``baseline`` names the row AUROC differences refer to.
-    """
-
-    row: str
-    model: str
-    method: str
-    kind: str
-    family: str
-    baseline: str | None = None
-    train: dict = field(default_factory=dict)
-    source: str | None = None
-    fmt: str | None = None
-    route: str = "auto"  # the export route of a "convert" row (condense.export.convert.ROUTES)
-    weight: float = 1.0  # relative cost, for the time-left estimate
-
-
-def _q(q: float) -> str:
-    return f"{round(q * 100):d}"
-
-
-def plan_rows(profile: Profile, reference_scores: dict[str, str] | None = None) -> list[RowSpec]:
-    """The rows of a profile, in table order (baselines first, then condensed, then peers).
-
-    ``reference_scores`` ({extras column: display name}, from ``Dataset.extras``) adds one
-    reference row per score at the end; they train nothing and are only scored on the test set.
-    """
-    rows: list[RowSpec] = [RowSpec("lstm", "LSTM", "baseline (2 x LSTM 16)", "train", "lstm", None, {"model": "lstm"})]
-    for q in profile.lstm_quantiles:
-        rows.append(RowSpec(f"lstm-prune{_q(q)}", "LSTM", f"channel pruning q={q:g} after epoch {profile.prune_after}",
-                            "train", "lstm", "lstm", {"model": "lstm", "prune_quantile": q}))
-    rows.append(RowSpec("hlstm", "hLSTM", "hLSTM, hidden layer in the gates", "train", "hlstm", "lstm",
-                        {"model": "hlstm", "hlstm_hidden": "gates"}, weight=0.7))
-    rows.append(RowSpec("hlstm-input", "hLSTM", "hLSTM, hidden layer on the input path", "train", "hlstm", "lstm",
-                        {"model": "hlstm", "hlstm_hidden": "input"}, weight=0.7))
-    for q in profile.hlstm_quantiles:
-        rows.append(RowSpec(f"hlstm-prune{_q(q)}", "hLSTM", f"hLSTM + channel pruning q={q:g}", "train", "hlstm", "lstm",
-                            {"model": "hlstm", "hlstm_hidden": "gates", "prune_quantile": q}, weight=0.7))
-    rows.append(RowSpec("dnn", "DNN", "baseline (256-128-64)", "train", "dnn", None, {"model": "dnn"}, weight=0.2))
-    for q in profile.dnn_quantiles:
-        rows.append(RowSpec(f"dnn-prune{_q(q)}", "DNN", f"channel pruning q={q:g} after epoch {profile.prune_after}",
-                            "train", "dnn", "dnn", {"model": "dnn", "prune_quantile": q}, weight=0.2))
-    trained = [r for r in rows if r.kind == "train"]
-    for src in [r for r in trained if r.family == "dnn" and r.row == "dnn"] + [r for r in trained if r.family in RECURRENT]:
-        rows.append(RowSpec(f"{src.row}-int8", src.model, f"{src.method} -> TFLite int8 (full integer)", "convert",
-                            src.family, src.row, source=src.row, fmt="int8", weight=0.1))
-    for src in [r for r in trained if r.family in RECURRENT]:
-        rows.append(RowSpec(f"{src.row}-dynamic", src.model, f"{src.method} -> TFLite dynamic (int8 weights)",
-                            "convert", src.family, src.row, source=src.row, fmt="dynamic", weight=0.1))
-    if profile.peers:
-        rows.append(RowSpec("dnn-dynamic", "DNN", "peer: TFLite dynamic-range quantization", "convert",
-                            "dnn", "dnn", source="dnn", fmt="dynamic", weight=0.1))
-        rows.append(RowSpec("lstm-keras3", "LSTM", "peer: Keras 3 default conversion (WHILE loop + Masking), float32",
-                            "convert", "lstm", "lstm", source="lstm", fmt="float32", route="while", weight=0.1))
-        rows.append(RowSpec("lstm-keras3-int8", "LSTM", "peer: Keras 3 default conversion (unrolled + Masking), int8",
-                            "convert", "lstm", "lstm", source="lstm", fmt="int8", route="unrolled", weight=0.1))
-        rows.append(RowSpec("tfmot-prune-dnn", "DNN", "peer: tfmot magnitude pruning 50 % sparsity", "tfmot", "dnn", "dnn",
-                            train={"peer": "prune_dnn"}, weight=0.4))
-        rows.append(RowSpec("tfmot-prune-lstm", "LSTM", "peer: tfmot magnitude pruning 50 % sparsity", "tfmot", "lstm", "lstm",
-                            train={"peer": "prune_lstm"}, weight=1.2))
-        rows.append(RowSpec("tfmot-qat-dnn", "DNN", "peer: tfmot quantization-aware training, int8", "tfmot", "dnn", "dnn",
-                            train={"peer": "qat_dnn"}, weight=0.4))
-        rows.append(RowSpec("lr", "LR", "peer: logistic regression on hand-made features", "lr", "lr", "lstm",
-                            {"model": "lr"}, weight=0.05))
-    for column, name in (reference_scores or {}).items():
-        rows.append(RowSpec(name.lower(), name, f"reference: {name} score from the data (records that have one)",
-                            "score", "score", None, {"score": column}, weight=0.01))
-    return rows
 
 
 class Progress:

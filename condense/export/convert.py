@@ -1,111 +1,18 @@
-"""Export a saved Keras model to a ``.tflite`` file for phones, and run such files with LiteRT.
+"""Convert a saved Keras model to a ``.tflite`` file in a child process, and run such files with LiteRT.
 
-Three formats (:data:`FORMATS`):
+:func:`export_tflite` converts one file, :func:`export_tflite_many` several in one child process
+(TensorFlow starts once); the child (``python -m condense.export.convert``, through
+:mod:`condense._child`) loads the model with ``safe_mode=True``, chooses the graph (the *route*:
+fused LSTM, hoisted hLSTM gates, WHILE loop or unrolled; ``Masking`` dropped only where exact),
+converts with the settings of the format (:mod:`condense.export.formats`), applies the edits the
+converter cannot make (:mod:`condense.export.tflite_edit`), runs the format's checks
+(:data:`FILE_CHECKS`) and only then writes the file; a converter crash becomes an
+:class:`ExportError` and no partial file. :class:`TFLiteModel` runs any of the files (state reset
+before every prediction); :func:`parity_check` compares a file with its Keras model.
 
-``float32``
-    Plain conversion. Same numbers as Keras (max absolute difference in probability of the
-    order of 1e-7).
-``dynamic``
-    Weights stored as int8, activations float (no calibration data needed). Dense layers get
-    the converter's dynamic-range quantization (``Optimize.DEFAULT``; it leaves tensors with
-    fewer than 1,024 elements in float32). Fused LSTM ops become the **hybrid** LSTM: int8 gate
-    matrices fed straight into the op (:func:`condense.export.tflite_edit.quantize_lstm_weights`; no
-    converter setting gives it).
-``int8``
-    Full-integer post-training quantization: weights *and* activations are int8 with uniform
-    affine (scale, zero-point) parameters, biases int32 (a fused LSTM keeps its cell state in
-    int16). Activation ranges are calibrated by running ``calibration_x`` (a few hundred
-    training samples, preprocessed exactly like the model's training inputs) through the model.
-
-:func:`export_tflite` converts one file; :func:`export_tflite_many` converts several in one
-child process; :class:`TFLiteModel` runs any of them; :func:`parity_check` compares a file with
-its Keras model.
-
-How recurrent models are converted (the *route*) and why
---------------------------------------------------------
-Keras 3 recurrent models are converted at a **fixed batch of 1** (with a dynamic batch the
-converter fails). The ``route`` argument chooses the graph; ``"auto"`` (default) takes the
-fastest exact one (measured side by side in the benchmark):
-
-``fused``
-    Every ``keras.layers.LSTM`` (and the hLSTM's ``input`` form, which decomposes exactly into
-    a Dense layer and an LSTM) becomes TFLite's fused ``UNIDIRECTIONAL_SEQUENCE_LSTM`` op
-    (:class:`condense.export.recurrent_graphs.FusedGraph`): several times faster and smaller than the
-    loop, and it runs on TensorFlow Lite for Microcontrollers. The converter hard-codes
-    ``cell_clip=10`` on that op, a clip Keras never applies; float32 and hybrid files get it
-    removed (exact), full-int8 files keep it (their int16 cell-state scale is built on it), and
-    the export reports the largest cell state the calibration data reaches
-    (``cell_state_max_abs``). **The fused op keeps its state between invocations**: reset it
-    before every prediction (``Interpreter.reset_all_variables()``, C++
-    ``ResetVariableTensors()``); :class:`TFLiteModel` does.
-``hoisted`` (auto only)
-    The hLSTM's ``gates`` form cannot fuse; for ``int8`` its input projection is computed once
-    for all steps and the loop is unrolled (:class:`condense.export.recurrent_graphs.HoistedGatesGraph`).
-``while``
-    The model's own layers as a TFLite ``WHILE`` loop. Auto uses it (without ``Masking`` when
-    that is exact) for ``float32``/``dynamic`` of layers that cannot fuse; ``route="while"``
-    asks for the Keras 3 default conversion exactly as Keras builds it, ``Masking`` included.
-``unrolled``
-    One copy of the step per time step. Full-int8 calibration of a ``WHILE`` loop crashes the
-    converter (SIGSEGV, a known upstream bug), so int8 files of layers that cannot fuse are
-    unrolled; ``route="unrolled"`` is the Keras 3 default unrolled conversion, ``Masking`` kept.
-
-``Masking`` is dropped only when that is exact: no time step of ``calibration_x`` has all
-features equal to the mask value (see :mod:`condense.export.recurrent_graphs`). Without
-``calibration_x`` nothing can be checked and ``Masking`` is kept (a ``WHILE`` or unrolled file,
-said in the result); with masked steps in the data it is kept too, and the result names the
-model and the count. ``route="fused"`` raises instead of falling back.
-
-In ``int8`` files with float output (the default), the graph is quantized up to the last
-hidden state and the final Dense layer and sigmoid run in float
-(:func:`condense.export.tflite_edit.append_dense_head`): probabilities are then a smooth function of
-the int8 state instead of one of 256 output levels, which tie many patients.
-
-Models without a recurrent layer (the DNN) keep their **dynamic batch** (input shape signature
-``[-1, features]``): the one file serves a phone app (batch 1, the default allocation) and
-batched evaluation on a workstation (:class:`TFLiteModel` resizes the input), and the kernels
-are the same at batch 1.
-
-Input and output of ``int8`` files
-----------------------------------
-By default an ``int8`` file keeps **float32 input and output** around its int8 body: its first
-op quantizes the input with the calibrated scale and zero-point, its last dequantizes the
-probability. An app feeds the same float array it would feed the float32 file, so the three
-formats are drop-in replacements for each other, and accuracy is the same as with int8 I/O
-(quantizing in the app or in the model is the same arithmetic). ``int8_io=True`` gives int8
-input and output tensors instead, for integer-only accelerators (NPUs, Edge TPU); the app then
-quantizes the input as ``q = clip(round(x / scale) + zero_point, -128, 127)`` and reads the
-probability as ``(q - zero_point) * scale`` with the parameters stored in the file
-(:class:`TFLiteModel` does both).
-
-Either way the input has **one** scale for all channels (TFLite quantizes activations per
-tensor), and that is where int8 loses most accuracy on ICU data: one-hot and mask channels are
-0/1, continuous channels are standardized values with rare gross outliers (tens to hundreds of
-standard deviations). Calibrated on the plain min/max, a single outlier stretches the scale so
-that every ordinary value lands on one or two integer steps. So the input range is calibrated
-on ``calibration_x`` clipped to ``±L``, ``L`` the 99.99th percentile of ``|calibration_x|``
-(``input_percentile``; data already within ``±L`` is unchanged); values beyond ``±L`` saturate.
-Measured on the synthetic task of the tests (Student-t continuous channels, outliers up to about
-280 SD; the trained 2-layer LSTM): mean |p - p_keras| 0.017 with the plain min/max, 0.005 with
-the clipped range; largest deviation 0.14 vs 0.05 (in another training run the AUROC moved by
-0.010 vs 0.001). What remains for recurrent models is mostly the int8 rounding of the state
-carried through 48 steps: expect single-sample deviations of a few hundredths.
-
-Conversion runs in a child process
-----------------------------------
-The converter can crash the process (the segfault above) or fail deep inside TensorFlow. So
-:func:`export_tflite` runs it in a fresh ``python -m condense.export.convert`` child: the child loads the
-``.keras`` file with ``safe_mode=True`` after ``import condense.layers`` (custom layers registered),
-converts, checks the result (it runs one sample; quantized formats must really store int8
-weights) and writes the bytes to a temporary file beside the target. The parent renames that
-file onto the target only when the child succeeded; on any failure it removes it and raises one
-:class:`ExportError` naming the model, the format and the cause ("killed by SIGSEGV", or the
-Python exception). No partial ``.tflite`` is ever left behind.
-
-Test hook: the environment variable ``CONDENSE_EXPORT_FAULT`` (``segfault`` or ``error``) is
-honoured only by the child: it writes a few bytes to its temporary output and then crashes with
-a real SIGSEGV, or raises ``RuntimeError``, where the conversion would run. It exists so the
-tests can prove the failure path; never set it otherwise.
+Design notes, with the measurements behind them: ``docs/export.md`` (formats, int8 input range,
+int8 I/O, the child process, the test hook ``CONDENSE_EXPORT_FAULT``) and
+``docs/recurrent-export.md`` (routes, Masking, the cell clip, TFLM).
 """
 
 from __future__ import annotations
@@ -125,6 +32,7 @@ from pathlib import Path
 import numpy as np
 
 from condense._child import ChildError, child_main, run_child, write_result
+from condense.export.formats import FORMATS, get_format
 from condense.io import atomic_path
 
 __all__ = [
@@ -138,9 +46,6 @@ __all__ = [
     "TFLiteModel",
     "parity_check",
 ]
-
-#: The ``.tflite`` formats :func:`export_tflite` writes.
-FORMATS = ("float32", "dynamic", "int8")
 
 #: The recurrent conversion routes :func:`export_tflite` accepts (see the module docstring).
 ROUTES = ("auto", "fused", "while", "unrolled")
@@ -321,21 +226,20 @@ def export_tflite_many(jobs: Iterable[ExportJob], *, timeout: float = DEFAULT_TI
 def _check_job(job: ExportJob) -> tuple[ExportJob, np.ndarray | None]:
     model_path = Path(job.model_path)
     fmt = job.fmt
-    if fmt not in FORMATS:
-        raise ValueError(f"Argument `fmt` must be one of {FORMATS}, got fmt={fmt!r}.")
+    spec = get_format(fmt)
     if not model_path.is_file():
         raise FileNotFoundError(f"Keras model not found: {model_path}")
     if model_path.suffix != ".keras":
         raise ValueError(f"Expected a Keras 3 `.keras` model file, got {model_path}")
     if job.route not in ROUTES:
         raise ValueError(f"Argument `route` must be one of {ROUTES}, got route={job.route!r}.")
-    if job.route == "while" and fmt == "int8":
+    if job.route == "while" and spec.integer_only:
         raise ValueError(f"route='while' cannot be int8 (exporting {model_path}): full-int8 calibration of a "
                          "WHILE loop crashes the converter; use route='auto' or 'unrolled'.")
-    if job.int8_io and fmt != "int8":
+    if job.int8_io and not spec.integer_only:
         raise ValueError(f"Argument `int8_io=True` needs fmt='int8', got fmt={fmt!r} (exporting {model_path}).")
     calibration = None
-    if fmt == "int8":
+    if spec.needs_calibration:
         if job.calibration_x is None:
             raise ValueError(
                 f"Exporting {model_path} to int8 needs `calibration_x`: a few hundred preprocessed "
@@ -446,7 +350,8 @@ def _convert(request: dict) -> dict:
         raise ValueError(f"calibration_x has samples of shape {tuple(calibration.shape[1:])}, "
                          f"the model expects {sample_shape}")
     recurrent = _is_recurrent(model)
-    float_head = fmt == "int8" and not request["int8_io"]
+    spec = get_format(fmt)
+    float_head = spec.integer_only and not request["int8_io"]
     if recurrent:
         plan = _plan_recurrent(model, request, calibration, float_head)
     else:
@@ -458,9 +363,9 @@ def _convert(request: dict) -> dict:
         converter = tf.lite.TFLiteConverter.from_keras_model(graph)
     else:  # a rebuilt graph: (concrete function, the module that owns it)
         converter = tf.lite.TFLiteConverter.from_concrete_functions([graph[0]], graph[1])
-    if fmt in ("dynamic", "int8"):
+    if spec.optimize:
         converter.optimizations = [tf.lite.Optimize.DEFAULT]
-    if fmt == "int8":
+    if spec.integer_only:
         def representative_dataset():
             for row in calibration:
                 yield [row[None, ...]]
@@ -483,20 +388,11 @@ def _convert(request: dict) -> dict:
 
     data = _edit(bytes(converter.convert()), fmt, plan)
     ops = _op_names(data)
-    if plan["route"].startswith("fused") and "UNIDIRECTIONAL_SEQUENCE_LSTM" not in ops:
-        raise RuntimeError(f"the converter did not fuse the LSTM layers (ops: {sorted(set(ops))})")
     stats = _constant_stats(data)
-    int8_bytes, float_bytes = stats["bytes"].get("int8", 0), stats["bytes"].get("float32", 0)
-    if fmt == "int8" and not (int8_bytes > 0 and float_bytes < int8_bytes):
-        raise RuntimeError(f"the converter left float weights in a full-int8 model "
-                           f"(constant bytes by dtype: {stats['bytes']})")
-    large = sum(1 for w in model.weights if int(np.prod(w.shape)) >= DYNAMIC_MIN_ELEMENTS)
-    if fmt == "dynamic" and large and not int8_bytes:
-        raise RuntimeError(f"dynamic-range quantization stored no int8 weights although {large} weight "
-                           f"tensors have >= {DYNAMIC_MIN_ELEMENTS} elements (constant bytes: {stats['bytes']})")
-    _smoke_test(data, sample_shape)
-    if fmt == "float32" and recurrent and calibration is not None:
-        _check_float_parity(model, data, calibration[:FLOAT_SELF_CHECK_SAMPLES], plan["route"])
+    file = _ConvertedFile(data=data, model=model, plan=plan, ops=ops, stats=stats, sample_shape=sample_shape,
+                          recurrent=recurrent, calibration=calibration)
+    for check in spec.checks:
+        FILE_CHECKS[check](file)
     with open(request["out_path"], "wb") as fh:
         fh.write(data)
         fh.flush()
@@ -510,6 +406,59 @@ def _convert(request: dict) -> dict:
         "bytes": len(data), "constant_bytes": stats["bytes"],
         "seconds": round(time.perf_counter() - started, 3),
     }
+
+
+@dataclass
+class _ConvertedFile:
+    """What a file check sees: the bytes, the Keras model, the plan, the file's ops and constants."""
+
+    data: bytes
+    model: object
+    plan: dict
+    ops: list
+    stats: dict
+    sample_shape: tuple
+    recurrent: bool
+    calibration: np.ndarray | None
+
+
+def _check_smoke(file: _ConvertedFile) -> None:
+    _smoke_test(file.data, file.sample_shape)
+
+
+def _check_fused_when_planned(file: _ConvertedFile) -> None:
+    if file.plan["route"].startswith("fused") and "UNIDIRECTIONAL_SEQUENCE_LSTM" not in file.ops:
+        raise RuntimeError(f"the converter did not fuse the LSTM layers (ops: {sorted(set(file.ops))})")
+
+
+def _check_int8_weights_only(file: _ConvertedFile) -> None:
+    int8_bytes, float_bytes = file.stats["bytes"].get("int8", 0), file.stats["bytes"].get("float32", 0)
+    if not (int8_bytes > 0 and float_bytes < int8_bytes):
+        raise RuntimeError(f"the converter left float weights in a full-int8 model "
+                           f"(constant bytes by dtype: {file.stats['bytes']})")
+
+
+def _check_int8_weights_where_large(file: _ConvertedFile) -> None:
+    large = sum(1 for w in file.model.weights if int(np.prod(w.shape)) >= DYNAMIC_MIN_ELEMENTS)
+    if large and not file.stats["bytes"].get("int8", 0):
+        raise RuntimeError(f"dynamic-range quantization stored no int8 weights although {large} weight "
+                           f"tensors have >= {DYNAMIC_MIN_ELEMENTS} elements (constant bytes: {file.stats['bytes']})")
+
+
+def _check_float_parity_recurrent(file: _ConvertedFile) -> None:
+    if file.recurrent and file.calibration is not None:
+        _check_float_parity(file.model, file.data, file.calibration[:FLOAT_SELF_CHECK_SAMPLES], file.plan["route"])
+
+
+#: The checks a format can ask the conversion child to run before a file is written
+#: (:attr:`condense.export.formats.ExportFormat.checks`); each raises when the file is wrong.
+FILE_CHECKS: dict[str, Callable[[_ConvertedFile], None]] = {
+    "smoke": _check_smoke,  # one zero sample runs and gives a finite output
+    "fused_when_planned": _check_fused_when_planned,  # the fused LSTM op is really in the file
+    "int8_weights_only": _check_int8_weights_only,  # full integer: the weights are int8
+    "int8_weights_where_large": _check_int8_weights_where_large,  # dynamic range: large tensors are int8
+    "float_parity": _check_float_parity_recurrent,  # a rebuilt float32 recurrent graph equals Keras
+}
 
 
 #: Calibration samples the child runs through a float32 recurrent file and Keras before writing it.
@@ -554,7 +503,7 @@ def _plan_recurrent(model, request: dict, calibration, float_head: bool) -> dict
     if not masking["dropped"]:
         if route == "fused":
             raise ValueError(f"cannot export {name} with the fused LSTM op: {masking['reason']}")
-        unroll = fmt == "int8"
+        unroll = get_format(fmt).integer_only  # full-int8 calibration of a WHILE loop crashes
         return {"route": ("unrolled" if unroll else "while") + " + Masking",
                 "graph": rebuild_with_batch(model, batch_size=1, unroll=unroll), "head": None,
                 "masking": masking, "warnings": warnings}
@@ -570,17 +519,17 @@ def _plan_recurrent(model, request: dict, calibration, float_head: bool) -> dict
         if calibration is not None:
             peaks = rg.lstm_cell_state_max(chain, calibration)
             plan["cell_state_max_abs"] = max(peaks.values()) if peaks else None
-            if fmt == "int8" and peaks and max(peaks.values()) > CONVERTER_CELL_CLIP:
+            if get_format(fmt).integer_only and peaks and max(peaks.values()) > CONVERTER_CELL_CLIP:
                 warnings.append(f"{name}: the LSTM cell state reaches {max(peaks.values()):.1f} on the calibration "
                                 f"data; the int8 LSTM op clips it at {CONVERTER_CELL_CLIP:g}")
         return plan
     if route == "fused":
         raise ValueError(f"cannot export {name} with the fused LSTM op: {chain.fused_problem}")
-    if fmt == "int8" and not chain.hoist_problem:
+    if get_format(fmt).integer_only and not chain.hoist_problem:
         graph = rg.HoistedGatesGraph(chain, head=head is None)
         return {"route": "hoisted, unrolled", "graph": graph.concrete_function(), "head": head,
                 "masking": masking, "warnings": warnings, "strip": True}
-    unroll = fmt == "int8"
+    unroll = get_format(fmt).integer_only
     return {"route": "unrolled" if unroll else "while", "graph": rg.keras_chain(model, chain, unroll=unroll),
             "head": None, "masking": masking, "warnings": warnings, "strip": unroll}
 
@@ -593,10 +542,9 @@ def _edit(data: bytes, fmt: str, plan: dict) -> bytes:
     if not (fused or plan.get("head") is not None or plan.get("strip")):
         return data
     model = tflite_edit.read_model(data)
-    if fused and fmt in ("float32", "dynamic"):
-        tflite_edit.unclip_lstm_cells(model)
-    if fused and fmt == "dynamic":
-        tflite_edit.quantize_lstm_weights(model)
+    if fused:
+        for edit in get_format(fmt).fused_lstm_edits:
+            getattr(tflite_edit, edit)(model)
     if plan.get("head") is not None:
         kernel, bias, activation = plan["head"]
         tflite_edit.append_dense_head(model, kernel, bias, activation)

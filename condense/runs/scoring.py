@@ -9,9 +9,9 @@ from pathlib import Path
 
 import numpy as np
 
+from condense.export.formats import score_format_names
 from condense.runs.model_dir import load_run, tflite_file
 
-SCORE_FORMATS = ("keras", "float32", "dynamic", "int8")
 
 
 class SavedModel:
@@ -20,12 +20,12 @@ class SavedModel:
     Args:
         model_dir: a directory written by ``condense train``.
         fmt: ``"keras"`` (the saved Keras model, or the logistic regression) or an exported
-            ``.tflite`` format (``float32``, ``dynamic``, ``int8``; run with LiteRT).
+            ``.tflite`` format (:mod:`condense.export.formats`; run with LiteRT).
     """
 
     def __init__(self, model_dir, fmt: str = "keras", *, num_threads: int = 1):
-        if fmt not in SCORE_FORMATS:
-            raise ValueError(f"--format must be one of {SCORE_FORMATS}, got {fmt!r}")
+        if fmt not in score_format_names():
+            raise ValueError(f"Argument `fmt` must be one of {score_format_names()}, got fmt={fmt!r}.")
         self.model_dir = Path(model_dir)
         self.model, self.inputs, self.manifest = load_run(self.model_dir)
         self.fmt = fmt
