@@ -45,8 +45,13 @@ def test_unknown_profile_and_rows_are_clear_errors(tmp_path, tiny_cohort):
     with pytest.raises(ValueError, match=r"--rows: unknown row\(s\) \['nope'\]"):
         run_benchmark(get_profile("smoke", data=str(tiny_cohort)), out_dir=tmp_path / "out", only=["nope"],
                       cache_dir=tmp_path / "cache", quiet=True)
-    with pytest.raises(ValueError, match="--seeds must be at least 1"):
+    with pytest.raises(ValueError, match="Argument `seeds` must be an integer >= 1; got seeds=0"):
         run_benchmark(get_profile("smoke"), out_dir=tmp_path, seeds=0)
+    # a bad training setting fails before any data is read (the data path does not even exist)
+    bad = dataclasses.replace(get_profile("smoke", data=str(tmp_path / "no-such-cohort")), epochs=0)
+    with pytest.raises(ValueError, match="Argument `epochs` must be an integer >= 1; got epochs=0"):
+        run_benchmark(bad, out_dir=tmp_path / "bad", quiet=True)
+    assert not (tmp_path / "bad").exists()
 
 
 @pytest.fixture(scope="module")

@@ -1,7 +1,8 @@
 """The benchmark: every variant trained, condensed, exported and measured in one run.
 
 * :mod:`~condense.bench.profiles` — run sizes (``smoke``, ``default``, ``paper``, ``real``).
-* :mod:`~condense.bench.runner` — the rows and the run (``condense bench``).
+* :mod:`~condense.bench.rows` — the rows, as data.
+* :mod:`~condense.bench.runner` — the run (``condense bench``): train, export, measure every row.
 * :mod:`~condense.bench.report` — ``table.csv`` / ``table.md`` / plots / manifest.
 * :mod:`~condense.bench.compare` — ``condense compare``: the CI diff of two tables.
 """

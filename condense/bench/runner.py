@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from condense.bench.profiles import Profile
+from condense.checks import check_int
 from condense.bench.rows import LATENCY_REFERENCE, PAIRED_REFERENCE, RowSpec, plan_rows
 from condense.data import Dataset, load_dataset
 
@@ -151,13 +152,7 @@ class BenchRun:
         self.results[spec.row] = result
 
     def _train_config(self, spec: RowSpec):
-        from condense.train import TrainConfig
-
-        return TrainConfig(
-            epochs=self.profile.epochs, batch_size=self.profile.batch_size, seed=self.seed,
-            select=self.profile.select, patience=self.profile.patience, prune_after=self.profile.prune_after,
-            **spec.train,
-        )
+        return train_config(self.profile, spec, self.seed)
 
     def _on_epoch(self, spec: RowSpec, epochs: int):
         def report(epoch, seconds, loss, val_auroc):
@@ -444,6 +439,14 @@ class BenchRun:
         return {prefix: d["diff"], f"{prefix}_low": d["low"], f"{prefix}_high": d["high"]}
 
 
+def train_config(profile: Profile, spec: RowSpec, seed: int):
+    """The :class:`~condense.train.TrainConfig` of a ``"train"`` row (validated on construction)."""
+    from condense.train import TrainConfig
+
+    return TrainConfig(epochs=profile.epochs, batch_size=profile.batch_size, seed=seed, select=profile.select,
+                       patience=profile.patience, prune_after=profile.prune_after, **spec.train)
+
+
 def run_benchmark(profile: Profile, *, out_dir, seeds: int = 1, cache_dir=None, quiet: bool = False,
                   only: list[str] | None = None) -> tuple[Path, bool]:
     """Run every row of ``profile`` for ``seeds`` seeds and write the outputs into ``out_dir``.
@@ -453,8 +456,11 @@ def run_benchmark(profile: Profile, *, out_dir, seeds: int = 1, cache_dir=None, 
     from condense.bench import report as bench_report
     from condense.runs.model_dir import git_commit, library_versions
 
-    if seeds < 1:
-        raise ValueError(f"--seeds must be at least 1, got {seeds}")
+    check_int("seeds", seeds, 1)
+    for spec in plan_rows(profile):  # a bad setting fails here, before the data is read
+        for seed in range(seeds):
+            if spec.kind == "train":
+                train_config(profile, spec, seed)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
