@@ -1,59 +1,11 @@
 """Child program of the tfmot peer bridge: trains ONE TensorFlow-Model-Optimization peer.
 
 Run by :mod:`condense.peers.tfmot_bridge` as ``python -m condense.peers._tfmot_child
-REQUEST.json`` (through :mod:`condense._child`, like every condense child process), in its own
-process, because tfmot only works with the legacy Keras 2 (``tf_keras``) while condense itself
-runs on Keras 3. The two Keras implementations are selected process-wide by the
-``TF_USE_LEGACY_KERAS`` variable when TensorFlow is first imported: the bridge sets it in the
-child's environment and this module sets it again before anything imports TensorFlow.
-``import condense`` imports neither TensorFlow nor Keras, and the only condense modules this
-child uses are :mod:`condense.io` and :mod:`condense._child` (standard library only); if
-TensorFlow was imported without the variable the child stops with a clear error instead of
-handing tfmot a Keras 3 model.
-
-**Peers** (the architectures are the paper's, rebuilt in ``tf_keras``; Adam 1e-3, binary
-cross-entropy, the caller's epochs / batch size / seed / epoch selection; every peer trains
-from a fresh initialisation; validation AUROC is scored after every epoch, outside the epoch's
-timed wall; with ``select == "best"`` the best validation epoch is restored — for a pruned peer
-only among the epochs that end at the target sparsity — and ``patience`` stops early):
-
-``prune_dnn``, ``prune_lstm``
-    ``tfmot.sparsity.keras.prune_low_magnitude`` on the whole model, so every Dense kernel and
-    every LSTM ``kernel`` and ``recurrent_kernel`` is pruned (tfmot registers ``LSTMCell`` with
-    exactly those two weights; biases are never pruned), with the schedule the bridge computed
-    (``tfmot_bridge.pruning_schedule``: polynomial decay to the target over the first half of the
-    steps, an update frequency small enough to really reach it), the ``UpdatePruningStep``
-    callback, then ``strip_pruning``. Exported as a float32 ``.tflite``: the LSTM at a fixed
-    batch of 1 (``Masking`` keeps the converter on a WHILE loop rather than the fused
-    ``UNIDIRECTIONAL_SEQUENCE_LSTM`` op; the ops are recorded in ``tflite_ops``), the DNN with a
-    dynamic batch (it runs at batch 1 by default).
-``qat_dnn``
-    ``tfmot.quantization.keras.quantize_model`` (quantization-aware training) of the DNN for the
-    same epochs, then a full-integer conversion: ``Optimize.DEFAULT``, a representative dataset
-    of up to 256 training feature rows (a seeded subset, fed one row at a time) and
-    ``supported_ops = [TFLITE_BUILTINS_INT8]``, so conversion fails rather than leaving any op in
-    float. Input and output stay **float32** (a QUANTIZE op at the entry, a DEQUANTIZE op at the
-    exit), so the file is a drop-in replacement for the float model; all arithmetic inside is
-    int8. The Keras model is saved as HDF5 (``.h5``), the format tfmot's QAT wrappers reload
-    from (under ``tfmot.quantization.keras.quantize_scope``); the native ``.keras`` file of a
-    QAT model does not reload in tf_keras 2.21.
-
-Models are saved without optimizer state. Predictions for the validation and test splits come
-from the Keras model (the QAT model simulates quantization with fake-quant ops) and from the
-``.tflite`` file run one sample at a time (``ai_edge_litert``, one thread; falls back to
-``tf.lite.Interpreter`` when ai-edge-litert is absent).
-
-**Protocol.** ``CONFIG.json`` holds: ``peer``, ``arrays`` (an ``.npz`` with ``seq_*`` /
-``feat_*`` / ``y_*`` for the ``train``, ``val`` and ``test`` splits), ``out_dir``,
-``result``, ``epochs``, ``batch_size``, ``seed``, ``select``, ``patience``, ``sparsity``, ``lstm_units``,
-``dnn_units``, ``pruning_schedule`` (pruned peers), ``quiet``. The child writes one result dict
-as JSON to ``result`` (atomically) and exits 0, also when the peer failed (``status`` ``"failed"`` with ``error`` and
-``traceback``). A missing result file means the process died (crash, kill, timeout).
-
-**Fault injection (tests only).** ``CONDENSE_TFMOT_FAULT`` is a comma-separated list of peer
-names (or ``peer:abort`` entries) whose child kills itself with SIGABRT right after reading its
-configuration, before TensorFlow is imported: no result file, exactly as after a converter
-segfault, which is the failure the bridge must survive.
+REQUEST.json`` through :mod:`condense._child`, with ``TF_USE_LEGACY_KERAS=1`` (tfmot needs the
+legacy Keras 2, selected before TensorFlow is imported; this module sets it again first thing).
+It imports only standard-library condense helpers (:mod:`condense.io`, :mod:`condense._child`).
+What each peer trains and exports, the protocol and the fault-injection hook
+(``CONDENSE_TFMOT_FAULT``): ``docs/peers.md``.
 """
 
 from __future__ import annotations

@@ -1,24 +1,12 @@
-"""TensorFlow Model Optimization (tfmot) peers, run in child processes.
+"""TensorFlow Model Optimization (tfmot) peers, run in child processes (legacy Keras 2).
 
-tfmot only works with the legacy Keras 2 (``tf_keras``), selected by ``TF_USE_LEGACY_KERAS=1``
-before TensorFlow is imported, while condense runs on Keras 3. The two cannot share a process, so
-this module (the parent side, imported by the benchmark) never imports TensorFlow, tf_keras or
-tfmot. It writes the already-preprocessed arrays to a temporary ``.npz``, starts
-``condense/peers/_tfmot_child.py`` **by file path** once per peer (so the ``condense`` package and
-Keras 3 are never imported there), with ``TF_USE_LEGACY_KERAS=1`` set in the *child's*
-environment only, and reads back one JSON result per peer. See the child's docstring for what
-each peer trains and exports.
-
-Peers:
-
-* ``"prune_dnn"``, ``"prune_lstm"``: magnitude pruning (``prune_low_magnitude``) to ``sparsity``
-  during training, ``strip_pruning``, float32 ``.tflite``.
-* ``"qat_dnn"``: quantization-aware training, full-int8 ``.tflite`` with float32 input/output.
-
-Failures never raise: an unknown peer, missing arrays, a missing package, an exception inside the
-child, a crash (e.g. a converter segfault) or a timeout each become a result with
-``status == "failed"`` and a readable ``error``; the remaining peers still run. Invalid arguments
-common to all peers (``epochs``, ``sparsity``...) raise :class:`ValueError` before anything runs.
+The parent side, imported by the benchmark: it never imports TensorFlow, tf_keras or tfmot. It
+writes the preprocessed arrays once, runs one child per peer (:mod:`condense.peers._tfmot_child`
+through :mod:`condense._child`) and reads back one result per peer. Peers: ``"prune_dnn"``,
+``"prune_lstm"`` (magnitude pruning, float32 ``.tflite``) and ``"qat_dnn"`` (quantization-aware
+training, int8 ``.tflite``). Failures never raise: each becomes a result with ``status ==
+"failed"`` and a readable ``error``; invalid common arguments raise ``ValueError`` up front.
+Details: ``docs/peers.md``.
 
 Example::
 
@@ -26,8 +14,6 @@ Example::
 
     if tfmot_available():
         rows = run_tfmot_peers(arrays, "models/peers", epochs=20, batch_size=8, seed=0)
-        for row in rows:
-            print(row["peer"], row["status"], row.get("sparsity_reached"), row.get("error"))
 """
 
 from __future__ import annotations
