@@ -25,6 +25,7 @@ from collections.abc import Sequence
 import keras
 
 from condense.layers.hlstm import HIDDEN_FORMS, HLSTM
+from condense.layers.hlstm import _check_rate as _check_dropout_rate  # the one rate check
 
 __all__ = [
     "MODEL_FAMILIES",
@@ -37,7 +38,6 @@ __all__ = [
     "build_hlstm",
     "build_dnn",
     "build_model",
-    "count_params",
     "lstm_layer_name",
     "dense_layer_name",
     "rebuild_with_batch",
@@ -84,8 +84,7 @@ def _check_units_tuple(units) -> tuple[int, ...]:
 
 
 def _check_rate(name: str, value) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value < 1.0:
-        raise ValueError(f"Argument `{name}` must be a float in [0, 1), got {name}={value!r}.")
+    _check_dropout_rate(name, value)
     return float(value)
 
 
@@ -239,18 +238,6 @@ def build_model(family: str, input_dim: int, **kwargs) -> keras.Model:
             f"Unknown model family: family={family!r}. Expected one of {MODEL_FAMILIES}."
         ) from None
     return builder(input_dim, **kwargs)
-
-
-def count_params(model: keras.Model) -> int:
-    """Number of parameters of ``model``: trainable plus non-trainable weights."""
-    return sum(_size(w.shape) for w in model.weights)
-
-
-def _size(shape) -> int:
-    n = 1
-    for d in shape:
-        n *= int(d)
-    return n
 
 
 def rebuild_with_batch(model: keras.Model, batch_size: int = 1, unroll: bool | None = None) -> keras.Model:

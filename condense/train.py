@@ -19,9 +19,13 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
+from condense.checks import check_choice, check_fraction, check_int, check_positive, invalid_argument
+
 #: Which input each model family takes (see :mod:`condense.data.inputs`).
 INPUT_KIND = {"lstm": "sequence", "hlstm": "sequence", "dnn": "features", "lr": "sequence"}
 SELECT_CHOICES = ("last", "best")
+PRUNABLE_MODELS = ("lstm", "hlstm", "dnn")
+MAX_SEED = 2**32 - 1  # what numpy's and TensorFlow's seeding accept
 PREDICT_BATCH = 256
 
 
@@ -42,27 +46,43 @@ class TrainConfig:
     prune_criterion: str = "mean_abs"
 
     def __post_init__(self):
-        if self.model not in INPUT_KIND:
-            raise ValueError(f"--model must be one of {sorted(INPUT_KIND)}, got {self.model!r}")
-        if self.epochs < 1:
-            raise ValueError(f"--epochs must be at least 1, got {self.epochs}")
-        if self.batch_size < 1:
-            raise ValueError(f"--batch-size must be at least 1, got {self.batch_size}")
-        if not self.learning_rate > 0:
-            raise ValueError(f"--learning-rate must be positive, got {self.learning_rate}")
-        if self.select not in SELECT_CHOICES:
-            raise ValueError(f"--select must be one of {SELECT_CHOICES}, got {self.select!r}")
-        if self.patience is not None and self.patience < 1:
-            raise ValueError(f"--patience must be at least 1, got {self.patience}")
-        if self.prune_quantile is not None:
-            if self.model == "lr":
-                raise ValueError("--prune-quantile applies to lstm, hlstm and dnn, not to --model lr")
-            if not 0.0 < self.prune_quantile < 1.0:
-                raise ValueError(f"--prune-quantile must be in (0, 1), got {self.prune_quantile}")
-            if not 1 <= self.prune_after < self.epochs:
+        """Check every field now, not after an epoch: a ``ValueError`` naming the argument."""
+        check_choice("model", self.model, INPUT_KIND)
+        check_int("epochs", self.epochs, 1)
+        check_int("batch_size", self.batch_size, 1)
+        check_positive("learning_rate", self.learning_rate)
+        check_int("seed", self.seed, 0, MAX_SEED)
+        check_choice("select", self.select, SELECT_CHOICES)
+        if self.patience is not None:
+            check_int("patience", self.patience, 1)
+        check_int("prune_after", self.prune_after, 1)
+        if self.model in PRUNABLE_MODELS:
+            self._check_keras_model()
+        else:
+            self._check_not_pruned()
+
+    def _check_not_pruned(self) -> None:
+        for name, default in (("prune_quantile", None), ("prune_criterion", "mean_abs")):
+            value = getattr(self, name)
+            if value != default:
                 raise ValueError(
-                    f"--prune-after must be in [1, --epochs - 1] = [1, {self.epochs - 1}], got {self.prune_after}"
+                    f"Argument `{name}` applies to models {PRUNABLE_MODELS}, not to model={self.model!r}; "
+                    f"got {name}={value!r}."
                 )
+
+    def _check_keras_model(self) -> None:
+        if self.prune_quantile is not None:
+            check_fraction("prune_quantile", self.prune_quantile)
+            if self.prune_after >= self.epochs:
+                raise invalid_argument(
+                    "prune_after", f"an integer in [1, epochs - 1] = [1, {self.epochs - 1}]", self.prune_after
+                )
+        # Last, as they import Keras: the criterion registry and the hLSTM's forms live with it.
+        from condense.layers.hlstm import HIDDEN_FORMS
+        from condense.prune.importance import check_criterion
+
+        check_choice("hlstm_hidden", self.hlstm_hidden, HIDDEN_FORMS)
+        check_criterion(self.prune_criterion, "prune_criterion")
 
     @property
     def input_kind(self) -> str:

@@ -14,9 +14,9 @@ from condense.models import (  # noqa: E402
     build_hlstm,
     build_lstm,
     build_model,
-    count_params,
     rebuild_with_batch,
 )
+from condense.evaluate.measure import param_count  # noqa: E402
 
 FEATURES = 76  # the IHM benchmark's input width: the paper's counts are for it
 D, T = 6, 10  # small shapes for the behavioural tests
@@ -40,28 +40,28 @@ def _sequences(batch=3, t=T, d=D, seed=1):
 
 
 def test_baseline_lstm_has_8081_parameters():
-    assert count_params(build_lstm(FEATURES)) == 8081
+    assert param_count(build_lstm(FEATURES)) == 8081
 
 
 @pytest.mark.parametrize("hidden", ["gates", "input"])
 def test_hlstm_has_6993_parameters_in_both_readings(hidden):
-    assert count_params(build_hlstm(FEATURES, hidden=hidden)) == 6993
+    assert param_count(build_hlstm(FEATURES, hidden=hidden)) == 6993
 
 
 def test_baseline_dnn_has_60929_parameters():
-    assert count_params(build_dnn(FEATURES)) == 60929
+    assert param_count(build_dnn(FEATURES)) == 60929
 
 
 def test_half_width_models_have_the_pruned_counts():
-    assert count_params(build_lstm(FEATURES, units=(8, 8))) == 3273
-    assert count_params(build_dnn(FEATURES, units=(128, 64, 32))) == 20225
+    assert param_count(build_lstm(FEATURES, units=(8, 8))) == 3273
+    assert param_count(build_dnn(FEATURES, units=(128, 64, 32))) == 20225
 
 
-def test_count_params_matches_keras_and_counts_non_trainable_weights():
+def test_param_count_matches_keras_and_counts_non_trainable_weights():
     model = build_dnn(D, units=(4,))
-    assert count_params(model) == model.count_params() == (D * 4 + 4) + (4 + 1)
+    assert param_count(model) == model.count_params() == (D * 4 + 4) + (4 + 1)
     model.get_layer("dense_1").trainable = False
-    assert count_params(model) == (D * 4 + 4) + (4 + 1)
+    assert param_count(model) == (D * 4 + 4) + (4 + 1)
 
 
 # -- architecture ------------------------------------------------------------------------------------
@@ -102,7 +102,7 @@ def test_dnn_layers_names_and_settings():
 def test_build_model_dispatches_to_the_family_builders():
     assert MODEL_FAMILIES == ("lstm", "hlstm", "dnn")
     for family, builder in zip(MODEL_FAMILIES, (build_lstm, build_hlstm, build_dnn)):
-        assert count_params(build_model(family, D)) == count_params(builder(D))
+        assert param_count(build_model(family, D)) == param_count(builder(D))
     assert build_model("hlstm", D, hidden="input", units=4).get_layer("hlstm").hidden == "input"
 
 

@@ -109,16 +109,70 @@ def test_logistic_regression_beats_chance_and_reloads(tmp_path):
 @pytest.mark.parametrize(
     "argv, message",
     [
-        (["--model", "lstm", "--epochs", "0"], "--epochs must be at least 1, got 0"),
-        (["--model", "lstm", "--prune-quantile", "1.5"], "--prune-quantile must be in (0, 1), got 1.5"),
-        (["--model", "lr", "--prune-quantile", "0.5"], "not to --model lr"),
-        (["--model", "lstm", "--epochs", "2", "--prune-quantile", "0.5", "--prune-after", "2"], "--prune-after"),
+        # the library names arguments (`epochs`, epochs=0); the CLI's line names the flags
+        (["--model", "lstm", "--epochs", "0"], "condense train: error: --epochs must be an integer >= 1; got 0."),
+        (["--model", "lstm", "--prune-quantile", "1.5"], "--prune-quantile must be a number strictly between 0 and 1"),
+        (["--model", "lr", "--prune-quantile", "0.5"], "not to --model 'lr'"),
+        (["--model", "lstm", "--epochs", "2", "--prune-quantile", "0.5", "--prune-after", "2"], "--prune-after must"),
     ],
 )
 def test_bad_arguments_are_one_clear_line(argv, message, tmp_path, capsys):
     assert main(["train", "--data", "synthetic:40", "--out", str(tmp_path / "x"), *argv]) == 2
     err = capsys.readouterr().err
     assert message in err and "Traceback" not in err
+
+
+CRITERION_ERROR = ("Argument `prune_criterion` must be one of ('mean_abs', 'l2', 'signed_mean', 'activation'); "
+                   "got prune_criterion='mean_ab'.")
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        (dict(model="lstm", prune_quantile=0.5, prune_criterion="mean_ab"), CRITERION_ERROR),
+        (dict(model="dnn", prune_criterion="mean_ab"), CRITERION_ERROR),  # even before it is used
+        (dict(model="lstm", prune_quantile=1.0),
+         "Argument `prune_quantile` must be a number strictly between 0 and 1; got prune_quantile=1.0."),
+        (dict(model="lstm", prune_quantile=0), "got prune_quantile=0."),
+        (dict(model="lstm", prune_quantile=float("nan")), "got prune_quantile=nan."),
+        (dict(model="lstm", epochs=3, prune_quantile=0.5, prune_after=3),
+         "Argument `prune_after` must be an integer in [1, epochs - 1] = [1, 2]; got prune_after=3."),
+        (dict(model="lstm", prune_after=0), "Argument `prune_after` must be an integer >= 1; got prune_after=0."),
+        (dict(model="lstm", learning_rate=0.0),
+         "Argument `learning_rate` must be a finite number > 0; got learning_rate=0.0."),
+        (dict(model="lstm", learning_rate=float("inf")), "got learning_rate=inf."),
+        (dict(model="lstm", learning_rate="1e-3"), "got learning_rate='1e-3'."),
+        (dict(model="lstm", epochs=0), "Argument `epochs` must be an integer >= 1; got epochs=0."),
+        (dict(model="lstm", epochs=2.5), "Argument `epochs` must be an integer >= 1; got epochs=2.5."),
+        (dict(model="lstm", batch_size=0), "Argument `batch_size` must be an integer >= 1; got batch_size=0."),
+        (dict(model="lstm", seed=-1), "Argument `seed` must be an integer in [0, 4294967295]; got seed=-1."),
+        (dict(model="lstm", seed=2**32), "got seed=4294967296."),
+        (dict(model="lstm", seed=True), "got seed=True."),
+        (dict(model="lstm", select="bset"), "Argument `select` must be one of ('last', 'best'); got select='bset'."),
+        (dict(model="lstm", patience=0), "Argument `patience` must be an integer >= 1; got patience=0."),
+        (dict(model="lsmt"), "Argument `model` must be one of ('lstm', 'hlstm', 'dnn', 'lr'); got model='lsmt'."),
+        (dict(model="hlstm", hlstm_hidden="gate"),
+         "Argument `hlstm_hidden` must be one of ('gates', 'input'); got hlstm_hidden='gate'."),
+        (dict(model="lr", prune_quantile=0.5),
+         "Argument `prune_quantile` applies to models ('lstm', 'hlstm', 'dnn'), not to model='lr'; "
+         "got prune_quantile=0.5."),
+        (dict(model="lr", prune_criterion="l2"), "not to model='lr'; got prune_criterion='l2'."),
+    ],
+)
+def test_train_config_rejects_bad_values_at_construction(kwargs, message):
+    with pytest.raises(ValueError) as info:
+        TrainConfig(**kwargs)
+    assert str(info.value).endswith(message)
+
+
+def test_train_config_accepts_the_edges_and_registered_criteria(monkeypatch):
+    from condense.prune import CRITERIA
+
+    TrainConfig(model="lstm", epochs=2, prune_quantile=0.5, prune_after=1, seed=2**32 - 1, patience=1)
+    TrainConfig(model="dnn", epochs=np.int64(3), batch_size=np.int32(4), learning_rate=np.float32(0.01))
+    TrainConfig(model="lr", prune_after=5, epochs=2)  # prune_after matters only when pruning
+    monkeypatch.setitem(CRITERIA, "random", CRITERIA["mean_abs"])
+    TrainConfig(model="hlstm", hlstm_hidden="input", prune_quantile=0.25, prune_criterion="random")
 
 
 def test_missing_data_folder_is_one_clear_line(tmp_path, capsys):

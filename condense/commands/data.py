@@ -19,9 +19,9 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
-
 from condense.io import atomic_path, write_json
+
+# numpy is imported inside the functions: registering the commands needs none.
 
 
 def register(sub) -> None:
@@ -110,6 +110,8 @@ def cmd_synth(args: argparse.Namespace) -> int:
 # tensors
 # --------------------------------------------------------------------------------------------
 def cmd_tensors(args: argparse.Namespace) -> int:
+    import numpy as np
+
     from condense.data import load_dataset
 
     dataset = load_dataset(args.data, seed=args.seed, strict=args.strict, cache_dir=args.cache_dir, quiet=args.quiet)
@@ -126,8 +128,10 @@ def cmd_tensors(args: argparse.Namespace) -> int:
     return 0
 
 
-def write_tensors(path, *, X: np.ndarray, y: np.ndarray, stays: np.ndarray) -> Path:
+def write_tensors(path, *, X, y, stays) -> Path:
     """Write ``X`` (float32), ``y`` and ``stays`` to an uncompressed ``.npz``, atomically."""
+    import numpy as np
+
     with atomic_path(path) as tmp:
         with open(tmp, "wb") as fh:  # a file object: numpy never appends ".npz" to the name
             np.savez(fh, X=np.asarray(X, dtype=np.float32), y=np.asarray(y), stays=np.asarray(stays))
@@ -155,6 +159,8 @@ def describe_dataset(dataset) -> dict:
     sharing its name in ``layout.variables`` (mask channels excluded), its mask is their
     ``observed_by`` channel. Statistics are over all three splits together.
     """
+    import numpy as np
+
     layout = dataset.layout
     splits = {name: dataset.split(name) for name in ("train", "val", "test")}
     out = {"source": dataset.source, "fingerprint": dataset.fingerprint, "issues": dict(dataset.issues), "splits": {}, "variables": []}
@@ -235,6 +241,8 @@ def format_description(summary: dict, data: str) -> str:
 # speed
 # --------------------------------------------------------------------------------------------
 def cmd_speed(args: argparse.Namespace) -> int:
+    import numpy as np
+
     from condense.data.ihm import default_workers, digest_files, load_ihm, read_episodes, read_listfile
     from condense.data.issues import IssueLog
     from condense.data.reference import discretize_reference

@@ -4,8 +4,14 @@ from __future__ import annotations
 
 import argparse
 
-#: condense.export.convert.ROUTES, spelled here so that `condense --help` does not import TensorFlow.
-ROUTES = ("auto", "fused", "while", "unrolled")
+# Both pure Python (numpy at most): `condense export --help` starts no TensorFlow.
+from condense.export.convert import ROUTES
+from condense.export.formats import FORMATS, format_names
+
+
+def format_help(prefix: str = "") -> str:
+    """One clause per registered format, for ``--format``'s help."""
+    return prefix + "; ".join(f"{name} ({fmt.help})" for name, fmt in FORMATS.items())
 
 
 def register(sub) -> None:
@@ -16,7 +22,7 @@ def register(sub) -> None:
         "against the Keras model on the test split (LiteRT).",
     )
     p.add_argument("--model", required=True, help="model directory written by condense train")
-    p.add_argument("--format", required=True, choices=("float32", "dynamic", "int8"))
+    p.add_argument("--format", required=True, choices=format_names(), help=format_help())
     p.add_argument("--calibration", type=int, default=300,
                    help="training samples that calibrate int8 and on which dropping Masking is checked (default 300)")
     p.add_argument("--int8-io", action="store_true",

@@ -5,7 +5,9 @@ from __future__ import annotations
 import argparse
 import sys
 
-from condense.train import SELECT_CHOICES, INPUT_KIND
+from condense.commands.export import format_help
+from condense.export.formats import score_format_names
+from condense.train import INPUT_KIND, SELECT_CHOICES
 
 
 def register(sub) -> None:
@@ -40,7 +42,8 @@ def register(sub) -> None:
     )
     e.add_argument("--model", required=True, help="model directory written by condense train")
     e.add_argument("--data", default=None, help="data to score (default: the data the model was trained on)")
-    e.add_argument("--format", default="keras", choices=("keras", "float32", "dynamic", "int8"))
+    e.add_argument("--format", default="keras", choices=score_format_names(),
+                   help=format_help("keras (the saved Keras model, the default); "))
     e.add_argument("--json", default=None, help="also write the metrics to this JSON file")
     e.add_argument("--cache-dir", default=None)
     e.add_argument("--quiet", action="store_true")
@@ -53,7 +56,8 @@ def register(sub) -> None:
         "and the label when known, using the model's saved preprocessing (never refitted).",
     )
     r.add_argument("--model", required=True, help="model directory written by condense train")
-    r.add_argument("--format", default="keras", choices=("keras", "float32", "dynamic", "int8"))
+    r.add_argument("--format", default="keras", choices=score_format_names(),
+                   help=format_help("keras (the saved Keras model, the default); "))
     r.add_argument("--data", required=True, help="IHM folder, synthetic[:N[:SEED]] or physionet2012:PATH")
     r.add_argument("--out", required=True, help="CSV file to write")
     r.add_argument("--strict", action="store_true", help="stop at the first bad input cell")
@@ -67,9 +71,22 @@ def _log(args, message: str) -> None:
         print(message, file=sys.stderr, flush=True)
 
 
+def _epoch_line(args: argparse.Namespace):
+    """``on_epoch`` printing one line per epoch (stderr), or None where Keras draws its bar."""
+    if args.quiet or sys.stdout.isatty():
+        return None
+
+    def on_epoch(epoch: int, seconds: float, loss: float, val_auroc: float) -> None:
+        _log(args, f"epoch {epoch}/{args.epochs}: loss {loss:.4f}, val AUROC {val_auroc:.4f}, {seconds:.1f} s")
+
+    return on_epoch
+
+
 def cmd_train(args: argparse.Namespace) -> int:
     from condense.runs.workflow import train_run
 
+    # A terminal gets Keras's progress bar; a pipe or a log file one line per epoch (no '\r').
+    on_epoch = _epoch_line(args)
     result = train_run(
         data=args.data,
         out_dir=args.out,
@@ -86,7 +103,9 @@ def cmd_train(args: argparse.Namespace) -> int:
         prune_criterion=args.prune_criterion,
         strict=args.strict,
         cache_dir=args.cache_dir,
-        verbose=0 if args.quiet else 1,
+        verbose=0 if args.quiet or on_epoch is not None else 1,
+        quiet=args.quiet,
+        on_epoch=on_epoch,
         log=lambda m: _log(args, m),
     )
     test = result["metrics"]["test"]

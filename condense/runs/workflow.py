@@ -90,18 +90,22 @@ def train_on_dataset(config: TrainConfig, dataset: Dataset, *, verbose: int = 1,
     return model, inputs, record
 
 
-def train_run(*, data: str, out_dir, strict: bool = False, cache_dir=None, verbose: int = 1, log=_stderr, **config_kwargs) -> dict:
+def train_run(*, data: str, out_dir, strict: bool = False, cache_dir=None, verbose: int = 1, quiet: bool | None = None,
+              on_epoch=None, log=_stderr, **config_kwargs) -> dict:
     """Load ``data``, train the model ``config_kwargs`` describe and write ``out_dir``.
 
-    Returns the manifest that was written.
+    ``verbose`` is Keras's progress output (1 bar, 2 a line per epoch, 0 none); ``quiet`` silences
+    the data loading's (default: ``verbose == 0``); ``on_epoch(epoch, seconds, loss, val_auroc)``
+    is called after every epoch. Returns the manifest that was written.
     """
     config = TrainConfig(**config_kwargs)  # validate arguments before the (slow) data load
-    dataset = load_dataset(data, seed=config.seed, strict=strict, cache_dir=cache_dir, quiet=verbose == 0)
+    quiet = verbose == 0 if quiet is None else quiet
+    dataset = load_dataset(data, seed=config.seed, strict=strict, cache_dir=cache_dir, quiet=quiet)
     log(
         f"data {dataset.source}: train {len(dataset.train)}, val {len(dataset.val)}, test {len(dataset.test)} "
         f"episodes; training {config.model} for {config.epochs} epoch(s), batch {config.batch_size}"
     )
-    model, inputs, record = train_on_dataset(config, dataset, verbose=verbose)
+    model, inputs, record = train_on_dataset(config, dataset, verbose=verbose, on_epoch=on_epoch)
     record.pop("p_test")
     manifest = {
         **record,
