@@ -249,7 +249,9 @@ def child_main(handler: Callable[[dict], object], argv: list[str] | None = None)
 
     argv = sys.argv[1:] if argv is None else argv
     if len(argv) != 1:
-        print(f"usage: python -m {handler.__module__} REQUEST.json  (internal: run by condense)", file=sys.stderr)
+        spec = getattr(sys.modules.get("__main__"), "__spec__", None)
+        name = spec.name if spec is not None else handler.__module__
+        print(f"usage: python -m {name} REQUEST.json  (internal: run by condense)", file=sys.stderr)
         return 2
     faulthandler.enable()
     request = json.loads(Path(argv[0]).read_text(encoding="utf-8"))

@@ -15,7 +15,6 @@ from condense.data.physionet2012 import (
     PHYSIONET_LAYOUT,
     TIME_SERIES_VARIABLES,
     PhysioNetState,
-    fit_state_from_train,
     load_physionet2012,
     load_physionet2012_records,
     read_records,
@@ -322,7 +321,7 @@ def test_outcome_problems_are_counted_and_scores_minus_one_are_nan(tmp_path):
 
 def test_state_json_round_trip(tmp_path):
     raw = read_records(small_cohort(tmp_path))
-    state = fit_state_from_train(raw, np.arange(40))
+    state = PhysioNetState.fit(raw, np.arange(40))
     text = json.dumps(state.to_json())
     again = PhysioNetState.from_json(json.loads(text))
     assert again.to_json() == state.to_json()

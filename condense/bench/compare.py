@@ -21,6 +21,8 @@ import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from condense.checks import invalid_argument
+
 #: Columns whose values must be identical between two runs of the same code and seed.
 DETERMINISTIC_COLUMNS = ("params", "nonzero_params", "keras_bytes")
 #: Columns compared with a relative tolerance (see the module docstring).
@@ -90,11 +92,11 @@ def compare_tables(
 ) -> Comparison:
     """Compare two tables; see the module docstring for what fails."""
     if auroc_tolerance < 0:
-        raise ValueError(f"--auroc-tolerance must be >= 0, got {auroc_tolerance}")
+        raise invalid_argument("auroc_tolerance", ">= 0", auroc_tolerance)
     if bytes_tolerance < 0:
-        raise ValueError(f"--bytes-tolerance must be >= 0, got {bytes_tolerance}")
+        raise invalid_argument("bytes_tolerance", ">= 0", bytes_tolerance)
     if latency_tolerance is not None and latency_tolerance < 0:
-        raise ValueError(f"--latency-tolerance must be >= 0, got {latency_tolerance}")
+        raise invalid_argument("latency_tolerance", ">= 0", latency_tolerance)
     base, new = read_table(base_path), read_table(new_path)
     out = Comparison()
     header = f"{'row':<24} {'AUROC base':>10} {'AUROC new':>10} {'diff':>8}  {'latency new/base':>16}  {'train new/base':>14}  notes"

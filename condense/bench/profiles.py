@@ -17,6 +17,8 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, replace
 
+from condense.checks import check_choice, check_int, invalid_argument
+
 
 @dataclass(frozen=True)
 class Profile:
@@ -36,6 +38,23 @@ class Profile:
     bootstrap_resamples: int = 10_000
     peers: bool = True
 
+    def __post_init__(self) -> None:  # a bad profile fails where it is made, naming the field
+        check_int("epochs", self.epochs, 1)
+        check_int("batch_size", self.batch_size, 1)
+        check_int("prune_after", self.prune_after, 1)
+        if self.prune_after >= self.epochs and (self.lstm_quantiles or self.dnn_quantiles or self.hlstm_quantiles):
+            raise invalid_argument("prune_after", f"< epochs ({self.epochs}) when rows are pruned", self.prune_after)
+        for name in ("lstm_quantiles", "dnn_quantiles", "hlstm_quantiles"):
+            for q in getattr(self, name):
+                if not (isinstance(q, (int, float)) and not isinstance(q, bool) and 0 < q < 1):
+                    raise invalid_argument(name, "a tuple of quantiles in (0, 1)", getattr(self, name))
+        check_choice("select", self.select, ("last", "best"))
+        if self.patience is not None:
+            check_int("patience", self.patience, 1)
+        for name in ("calibration", "latency_repeats", "bootstrap_resamples"):
+            check_int(name, getattr(self, name), 1)
+        check_int("latency_warmup", self.latency_warmup, 0)
+
     def to_json(self) -> dict:
         return asdict(self)
 
@@ -53,9 +72,9 @@ PROFILES: dict[str, Profile] = {
 
 def get_profile(name: str, **overrides) -> Profile:
     """The named profile with ``overrides`` (non-None values) applied."""
-    if name not in PROFILES:
-        raise ValueError(f"--profile must be one of {sorted(PROFILES)}, got {name!r}")
+    check_choice("profile", name, PROFILES)
     profile = replace(PROFILES[name], **{k: v for k, v in overrides.items() if v is not None})
     if not profile.data:
-        raise ValueError(f"--profile {name} has no data of its own: give --data (e.g. physionet2012:set-a.tar.gz)")
+        raise ValueError(f"profile {name!r} has no data of its own: give the `data` argument "
+                         "(e.g. physionet2012:set-a.tar.gz)")
     return profile

@@ -469,7 +469,7 @@ def run_benchmark(profile: Profile, *, out_dir, seeds: int = 1, cache_dir=None, 
     if only:
         unknown = sorted(set(only) - {r.row for r in rows})
         if unknown:
-            raise ValueError(f"--rows: unknown row(s) {unknown}; known: {[r.row for r in rows]}")
+            raise ValueError(f"unknown row(s) {unknown}; known: {[r.row for r in rows]}")
         rows = [r for r in rows if r.row in only]
     progress = Progress(rows * seeds, profile.epochs, quiet)
     progress.say(

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 # Both pure Python (numpy at most): `condense export --help` starts no TensorFlow.
-from condense.export.convert import ROUTES
+from condense.export.formats import ROUTES
 from condense.export.formats import FORMATS, format_names
 
 
@@ -42,7 +42,8 @@ def cmd_export(args: argparse.Namespace) -> int:
     if args.int8_io and args.format != "int8":
         raise ValueError(f"--int8-io needs --format int8, got --format {args.format}")
     report = export_run(args.model, args.format, calibration=args.calibration, data=args.data,
-                        cache_dir=args.cache_dir, int8_io=args.int8_io, route=args.route, quiet=args.quiet)
+                        cache_dir=args.cache_dir, int8_io=args.int8_io, route=args.route, quiet=args.quiet,
+                        verbose=getattr(args, "verbose", False))
     print(
         f"{report['path']}: {report['bytes']:,} bytes ({report['format']}, route: {report['route']}); vs Keras on "
         f"{report['n']} test samples: max |diff| {report['max_abs_diff']:.2e}, AUROC {report['auroc_tflite']:.4f} "

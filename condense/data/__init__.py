@@ -36,14 +36,14 @@ def parse_synthetic_spec(spec: str) -> tuple[int, int]:
     """``synthetic[:EPISODES[:SEED]]`` -> (episodes, seed)."""
     parts = spec.split(":")
     if parts[0] != "synthetic" or len(parts) > 3:
-        raise DataError(f"--data {spec!r}: expected synthetic[:EPISODES[:SEED]]")
+        raise DataError(f"data={spec!r}: expected synthetic[:EPISODES[:SEED]]")
     try:
         episodes = int(parts[1]) if len(parts) > 1 and parts[1] else DEFAULT_SYNTHETIC_EPISODES
         seed = int(parts[2]) if len(parts) > 2 and parts[2] else DEFAULT_SYNTHETIC_SEED
     except ValueError:
-        raise DataError(f"--data {spec!r}: EPISODES and SEED must be whole numbers") from None
+        raise DataError(f"data={spec!r}: EPISODES and SEED must be whole numbers") from None
     if episodes < 20:
-        raise DataError(f"--data {spec!r}: a synthetic cohort needs at least 20 episodes, got {episodes}")
+        raise DataError(f"data={spec!r}: a synthetic cohort needs at least 20 episodes, got {episodes}")
     return episodes, seed
 
 
@@ -91,7 +91,7 @@ def load_records(spec: str, *, source_state: dict | None = None, strict: bool = 
         from condense.data.physionet2012 import load_physionet2012_records
 
         if not source_state:
-            raise DataError(f"--data {spec!r}: the model has no saved PhysioNet 2012 state (was it trained on PhysioNet?)")
+            raise DataError(f"data={spec!r}: the model has no saved PhysioNet 2012 state (was it trained on PhysioNet?)")
         split, issues = load_physionet2012_records(spec.split(":", 1)[1], source_state, strict=strict)
         return split, "RecordID", issues
     dataset = load_dataset(spec, strict=strict, cache_dir=cache_dir, quiet=quiet)

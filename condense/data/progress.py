@@ -11,6 +11,9 @@ import time
 
 __all__ = ["Progress"]
 
+#: Off a terminal, at most one progress line per this many seconds (plus the final line).
+LINE_SECONDS = 5.0
+
 
 class Progress:
     """A count of work done, on stderr.
@@ -18,7 +21,8 @@ class Progress:
     On a terminal one line is redrawn in place (a 30-character bar, then ``done/total`` and
     ``unit``), at most once per percent of the work. Elsewhere (logs, CI) a plain line with the
     elapsed seconds is printed at the first update and then each time another ``1/lines`` of the
-    work is done; ``lines=0`` prints nothing off a terminal.
+    work is done, at most one line per :data:`LINE_SECONDS` (the last line always); ``lines=0``
+    prints nothing off a terminal.
 
     Args:
         label: what is being done (``"reading 3000 episodes"``).
@@ -40,6 +44,7 @@ class Progress:
         self.tty = self.enabled and sys.stderr.isatty()
         self.started = time.perf_counter()
         self.shown = -1  # last step (percent on a terminal, 1/lines otherwise) shown
+        self.last_line = -LINE_SECONDS  # when the last line was printed off a terminal
 
     def update(self, done: int) -> None:
         """``done`` of the ``total`` items are finished."""
@@ -53,9 +58,10 @@ class Progress:
                 print(f"\r{self.label}: [{bar:<30}] {done}/{self.total}{self.unit}", end="", file=sys.stderr, flush=True)
         elif self.lines > 0:
             step = done * self.lines // self.total
-            if step > self.shown:
-                self.shown = step
-                seconds = time.perf_counter() - self.started
+            seconds = time.perf_counter() - self.started
+            # a new step, and no more than one line per LINE_SECONDS (the last line always)
+            if step > self.shown and (done == self.total or seconds - self.last_line >= LINE_SECONDS):
+                self.shown, self.last_line = step, seconds
                 print(f"{self.label}: {done}/{self.total}{self.unit} ({seconds:.1f} s)", file=sys.stderr, flush=True)
 
     def close(self) -> None:

@@ -31,8 +31,9 @@ from pathlib import Path
 
 import numpy as np
 
+from condense.checks import check_choice
 from condense._child import ChildError, child_main, run_child, write_result
-from condense.export.formats import FORMATS, get_format
+from condense.export.formats import FORMATS, ROUTES, get_format
 from condense.io import atomic_path
 
 __all__ = [
@@ -47,8 +48,6 @@ __all__ = [
     "parity_check",
 ]
 
-#: The recurrent conversion routes :func:`export_tflite` accepts (see the module docstring).
-ROUTES = ("auto", "fused", "while", "unrolled")
 
 #: Environment variable read by the conversion child only (test hook, see the module docstring).
 FAULT_ENV = "CONDENSE_EXPORT_FAULT"
@@ -231,8 +230,7 @@ def _check_job(job: ExportJob) -> tuple[ExportJob, np.ndarray | None]:
         raise FileNotFoundError(f"Keras model not found: {model_path}")
     if model_path.suffix != ".keras":
         raise ValueError(f"Expected a Keras 3 `.keras` model file, got {model_path}")
-    if job.route not in ROUTES:
-        raise ValueError(f"Argument `route` must be one of {ROUTES}, got route={job.route!r}.")
+    check_choice("route", job.route, ROUTES)
     if job.route == "while" and spec.integer_only:
         raise ValueError(f"route='while' cannot be int8 (exporting {model_path}): full-int8 calibration of a "
                          "WHILE loop crashes the converter; use route='auto' or 'unrolled'.")
@@ -676,6 +674,29 @@ def _constant_stats(data: bytes) -> dict:
     return {"count": dict(counts), "bytes": dict(nbytes)}
 
 
+@contextlib.contextmanager
+def _quiet_native_stderr():
+    """Silence what native code writes to stderr (file descriptor 2) when TensorFlow's log level
+    asks for quiet (``TF_CPP_MIN_LOG_LEVEL`` >= 3, the CLI's default): LiteRT prints an INFO line
+    on every interpreter it creates and has no setting for it."""
+    try:
+        quiet = int(os.environ.get("TF_CPP_MIN_LOG_LEVEL", "0")) >= 3
+    except ValueError:
+        quiet = False
+    if not quiet:
+        yield
+        return
+    sys.stderr.flush()
+    saved, devnull = os.dup(2), os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, 2)
+    try:
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
+
+
 class TFLiteModel:
     """Run a ``.tflite`` model with LiteRT and get probabilities.
 
@@ -709,8 +730,9 @@ class TFLiteModel:
         self.num_threads = num_threads
         self.batch_size = batch_size
         try:
-            self._interpreter = Interpreter(model_path=str(self.path), num_threads=num_threads)
-            self._interpreter.allocate_tensors()
+            with _quiet_native_stderr():  # LiteRT's "INFO: Created TensorFlow Lite XNNPACK delegate"
+                self._interpreter = Interpreter(model_path=str(self.path), num_threads=num_threads)
+                self._interpreter.allocate_tensors()
         except (ValueError, RuntimeError) as exc:
             raise ValueError(f"{self.path} is not a loadable .tflite model: {exc}") from None
         inputs = self._interpreter.get_input_details()

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 from condense.checks import check_choice
 
-__all__ = ["ExportFormat", "FORMATS", "format_names", "get_format", "is_quantized", "register_format",
+__all__ = ["ExportFormat", "FORMATS", "ROUTES", "format_names", "get_format", "is_quantized", "register_format",
            "score_format_names"]
 
 
@@ -60,6 +60,12 @@ class ExportFormat:
         """True when the file stores int8 weights (its own size and latency are what ships)."""
         return self.weights == "int8"
 
+
+#: How a recurrent model's graph is built for the converter (``docs/recurrent-export.md``):
+#: ``auto`` the fastest exact graph (fused LSTM op, hoisted hLSTM gates, or a loop without
+#: Masking where that is exact); ``fused`` that op or an error; ``while`` / ``unrolled`` the
+#: Keras 3 default conversion, Masking kept. Models without recurrent layers ignore it.
+ROUTES = ("auto", "fused", "while", "unrolled")
 
 #: Every format, in the order the CLI and tables list them.
 FORMATS: dict[str, ExportFormat] = {}

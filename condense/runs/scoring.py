@@ -32,7 +32,7 @@ class SavedModel:
         self._tflite = None
         if fmt != "keras":
             if self.manifest.get("model") == "lr":
-                raise ValueError(f"{model_dir}: the logistic regression has no .tflite export; use --format keras")
+                raise ValueError(f"{model_dir}: the logistic regression has no .tflite export; score the saved model itself (format 'keras')")
             path = self.model_dir / tflite_file(fmt)
             if not path.exists():
                 raise FileNotFoundError(

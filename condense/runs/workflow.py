@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
+from condense.checks import invalid_argument
 from condense.data import Dataset, load_dataset
 from condense.data.inputs import ModelInputs
 from condense.evaluate.metrics import summarize
@@ -121,7 +122,7 @@ def _manifest_data_spec(manifest: dict, model_dir) -> str:
     """The data a model directory was trained on, as its manifest records it."""
     spec = (manifest.get("data") or {}).get("spec")
     if not spec:
-        raise ValueError(f"{model_dir}/manifest.json does not record the data it was trained on: give --data")
+        raise ValueError(f"{model_dir}/manifest.json does not record the data it was trained on: give the `data` argument")
     return spec
 
 
@@ -135,18 +136,18 @@ def evaluate_run(model_dir, *, data: str | None = None, fmt: str = "keras", cach
     dataset = load_dataset(spec, seed=manifest["seed"], cache_dir=cache_dir, quiet=quiet)
     if dataset.layout.to_json() != saved.inputs.layout.to_json():
         raise ValueError(
-            f"--data {spec!r} has channel layout {dataset.layout.name!r} ({dataset.layout.width} channels) "
+            f"data={spec!r} has channel layout {dataset.layout.name!r} ({dataset.layout.width} channels) "
             f"but {model_dir} was trained on {saved.inputs.layout.name!r} ({saved.inputs.layout.width} channels)"
         )
     if not dataset.test.has_labels:
-        raise ValueError(f"--data {spec!r}: the test split has no labels to evaluate against")
+        raise ValueError(f"data={spec!r}: the test split has no labels to evaluate against")
     p = saved.predict_raw(dataset.test.X)
     return {"format": fmt, "model_dir": str(Path(model_dir)), "data": spec,
             "test": score_metrics(dataset.test.y, p, manifest["seed"])}
 
 
 def export_run(model_dir, fmt: str, *, calibration: int = 300, data: str | None = None, cache_dir=None,
-               int8_io: bool = False, route: str = "auto", quiet: bool = False) -> dict:
+               int8_io: bool = False, route: str = "auto", quiet: bool = False, verbose: bool = False) -> dict:
     """Export a model directory to ``model.<fmt>.tflite`` and check it against the Keras model.
 
     The first ``calibration`` training samples (preprocessed with the model's saved state)
@@ -154,7 +155,8 @@ def export_run(model_dir, fmt: str, *, calibration: int = 300, data: str | None 
     checked to be exact (see :mod:`condense.export.convert`). The file is then checked against Keras on
     the whole test split (LiteRT) and, when ``tflite-micro`` is installed, run on TensorFlow Lite
     for Microcontrollers (smallest arena, agreement with LiteRT). Returns sizes, the route and
-    the parity numbers; records the file in the manifest.
+    the parity numbers; records the file in the manifest. ``quiet`` silences the data loading's
+    progress; the converter's own output is shown only with ``verbose``.
     """
     from condense.export import micro
     from condense.export.convert import ExportJob, TFLiteModel, export_tflite_many
@@ -163,7 +165,7 @@ def export_run(model_dir, fmt: str, *, calibration: int = 300, data: str | None 
     from condense.runs.scoring import SavedModel
 
     if calibration < 1:
-        raise ValueError(f"--calibration must be at least 1, got {calibration}")
+        raise invalid_argument("calibration", "an integer >= 1", calibration)
     saved = SavedModel(model_dir, "keras")
     if saved.manifest.get("model") == "lr":
         raise ValueError(f"{model_dir}: the logistic regression has no .tflite export")
@@ -172,7 +174,7 @@ def export_run(model_dir, fmt: str, *, calibration: int = 300, data: str | None 
     x_train = saved.inputs.transform(dataset.train.X[:calibration])
     job = ExportJob(Path(model_dir) / KERAS_FILE, Path(model_dir) / tflite_file(fmt), fmt, calibration_x=x_train,
                     int8_io=int8_io, route=route)
-    path, info = export_tflite_many([job], quiet=quiet, details=True)[0]
+    path, info = export_tflite_many([job], quiet=not verbose, details=True)[0]
     record_file(model_dir, path.name)
     x_test = saved.inputs.transform(dataset.test.X)
     p_keras = saved.predict_inputs(x_test)
@@ -221,7 +223,7 @@ def predict_run(model_dir, *, data: str, out_csv, fmt: str = "keras", strict: bo
                                             cache_dir=cache_dir, quiet=quiet)
     if split.X.shape[-1] != saved.inputs.layout.width:
         raise ValueError(
-            f"--data {data!r} has {split.X.shape[-1]} channels but {model_dir} expects "
+            f"data={data!r} has {split.X.shape[-1]} channels but {model_dir} expects "
             f"{saved.inputs.layout.width} ({saved.inputs.layout.name})"
         )
     p = saved.predict_raw(split.X)

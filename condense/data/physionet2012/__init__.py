@@ -24,7 +24,7 @@ from condense.data.physionet2012.channels import (
 )
 from condense.data.physionet2012.load import load_physionet2012, load_physionet2012_records, split_records
 from condense.data.physionet2012.parse import RawRecords, read_records
-from condense.data.physionet2012.state import WINSOR_QUANTILES, PhysioNetState, fit_state_from_train
+from condense.data.physionet2012.state import WINSOR_QUANTILES, PhysioNetState
 
 __all__ = [
     "ICU_TYPES",
@@ -37,7 +37,6 @@ __all__ = [
     "TIME_SERIES_VARIABLES",
     "VALID_RANGES",
     "WINSOR_QUANTILES",
-    "fit_state_from_train",
     "load_physionet2012",
     "load_physionet2012_records",
     "read_records",

@@ -31,7 +31,7 @@ from condense.data.physionet2012.channels import (
 )
 from condense.data.physionet2012.parse import RawRecords
 
-__all__ = ["WINSOR_QUANTILES", "PhysioNetState", "fit_state_from_train"]
+__all__ = ["WINSOR_QUANTILES", "PhysioNetState"]
 
 #: Winsorizing percentiles (as quantiles) fitted on the valid training measurements.
 WINSOR_QUANTILES: tuple[float, float] = (0.001, 0.999)
@@ -47,7 +47,7 @@ class PhysioNetState:
     ``{"valid": [lo, hi], "clip": [lo, hi], "impute": value, "n_train": count}``: values outside
     ``valid`` become missing, valid values are clipped to ``clip``, and ``impute`` fills the bins
     before a variable's first observation (or a missing descriptor). Build it with
-    :meth:`fit` (or :func:`fit_state_from_train`); persist exactly :meth:`to_json`.
+    :meth:`fit`; persist exactly :meth:`to_json`.
 
     Example::
 
@@ -223,9 +223,3 @@ def _count_by(counts: Counter, prefix: str, var: np.ndarray, names) -> None:
     if len(var):
         for k, c in zip(*np.unique(var, return_counts=True)):
             counts[f"{prefix}:{names[k]}"] += int(c)
-
-
-def fit_state_from_train(raw: RawRecords, train_index=None, *, winsor_quantiles=WINSOR_QUANTILES) -> PhysioNetState:
-    """Fit a :class:`PhysioNetState` on the training records of ``raw`` (all records if None)."""
-    return PhysioNetState.fit(raw, train_index, winsor_quantiles=winsor_quantiles)
-
