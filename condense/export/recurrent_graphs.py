@@ -31,7 +31,7 @@ only when no time step is masked, i.e. no step has *all* features equal to the m
 Keras then never skips a step (multiplying by a mask instead is not equivalent: a zero step
 still moves the state). :func:`masked_steps` counts such steps in data; the export drops
 ``Masking`` only when the data it is given has none. For the IHM and PhysioNet pipelines this
-holds by construction (see ``tests/test_masking_exactness.py``): each has a group of
+holds by construction (see ``tests/export/test_masking_exactness.py``): each has a group of
 categorical one-hot channels that are never normalized and carry exactly one 1 at every step
 (missing values are imputed to a category).
 """
