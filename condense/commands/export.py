@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import argparse
 
-# Both pure Python (numpy at most): `condense export --help` starts no TensorFlow.
-from condense.export.formats import ROUTES
-from condense.export.formats import FORMATS, format_names
+# Pure Python: `condense export --help` starts no TensorFlow.
+from condense.export.formats import FORMATS, ROUTES, format_names
 
 
 def format_help(prefix: str = "") -> str:
@@ -17,7 +16,7 @@ def format_help(prefix: str = "") -> str:
 def register(sub) -> None:
     p = sub.add_parser(
         "export",
-        help="export a trained model to .tflite (float32, dynamic-range or full int8) and check it against Keras",
+        help=f"export a trained model to .tflite ({', '.join(FORMATS)}) and check it against Keras",
         description="Convert DIR/model.keras to DIR/model.<format>.tflite in a child process, then check the file "
         "against the Keras model on the test split (LiteRT).",
     )
@@ -26,7 +25,7 @@ def register(sub) -> None:
     p.add_argument("--calibration", type=int, default=300,
                    help="training samples that calibrate int8 and on which dropping Masking is checked (default 300)")
     p.add_argument("--int8-io", action="store_true",
-                   help="int8 only: int8 input and output tensors (integer-only NPUs and microcontrollers)")
+                   help="full-integer formats only: int8 input and output tensors (integer-only NPUs and microcontrollers)")
     p.add_argument("--route", choices=ROUTES, default="auto",
                    help="recurrent models: auto (default: the fused LSTM op where exact), fused (fail if impossible), "
                         "while / unrolled (the Keras 3 default conversion, Masking kept)")
@@ -39,8 +38,8 @@ def register(sub) -> None:
 def cmd_export(args: argparse.Namespace) -> int:
     from condense.runs.workflow import export_run
 
-    if args.int8_io and args.format != "int8":
-        raise ValueError(f"--int8-io needs --format int8, got --format {args.format}")
+    if args.int8_io and not FORMATS[args.format].integer_only:  # before the data is read
+        raise ValueError(f"--int8-io needs a full-integer format (int8), got --format {args.format}")
     report = export_run(args.model, args.format, calibration=args.calibration, data=args.data,
                         cache_dir=args.cache_dir, int8_io=args.int8_io, route=args.route, quiet=args.quiet,
                         verbose=getattr(args, "verbose", False))

@@ -28,7 +28,7 @@ def register(sub) -> None:
     p.add_argument("--hlstm-hidden", choices=("gates", "input"), default="gates", help="where the hLSTM's hidden layer sits")
     p.add_argument("--prune-quantile", type=float, default=None, help="prune units below this quantile of importance (e.g. 0.25, 0.5)")
     p.add_argument("--prune-after", type=int, default=1, help="epochs before pruning (default 1, the paper's)")
-    p.add_argument("--prune-criterion", default="mean_abs", help="unit importance: mean_abs (default), l2, signed_mean, activation")
+    p.add_argument("--prune-criterion", default="mean_abs", help="unit importance criterion: mean_abs (default, the paper), or any name of condense.prune.CRITERIA (docs/pruning.md)")
     p.add_argument("--strict", action="store_true", help="stop at the first bad input cell")
     p.add_argument("--cache-dir", default=None)
     p.add_argument("--quiet", action="store_true")

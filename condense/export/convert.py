@@ -101,6 +101,16 @@ class ExportJob:
     route: str = "auto"
     input_percentile: float | None = DEFAULT_INPUT_PERCENTILE
 
+    def __post_init__(self) -> None:  # settings are checked where they enter; files and data at export time
+        spec = get_format(self.fmt)
+        check_choice("route", self.route, ROUTES)
+        if self.route == "while" and spec.integer_only:
+            raise ValueError(f"route='while' cannot be {self.fmt} (exporting {self.model_path}): full-integer "
+                             "calibration of a WHILE loop crashes the converter; use route='auto' or 'unrolled'.")
+        if self.int8_io and not spec.integer_only:
+            raise ValueError(f"Argument `int8_io=True` needs a full-integer format (int8), got fmt={self.fmt!r} "
+                             f"(exporting {self.model_path}).")
+
 
 def export_tflite(
     model_path,
@@ -224,18 +234,11 @@ def export_tflite_many(jobs: Iterable[ExportJob], *, timeout: float = DEFAULT_TI
 
 def _check_job(job: ExportJob) -> tuple[ExportJob, np.ndarray | None]:
     model_path = Path(job.model_path)
-    fmt = job.fmt
-    spec = get_format(fmt)
+    spec = get_format(job.fmt)
     if not model_path.is_file():
         raise FileNotFoundError(f"Keras model not found: {model_path}")
     if model_path.suffix != ".keras":
         raise ValueError(f"Expected a Keras 3 `.keras` model file, got {model_path}")
-    check_choice("route", job.route, ROUTES)
-    if job.route == "while" and spec.integer_only:
-        raise ValueError(f"route='while' cannot be int8 (exporting {model_path}): full-int8 calibration of a "
-                         "WHILE loop crashes the converter; use route='auto' or 'unrolled'.")
-    if job.int8_io and not spec.integer_only:
-        raise ValueError(f"Argument `int8_io=True` needs fmt='int8', got fmt={fmt!r} (exporting {model_path}).")
     calibration = None
     if spec.needs_calibration:
         if job.calibration_x is None:

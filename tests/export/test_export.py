@@ -523,6 +523,20 @@ def test_format_registry_entries_are_complete_and_names_unique():
         register_format(ExportFormat("int8", "again", "", weights="int8", activations="int8"))
 
 
+def test_export_job_settings_fail_where_they_are_made(tmp_path):
+    """A bad format, route or int8_io fails on ExportJob(...), before any file or data is looked at."""
+    missing = tmp_path / "not-written-yet.keras"
+    with pytest.raises(ValueError, match=r"Argument `fmt` must be one of .*; got fmt='int4'"):
+        ExportJob(missing, tmp_path / "m.tflite", "int4")
+    with pytest.raises(ValueError, match=r"Argument `route` must be one of .*; got route='loop'"):
+        ExportJob(missing, tmp_path / "m.tflite", "float32", route="loop")
+    with pytest.raises(ValueError, match="int8_io=True` needs a full-integer format"):
+        ExportJob(missing, tmp_path / "m.tflite", "dynamic", int8_io=True)
+    with pytest.raises(ValueError, match="route='while' cannot be int8"):
+        ExportJob(missing, tmp_path / "m.tflite", "int8", route="while")
+    assert not any(tmp_path.iterdir())
+
+
 # ---------------------------------------------------------------------------------------------
 # 4. Routes: the fused LSTM op, the WHILE fallback, Masking only where exact
 # ---------------------------------------------------------------------------------------------
