@@ -33,12 +33,13 @@ import os
 import signal
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+
+from condense.io import work_folder
 
 #: Lines of child output kept for error messages.
 OUTPUT_TAIL_LINES = 15
@@ -222,12 +223,12 @@ def run_child(module: str, request: dict, *, what: str, timeout: float | None = 
 
 @contextlib.contextmanager
 def _work_folder(work):
-    """``work`` as a Path, or a private temporary folder removed on exit."""
+    """``work`` as a Path, or a private temporary folder removed on exit (:func:`condense.io.work_folder`)."""
     if work is not None:
         Path(work).mkdir(parents=True, exist_ok=True)
         yield Path(work)
         return
-    with tempfile.TemporaryDirectory(prefix="condense-child-") as tmp:
+    with work_folder("child") as tmp:
         yield Path(tmp)
 
 

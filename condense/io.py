@@ -10,6 +10,8 @@ import contextlib
 import hashlib
 import json
 import os
+import re
+import shutil
 import tempfile
 from pathlib import Path
 from typing import Iterator
@@ -33,7 +35,8 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=f".tmp{path.suffix}", dir=path.parent)
+    remove_stale_temp_files(path.parent)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.{os.getpid()}-", suffix=f".tmp{path.suffix}", dir=path.parent)
     os.close(fd)
     os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes owner-only files; artifacts get normal permissions
     tmp_path = Path(tmp)
@@ -43,6 +46,56 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     finally:
         if tmp_path.exists():
             tmp_path.unlink()
+
+
+#: The temporary files :func:`atomic_path` makes: ``.<stem>.<pid>-<random>.tmp<suffix>``.
+_TEMP_NAME = re.compile(r"^\.[^/]*?\.(\d+)-[A-Za-z0-9_]+\.tmp(\.[^/]*)?$")
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's live process
+        return True
+    return True
+
+
+def remove_stale_temp_files(folder: str | os.PathLike) -> list[Path]:
+    """Remove the temporary files of :func:`atomic_path` in ``folder`` whose writing process is
+    gone (a killed run); returns what was removed. Files of live processes are left alone."""
+    removed = []
+    try:
+        entries = list(os.scandir(folder))
+    except OSError:
+        return removed
+    for entry in entries:
+        match = _TEMP_NAME.match(entry.name)
+        if match and entry.is_file(follow_symlinks=False) and not _alive(int(match.group(1))):
+            with contextlib.suppress(OSError):
+                os.unlink(entry.path)
+                removed.append(Path(entry.path))
+    return removed
+
+
+#: The private work folders of :func:`work_folder`: ``condense-<kind>-<pid>-<random>``.
+_WORK_NAME = re.compile(r"^condense-[a-z]+-(\d+)-[A-Za-z0-9_]+$")
+
+
+@contextlib.contextmanager
+def work_folder(kind: str) -> Iterator[Path]:
+    """A private temporary folder (``condense-<kind>-<pid>-...`` in the system temp folder),
+    removed afterwards. Folders left by killed condense processes are removed first, so a
+    ``kill -9`` costs disk space only until the next run."""
+    root = Path(tempfile.gettempdir())
+    with contextlib.suppress(OSError):
+        for entry in os.scandir(root):
+            match = _WORK_NAME.match(entry.name)
+            if match and entry.is_dir(follow_symlinks=False) and not _alive(int(match.group(1))):
+                shutil.rmtree(entry.path, ignore_errors=True)
+    with tempfile.TemporaryDirectory(prefix=f"condense-{kind}-{os.getpid()}-") as tmp:
+        yield Path(tmp)
 
 
 def atomic_write(path: str | os.PathLike, data: bytes | str) -> Path:

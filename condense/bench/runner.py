@@ -23,6 +23,7 @@ import numpy as np
 
 from condense.bench.profiles import Profile
 from condense.checks import check_int
+from condense.io import remove_stale_temp_files
 from condense.bench.rows import LATENCY_REFERENCE, PAIRED_REFERENCE, RowSpec, plan_rows
 from condense.data import Dataset, load_dataset
 
@@ -463,6 +464,10 @@ def run_benchmark(profile: Profile, *, out_dir, seeds: int = 1, cache_dir=None, 
                 train_config(profile, spec, seed)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
+    # hidden temporary files that killed earlier runs left beside their results (models/seed*/<row>/)
+    for folder in [out_dir.parent, *out_dir.parent.glob("*"), *out_dir.parent.glob("*/models/seed*/*")]:
+        if folder.is_dir():
+            remove_stale_temp_files(folder)
     t0 = time.perf_counter()
     dataset = load_dataset(profile.data, seed=0, cache_dir=cache_dir, quiet=quiet)
     rows = plan_rows(profile, dataset.extras.get("reference_scores"))

@@ -39,7 +39,6 @@ from __future__ import annotations
 
 import gzip
 import os
-import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -47,6 +46,7 @@ from pathlib import Path
 import numpy as np
 
 from condense._child import ChildError, child_main, run_child
+from condense.io import work_folder
 
 __all__ = [
     "param_count",
@@ -266,7 +266,7 @@ def _keras_latency_in_child(path: Path, x_one, num_threads: int, warmup: int, re
     if not path.is_file():
         raise FileNotFoundError(f"Keras model not found: {path}")
     x = _one_sample(x_one)
-    with tempfile.TemporaryDirectory(prefix="condense-latency-") as work:
+    with work_folder("latency") as work:
         np.save(Path(work) / "sample.npy", x)
         request = {"model_path": str(path.resolve()), "sample": str(Path(work) / "sample.npy"),
                    "num_threads": num_threads, "warmup": warmup, "repeats": repeats}

@@ -23,7 +23,6 @@ import hashlib
 import os
 import signal
 import sys
-import tempfile
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -34,7 +33,7 @@ import numpy as np
 from condense.checks import check_choice
 from condense._child import ChildError, child_main, run_child, write_result
 from condense.export.formats import FORMATS, ROUTES, get_format
-from condense.io import atomic_path
+from condense.io import atomic_path, work_folder
 
 __all__ = [
     "FORMATS",
@@ -202,7 +201,7 @@ def export_tflite_many(jobs: Iterable[ExportJob], *, timeout: float = DEFAULT_TI
     if len({p.resolve() for p in outs}) != len(outs):
         raise ValueError(f"Two export jobs write the same file: {[str(p) for p in outs]}")
 
-    with tempfile.TemporaryDirectory(prefix="condense-export-") as work, contextlib.ExitStack() as stack:
+    with work_folder("export") as work, contextlib.ExitStack() as stack:
         work = Path(work)
         requests, saved = [], {}
         for job, calibration in checked:

@@ -36,6 +36,7 @@ from pathlib import Path
 import numpy as np
 
 from condense._child import ChildError, child_main, run_child
+from condense.io import work_folder
 
 __all__ = ["MicroError", "available", "micro_problem", "run_micro"]
 
@@ -107,7 +108,7 @@ def run_micro(path, x, *, search_arena: bool = True, timeout: float = 600.0) -> 
     problem = micro_problem(path)
     if problem:
         raise MicroError(problem)
-    with tempfile.TemporaryDirectory(prefix="condense-micro-") as work:
+    with work_folder("micro") as work:
         work = Path(work)
         np.save(work / "x.npy", np.ascontiguousarray(np.asarray(x, dtype=np.float32)))
         request = {"path": str(path.resolve()), "x": str(work / "x.npy"), "search_arena": bool(search_arena),

@@ -21,13 +21,13 @@ from __future__ import annotations
 import importlib.util
 import numbers
 import os
-import tempfile
 from pathlib import Path
 from typing import Iterable, Mapping, Sequence
 
 import numpy as np
 
 from condense._child import exit_description, output_tail, run_child
+from condense.io import work_folder
 
 __all__ = [
     "CHILD_PATH",
@@ -290,7 +290,7 @@ def run_tfmot_peers(
     runnable = [i for i in range(len(peer_list)) if results[i] is None]
     if runnable:
         out_dir.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryDirectory(prefix="condense-tfmot-") as tmp:
+        with work_folder("tfmot") as tmp:
             tmp_path = Path(tmp)
             npz_path = tmp_path / "arrays.npz"
             _write_arrays(npz_path, arrays, {peer_list[i] for i in runnable})

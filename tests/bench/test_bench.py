@@ -6,6 +6,8 @@ from __future__ import annotations
 import csv
 import dataclasses
 import json
+import subprocess
+import sys
 
 import pytest
 
@@ -70,6 +72,12 @@ def smoke_run(tiny_cohort, tmp_path_factory, monkeypatch_module):
         bootstrap_resamples=200, calibration=32,
     )
     out = tmp_path_factory.mktemp("bench") / "smoke"
+    # what a killed earlier run left beside its results: the next run removes it
+    killed = out.parent / "killed-run" / "models" / "seed0" / "lstm"
+    killed.mkdir(parents=True)
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    (killed / f".model.int8.{dead.pid}-x1y2z3.tmp.tflite").write_bytes(b"TFL3 partial")
     out_dir, ok = run_benchmark(profile, out_dir=out, cache_dir=tmp_path_factory.mktemp("cache"), quiet=True)
     with open(out_dir / "table.csv", newline="") as fh:
         rows = list(csv.DictReader(fh))
@@ -140,6 +148,12 @@ def test_deployable_file_columns_routes_ratios_and_tflm(smoke_run):
         assert "REDUCE_ANY" in by_row["lstm-keras3"]["tflm_note"]
         assert "WHILE" in by_row["hlstm"]["tflm_note"]
     assert "## Deployable files: LiteRT and TensorFlow Lite for Microcontrollers" in (out_dir / "table.md").read_text()
+
+
+def test_a_killed_run_s_temporary_files_are_removed_by_the_next_run(smoke_run):
+    out_dir, _, _ = smoke_run
+    killed = out_dir.parent / "killed-run" / "models" / "seed0" / "lstm"
+    assert killed.is_dir() and not list(killed.iterdir())
 
 
 def test_failing_row_is_kept_with_its_reason_and_the_run_goes_on(smoke_run):
