@@ -227,3 +227,41 @@ def test_the_cli_lists_are_the_library_registries():
     assert choices("export", "route") == ROUTES
     assert set(choices("train", "model")) == set(INPUT_KIND)
     assert set(choices("bench", "profile")) == set(PROFILES)
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["predict", "--model", "M", "--data", "synthetic", "--out", "{folder}"], "argument --out: {folder} is a folder"),
+    (["evaluate", "--model", "M", "--json", "{folder}"], "argument --json: {folder} is a folder"),
+    (["data", "tensors", "--data", "synthetic", "--split", "test", "--out", "{folder}"],
+     "argument --out: {folder} is a folder"),
+    (["data", "inspect", "--data", "synthetic", "--json", "{folder}"], "argument --json: {folder} is a folder"),
+    (["train", "--data", "synthetic", "--model", "lstm", "--out", "{file}"], "argument --out: {file} is a file"),
+    (["bench", "--profile", "smoke", "--out", "{file}"], "argument --out: {file} is a file"),
+    (["train", "--data", "synthetic", "--model", "lstm", "--out", "{file}/model"], "{file} is a file, not a folder"),
+])
+def test_output_paths_are_checked_before_any_work(tmp_path, capsys, argv, message):
+    """A folder where a file belongs (or the reverse) is one line, at parse time: nothing is read or written."""
+    folder, file = tmp_path / "a-folder", tmp_path / "a-file"
+    folder.mkdir()
+    file.write_text("keep")
+    fill = lambda s: s.format(folder=folder, file=file)  # noqa: E731
+    with pytest.raises(SystemExit) as info:
+        main([fill(a) for a in argv])
+    assert info.value.code == 2
+    err = capsys.readouterr().err
+    assert fill(message) in err and "Traceback" not in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a-file", "a-folder"]
+    assert not list(folder.iterdir()) and file.read_text() == "keep"
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root may write anywhere")
+def test_an_unwritable_output_folder_is_refused_before_any_work(tmp_path, capsys):
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    locked.chmod(0o500)
+    try:
+        with pytest.raises(SystemExit):
+            main(["predict", "--model", "M", "--data", "synthetic", "--out", str(locked / "p.csv")])
+        assert "permission denied" in capsys.readouterr().err
+    finally:
+        locked.chmod(0o700)

@@ -7,6 +7,7 @@ import time
 from pathlib import Path
 
 from condense.bench.profiles import PROFILES
+from condense.commands.paths import output_folder
 
 
 def register(sub) -> None:
@@ -23,7 +24,7 @@ def register(sub) -> None:
     b.add_argument("--select", choices=("last", "best"), default=None, help="override epoch selection")
     b.add_argument("--patience", type=int, default=None, help="early stopping on validation AUROC")
     b.add_argument("--rows", default=None, help="comma-separated subset of rows to run")
-    b.add_argument("--out", default=None, help="output folder (default benchmarks/results/<profile>-<timestamp>)")
+    b.add_argument("--out", default=None, type=output_folder, help="output folder (default benchmarks/results/<profile>-<timestamp>)")
     b.add_argument("--cache-dir", default=None)
     b.add_argument("--quiet", action="store_true")
     b.set_defaults(handler=cmd_bench)

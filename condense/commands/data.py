@@ -19,6 +19,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from condense.commands.paths import output_file, output_folder
 from condense.io import atomic_path, write_json
 
 # numpy is imported inside the functions: registering the commands needs none.
@@ -40,7 +41,7 @@ def register(sub) -> None:
         description="Write a synthetic ICU cohort into DIR in the MIMIC-III IHM benchmark layout "
         "(train/, test/, listfiles); the same --episodes/--seed/--difficulty give identical files.",
     )
-    s.add_argument("--out", required=True, help="folder to create (must not exist, or be empty)")
+    s.add_argument("--out", required=True, type=output_folder, help="folder to create (must not exist, or be empty)")
     s.add_argument("--episodes", type=int, required=True, help="number of episode files")
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--difficulty", type=float, default=None, help="0..1, the unobserved share of the death risk (default: the generator's)")
@@ -55,7 +56,7 @@ def register(sub) -> None:
     )
     _data_options(t)
     t.add_argument("--split", required=True, choices=("train", "val", "test"))
-    t.add_argument("--out", required=True, help="the .npz file to write")
+    t.add_argument("--out", required=True, type=output_file, help="the .npz file to write")
     t.set_defaults(handler=cmd_tensors)
 
     i = actions.add_parser(
@@ -66,7 +67,7 @@ def register(sub) -> None:
         "(categorical: most frequent values), and the bad-input summary.",
     )
     _data_options(i)
-    i.add_argument("--json", default=None, help="also write the summary to this JSON file")
+    i.add_argument("--json", default=None, type=output_file, help="also write the summary to this JSON file")
     i.set_defaults(handler=cmd_inspect)
 
     sp = actions.add_parser(
@@ -81,7 +82,7 @@ def register(sub) -> None:
     sp.add_argument("--workers", type=int, default=None, help="processes for the parallel run (default: all cores)")
     sp.add_argument("--reference-episodes", type=int, default=500, help="episodes timed with the per-row reference (default 500)")
     sp.add_argument("--cache-dir", default=None, help="where the cohort is generated/reused (default $CONDENSE_CACHE or ~/.cache/condense)")
-    sp.add_argument("--json", default=None, help="also write the timings to this JSON file")
+    sp.add_argument("--json", default=None, type=output_file, help="also write the timings to this JSON file")
     sp.add_argument("--quiet", action="store_true")
     sp.set_defaults(handler=cmd_speed)
 

@@ -6,6 +6,7 @@ import argparse
 import sys
 
 from condense.commands.export import format_help
+from condense.commands.paths import output_file, output_folder
 from condense.export.formats import score_format_names
 from condense.train import INPUT_KIND, SELECT_CHOICES
 
@@ -32,7 +33,7 @@ def register(sub) -> None:
     p.add_argument("--strict", action="store_true", help="stop at the first bad input cell")
     p.add_argument("--cache-dir", default=None)
     p.add_argument("--quiet", action="store_true")
-    p.add_argument("--out", required=True, help="model directory to write")
+    p.add_argument("--out", required=True, type=output_folder, help="model directory to write")
     p.set_defaults(handler=cmd_train)
 
     e = sub.add_parser(
@@ -44,7 +45,7 @@ def register(sub) -> None:
     e.add_argument("--data", default=None, help="data to score (default: the data the model was trained on)")
     e.add_argument("--format", default="keras", choices=score_format_names(),
                    help=format_help("keras (the saved Keras model, the default); "))
-    e.add_argument("--json", default=None, help="also write the metrics to this JSON file")
+    e.add_argument("--json", default=None, type=output_file, help="also write the metrics to this JSON file")
     e.add_argument("--cache-dir", default=None)
     e.add_argument("--quiet", action="store_true")
     e.set_defaults(handler=cmd_evaluate)
@@ -59,7 +60,7 @@ def register(sub) -> None:
     r.add_argument("--format", default="keras", choices=score_format_names(),
                    help=format_help("keras (the saved Keras model, the default); "))
     r.add_argument("--data", required=True, help="IHM folder, synthetic[:N[:SEED]] or physionet2012:PATH")
-    r.add_argument("--out", required=True, help="CSV file to write")
+    r.add_argument("--out", required=True, type=output_file, help="CSV file to write")
     r.add_argument("--strict", action="store_true", help="stop at the first bad input cell")
     r.add_argument("--cache-dir", default=None)
     r.add_argument("--quiet", action="store_true")
