@@ -470,6 +470,7 @@ def run_benchmark(profile: Profile, *, out_dir, seeds: int = 1, cache_dir=None, 
             remove_stale_temp_files(folder)
     t0 = time.perf_counter()
     dataset = load_dataset(profile.data, seed=0, cache_dir=cache_dir, quiet=quiet)
+    dataset.require_labels()  # before any row trains
     rows = plan_rows(profile, dataset.extras.get("reference_scores"))
     if only:
         unknown = sorted(set(only) - {r.row for r in rows})

@@ -64,3 +64,26 @@ class Dataset:
         if name not in ("train", "val", "test"):
             raise ValueError(f"split must be train, val or test, got {name!r}")
         return getattr(self, name)
+
+    def require_labels(self, splits=("train", "val", "test")) -> None:
+        """Check that training can use this data: every record of ``splits`` has a 0/1 label and
+        each of them holds both classes (AUROC, epoch selection and early stopping need both).
+
+        Raises:
+            DataError: naming the split, the count and the first ids of unlabelled records, or
+                the split that holds a single class.
+        """
+        for name in splits:
+            part = self.split(name)
+            if len(part) == 0:
+                raise DataError(f"{self.source}: the {name} split is empty")
+            unlabelled = np.flatnonzero(~np.isin(part.y, (0, 1)))
+            if unlabelled.size:
+                first = ", ".join(str(i) for i in part.ids[unlabelled[:5]])
+                raise DataError(f"{self.source}: {unlabelled.size} of {len(part)} {name} records have no outcome "
+                                f"label (first: {first}); training needs every record labelled (is the outcomes "
+                                "file complete?)")
+            classes = np.unique(part.y)
+            if classes.size < 2:
+                raise DataError(f"{self.source}: the {name} split holds only label {int(classes[0])} "
+                                f"({len(part)} records); AUROC and epoch selection need both classes")

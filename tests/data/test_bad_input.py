@@ -228,3 +228,25 @@ def test_strict_mode_is_not_fooled_by_a_cache_written_in_lenient_mode(tmp_path, 
     assert again.issues == {"bad_number": 1} and "cache hit" in capsys.readouterr().err  # counts survive the cache
     with pytest.raises(DataError, match="'Heart Rate' is not a number: 'abc'"):
         load_ihm(root, cache_dir=cache, quiet=True, strict=True)
+
+
+def test_training_needs_every_record_labelled_and_both_classes():
+    """Dataset.require_labels: records without an outcome (label -1) and single-class splits are
+    refused before training, naming the split, the count and the first ids."""
+    import numpy as np
+
+    from condense.data import DataError, Dataset, Split
+    from condense.data.channels import IHM_LAYOUT as layout
+
+    def part(y):
+        y = np.asarray(y)
+        return Split(X=np.zeros((len(y), 2, 1), np.float32), y=y, ids=np.array([f"r{i}" for i in range(len(y))]))
+
+    ok = Dataset("test", layout, part([0, 1, 0]), part([0, 1]), part([1, 0]), fingerprint="f")
+    ok.require_labels()
+    missing = Dataset("physionet2012", layout, part([0, -1, 1, -1]), part([0, 1]), part([1, 0]), fingerprint="f")
+    with pytest.raises(DataError, match=r"physionet2012: 2 of 4 train records have no outcome label \(first: r1, r3\)"):
+        missing.require_labels()
+    one_class = Dataset("ihm", layout, part([0, 1]), part([0, 1]), part([0, 0, 0]), fingerprint="f")
+    with pytest.raises(DataError, match=r"the test split holds only label 0 \(3 records\)"):
+        one_class.require_labels()
