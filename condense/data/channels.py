@@ -75,6 +75,44 @@ CATEGORICAL_VALUES: dict[str, tuple[str, ...]] = {
 
 CONTINUOUS_VARIABLES: tuple[str, ...] = tuple(v for v in VARIABLES if v not in CATEGORICAL_VALUES)
 
+#: The plausible range ``(low, high)``, inclusive, of each continuous variable as the benchmark's
+#: files store it. A value outside it (or one that is not finite as float32, which the tensors
+#: are) cannot be a charted measurement of the variable and is counted as
+#: ``implausible_value:<variable>`` and treated as missing (:mod:`condense.data.episodes`).
+#:
+#: The bounds catch garbage (``-1e30``, ``1e308``, negative rates), not clinical outliers: the
+#: benchmark removes no outliers (its ``variable_ranges.csv`` is never applied, YerevaNN/
+#: mimic3-benchmarks#25), so its files keep MIMIC-III's typos, and the synthetic cohort writes
+#: them on purpose (a lost decimal point: SpO2 98.0 charted as 9800, diastolic 62 as 6200).
+#: So ``high`` is 100 x a generous physiological maximum in the largest unit the files use,
+#: and ``low`` is 0 for quantities that cannot be negative:
+#:
+#: * pressures: 300 mmHg (diastolic, mean), 400 mmHg (systolic);
+#: * Fraction inspired oxygen: 100, the benchmark writes fractions (0.21..1) and, for some
+#:   rows of its FiO2 cleaning, percents (21..100);
+#: * Glucose 2000 mg/dL; Heart Rate 400 /min; Respiratory rate 1000 /min (oscillator rates);
+#:   Oxygen saturation 100 %; Height 300 cm; Weight 500 kg (the benchmark converts lb, oz, in);
+#: * Temperature: the benchmark converts every value >= 79 (and any charted in F) from F to C,
+#:   so a charted 0 F becomes -17.8 C and a lost decimal point of 98.6 F some 5000 C: -50..10000;
+#: * pH: the pH scale's 14.
+#:
+#: Part of the discretizer's settings (cache keys and fingerprints): change a bound and cached
+#: arrays are read again.
+PLAUSIBLE_RANGES: dict[str, tuple[float, float]] = {
+    "Diastolic blood pressure": (0.0, 30_000.0),
+    "Fraction inspired oxygen": (0.0, 10_000.0),
+    "Glucose": (0.0, 200_000.0),
+    "Heart Rate": (0.0, 40_000.0),
+    "Height": (0.0, 30_000.0),
+    "Mean blood pressure": (0.0, 30_000.0),
+    "Oxygen saturation": (0.0, 10_000.0),
+    "Respiratory rate": (0.0, 100_000.0),
+    "Systolic blood pressure": (0.0, 40_000.0),
+    "Temperature": (-50.0, 10_000.0),
+    "Weight": (0.0, 50_000.0),
+    "pH": (0.0, 1_400.0),
+}
+
 NUM_BINS = 48
 NUM_CHANNELS = 76
 #: The benchmark's time tolerance in hours: an event at ``t`` goes to bin ``int(t / timestep - EPS)``,
@@ -119,3 +157,5 @@ MASK_INDEX: dict[str, int] = {v: 59 + k for k, v in enumerate(VARIABLES)}
 
 assert IHM_LAYOUT.width == NUM_CHANNELS
 assert IHM_LAYOUT.continuous == (2, 3, 49, 50, 51, 52, 53, 54, 55, 56, 57, 58)
+assert tuple(PLAUSIBLE_RANGES) == CONTINUOUS_VARIABLES
+assert all(low < float(NORMAL_VALUES[v]) < high for v, (low, high) in PLAUSIBLE_RANGES.items())

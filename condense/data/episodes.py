@@ -10,7 +10,9 @@ ways in, one result:
   with one ``pandas.read_csv`` call (:func:`_parse_bulk`). Anything unusual in that parse sends
   those files to the careful path, so the bulk path never decides about bad input;
 * the careful path: every other file is split with Python string operations into the standard
-  column order and each cell is validated with Python's ``float``; every problem is counted in
+  column order and each cell is validated with Python's ``float`` and its variable's
+  :data:`~condense.data.channels.PLAUSIBLE_RANGES` (a number float32 cannot hold, like
+  ``1e308``, is outside every range); every problem is counted in
   an :class:`~condense.data.issues.IssueLog` (a bad cell is treated as missing, a bad row
   dropped, a file that cannot be used skipped).
 
@@ -30,7 +32,7 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
-from condense.data.channels import CATEGORICAL_VALUES, EPS, HEADER, VARIABLES
+from condense.data.channels import CATEGORICAL_VALUES, EPS, HEADER, PLAUSIBLE_RANGES, VARIABLES
 from condense.data.issues import IssueLog
 
 __all__ = ["EpisodeBatch", "Observations"]
@@ -52,6 +54,19 @@ for _k, _table in _CODES.items():
 #: Columns per row: Hours and the 17 variables.
 _WIDTH = len(HEADER)
 _STANDARD_COLUMNS = list(range(_WIDTH))
+#: The plausible range of each continuous variable, by variable index (see
+#: :data:`~condense.data.channels.PLAUSIBLE_RANGES`).
+_RANGES: dict[int, tuple[float, float]] = {VARIABLES.index(v): bounds for v, bounds in PLAUSIBLE_RANGES.items()}
+#: The largest float64 that float32 still holds as a finite number (rounding to nearest: up to
+#: half a float32 step above float32's maximum rounds down to it).
+_FLOAT32_MAX = float(np.nextafter(np.float64(np.finfo(np.float32).max) + 2.0 ** 103, 0.0))
+
+
+def _implausible(var: int, numbers: np.ndarray) -> np.ndarray:
+    """Positions of ``numbers`` (finite float64 or NaN) that variable ``var`` cannot hold: outside
+    its plausible range, or not finite once stored as float32 (NaN is never implausible)."""
+    low, high = _RANGES[var]
+    return np.flatnonzero((numbers < low) | (numbers > high) | (np.abs(numbers) > _FLOAT32_MAX))
 
 
 class EpisodeBatch:
@@ -62,9 +77,9 @@ class EpisodeBatch:
     * the bulk path: a file in the exact IHM form (standard header, 18 cells on every line, no
       quotes, no blank or repeated lines) is kept as bytes; :meth:`observations` parses all such
       files of the batch with one ``pandas.read_csv`` call (C tokenizer and float parser).
-      Anything unusual in that parse (a cell that is not a clean number, an unknown category,
-      a bad time) sends those files to the careful path instead, so the bulk path never decides
-      about bad input;
+      Anything unusual in that parse (a cell that is not a clean number, a number outside its
+      plausible range, an unknown category, a bad time) sends those files to the careful path
+      instead, so the bulk path never decides about bad input;
     * the careful path: the file is split with Python string operations into the standard column
       order, keeping each row's ``Hours`` text and line number and the flat positions and texts
       of its non-empty cells; :meth:`observations` validates each of them with Python's
@@ -287,6 +302,16 @@ class EpisodeBatch:
                 for k in bad:
                     if usable[cell_row[cells[k]]]:
                         report("bad_number", int(cell_row[cells[k]]), f"{name!r} is not a number: {cell_texts[k]!r}; treated as missing")
+                implausible = _implausible(var, numbers)
+                if len(implausible):
+                    low, high = _RANGES[var]
+                    for k in implausible.tolist():
+                        if usable[cell_row[cells[k]]]:
+                            why = ("does not fit in float32" if abs(numbers[k]) > _FLOAT32_MAX
+                                   else f"is outside the plausible range [{low:g}, {high:g}]")
+                            report(f"implausible_value:{name}", int(cell_row[cells[k]]),
+                                   f"{name!r} value {cell_texts[k]!r} {why}; treated as missing")
+                    numbers[implausible] = np.nan
                 value[cells] = numbers
         keep = (column > 0) & ~np.isnan(value)
         return Observations(
@@ -407,7 +432,7 @@ def _parse_bulk(buffer: bytes, counts: Sequence[int]) -> Observations | None:
             numbers = column.to_numpy(dtype=np.float64)
             where = np.flatnonzero(~np.isnan(numbers))
             codes = numbers[where]
-            if not np.isfinite(codes).all():
+            if not np.isfinite(codes).all() or len(_implausible(var, codes)):  # counted by the careful path
                 return None
         rows.append(where)
         variables.append(np.full(len(where), var, dtype=np.int64))

@@ -19,7 +19,9 @@ val before test: the evaluation sets are never altered) and counted as ``patient
 Episodes are discretized by :class:`~condense.data.preprocessing.Discretizer` in a pool of
 processes (``workers``; output order never depends on it) and the arrays are cached on disk
 (:mod:`condense.data.cache`), keyed by the SHA-256 of every listed episode file's bytes and the
-discretizer's settings and version: a second run with unchanged files reads the cache.
+discretizer's settings and version (its plausible ranges included: a change to the reading rules
+bumps ``DISCRETIZER_VERSION``, so arrays cached by an older reader are never reused): a second
+run with unchanged files reads the cache.
 
 Bad input (:data:`~condense.data.issues.ISSUE_KINDS`): a bad cell is treated as missing,
 a bad row dropped, an episode whose file is missing or unreadable skipped, a listfile row with a

@@ -49,8 +49,12 @@ class ModelInputs:
 
     @classmethod
     def fit(cls, kind: str, X_train: np.ndarray, layout: ChannelLayout, *, robust: bool = False, source=None):
-        """Fit the normalizer on the training tensor ``X_train`` (N, T, C) only."""
-        normalizer = Normalizer(layout.continuous, robust=robust).fit(X_train)
+        """Fit the normalizer on the training tensor ``X_train`` (N, T, C) only.
+
+        Raises ``ValueError`` naming the channel when the training data gives a non-finite
+        statistic (see :meth:`Normalizer.fit`).
+        """
+        normalizer = Normalizer.for_layout(layout, robust=robust).fit(X_train)
         return cls(kind=kind, layout=layout, normalizer=normalizer, source=dict(source or {}))
 
     def transform(self, X: np.ndarray) -> np.ndarray:

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 from condense.data.dataset import DataError
 
-__all__ = ["ISSUE_KINDS", "NOT_ERRORS", "Issue", "IssueLog"]
+__all__ = ["ISSUE_KINDS", "NOT_ERRORS", "PER_VARIABLE", "Issue", "IssueLog"]
 
 #: Every kind of bad input the IHM reader counts, and what it does about it. Cell and row
 #: problems never stop a lenient run; whole-file problems skip the episode (counted, never
@@ -34,6 +34,10 @@ ISSUE_KINDS: dict[str, str] = {
     "duplicate_row": "row identical to an earlier row of the same file; dropped (no effect on the tensor)",
     "bad_hours": "Hours empty, not a number, negative or not finite; row dropped",
     "bad_number": "continuous cell that is not a finite number; treated as missing",
+    "implausible_value": (
+        "continuous cell outside the variable's plausible range (channels.PLAUSIBLE_RANGES) or not "
+        "finite as float32; counted per variable (implausible_value:<variable>); treated as missing"
+    ),
     "unknown_category": "categorical cell outside the benchmark's values; treated as missing",
     "after_end": "row after the 48-hour window; dropped as the benchmark does (not an error)",
     "bad_label": "listfile label that is not 0 or 1; episode skipped",
@@ -43,6 +47,14 @@ ISSUE_KINDS: dict[str, str] = {
 }
 #: Kinds that are counted but never stop a ``strict`` run (the format defines what to do).
 NOT_ERRORS = frozenset({"after_end"})
+#: Kinds counted per variable, as ``<kind>:<variable>`` (e.g. ``implausible_value:Heart Rate``).
+PER_VARIABLE = frozenset({"implausible_value"})
+
+
+def _base_kind(kind: str) -> str:
+    """``"implausible_value:Heart Rate"`` -> ``"implausible_value"``; other kinds as they are."""
+    base, sep, variable = kind.partition(":")
+    return base if sep and variable and base in PER_VARIABLE else kind
 
 
 @dataclass(frozen=True)
@@ -80,8 +92,11 @@ class IssueLog:
 
     def add(self, kind: str, file, line: int, message: str, order: tuple = ()) -> Issue:
         """Count one problem of ``kind`` at ``file``:``line``."""
-        if kind not in ISSUE_KINDS:
-            raise ValueError(f"unknown issue kind {kind!r}; expected one of {sorted(ISSUE_KINDS)}")
+        if _base_kind(kind) not in ISSUE_KINDS or kind in PER_VARIABLE:
+            raise ValueError(
+                f"unknown issue kind {kind!r}; expected one of {sorted(ISSUE_KINDS)} "
+                f"({', '.join(sorted(PER_VARIABLE))} as <kind>:<variable>)"
+            )
         issue = Issue(kind, str(file), int(line), message, tuple(order))
         self.counts[kind] = self.counts.get(kind, 0) + 1
         known = self.first.get(kind)
@@ -114,8 +129,11 @@ class IssueLog:
             raise DataError(str(issue))
 
     def as_dict(self) -> dict[str, int]:
-        """Counts in :data:`ISSUE_KINDS` order (what :attr:`Dataset.issues` holds)."""
-        return {kind: self.counts[kind] for kind in ISSUE_KINDS if self.counts.get(kind)}
+        """Counts in :data:`ISSUE_KINDS` order, per-variable kinds by variable name (what
+        :attr:`Dataset.issues` holds)."""
+        rank = {kind: i for i, kind in enumerate(ISSUE_KINDS)}
+        kinds = sorted((k for k, n in self.counts.items() if n), key=lambda k: (rank.get(_base_kind(k), len(rank)), k))
+        return {kind: self.counts[kind] for kind in kinds}
 
     def summary(self) -> str:
         """One line: each kind's count and first example, or ``""`` when nothing was counted."""

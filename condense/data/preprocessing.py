@@ -34,6 +34,7 @@ from condense.data.channels import (
     MASK_INDEX,
     NORMAL_VALUES,
     NUM_CHANNELS,
+    PLAUSIBLE_RANGES,
     VARIABLES,
 )
 from condense.data.dataset import DataError, Dataset, Split
@@ -51,7 +52,9 @@ __all__ = [
 
 #: Bumped whenever the same input and settings would give different tensors; part of every
 #: cache key and dataset fingerprint, so arrays from an older discretizer are never reused.
-DISCRETIZER_VERSION = 1
+#: 2: values outside :data:`~condense.data.channels.PLAUSIBLE_RANGES` or not finite as float32
+#: are missing (counted as ``implausible_value:<variable>``).
+DISCRETIZER_VERSION = 2
 
 _NUM_VARS = len(VARIABLES)
 _IS_CATEGORICAL = np.array([v in CATEGORICAL_VALUES for v in VARIABLES])
@@ -83,7 +86,9 @@ class Discretizer:
 
     Bad input never crashes a lenient run: a bad cell is treated as missing, a bad row is
     dropped, a file that cannot be read is skipped, and each is counted in an :class:`IssueLog`
-    (see :data:`~condense.data.issues.ISSUE_KINDS`). Numeric categoricals accept other spellings
+    (see :data:`~condense.data.issues.ISSUE_KINDS`). A continuous value outside its variable's
+    :data:`~condense.data.channels.PLAUSIBLE_RANGES` (``-1e30``, or ``1e308``, which float32 cannot
+    hold) is a bad cell too. Numeric categoricals accept other spellings
     of the same number (``1`` for ``1.0``, ``15.0`` for ``15``); text categoricals must match a
     benchmark spelling (surrounding spaces ignored).
 
@@ -132,6 +137,7 @@ class Discretizer:
             "timestep": float(self.timestep),
             "hours": float(self.hours),
             "layout": IHM_LAYOUT.name,
+            "plausible_ranges": {v: list(bounds) for v, bounds in PLAUSIBLE_RANGES.items()},
         }
 
     def transform_episode(self, episode, *, header: Sequence[str] | None = None, issues: IssueLog | None = None) -> np.ndarray:
@@ -285,9 +291,15 @@ class Normalizer:
     and ``std_`` the interquartile range / 1.349, which the real data's gross outliers do not
     inflate. Other channels (one-hots, masks) pass through unchanged.
 
+    ``fit`` refuses training data that gives a non-finite statistic (an ``inf`` or NaN in a
+    channel) with a :class:`ValueError` naming the channel, instead of a state that turns every
+    input into NaN.
+
     Args:
         channels: indices of the channels to standardize (``layout.continuous``).
         robust: median and scaled IQR instead of mean and standard deviation.
+        names: every channel's name, by index (``layout.names``; :meth:`for_layout` passes
+            them), for messages; not saved.
 
     Example:
         >>> norm = Normalizer(IHM_LAYOUT.continuous).fit(dataset)  # train split only  # doctest: +SKIP
@@ -298,7 +310,7 @@ class Normalizer:
     FORMAT = "condense.normalizer"
     FORMAT_VERSION = 1
 
-    def __init__(self, channels: Sequence[int], robust: bool = False):
+    def __init__(self, channels: Sequence[int], robust: bool = False, names: Sequence[str] | None = None):
         channels = tuple(int(c) for c in channels)
         if not channels:
             raise ValueError("channels must name at least one channel, got none")
@@ -306,11 +318,17 @@ class Normalizer:
             raise ValueError(f"channels must be distinct non-negative indices, got {list(channels)}")
         self.channels = channels
         self.robust = bool(robust)
+        self.names = tuple(names) if names is not None else None
 
     @classmethod
     def for_layout(cls, layout: ChannelLayout, robust: bool = False) -> "Normalizer":
         """A normalizer of ``layout``'s continuous channels."""
-        return cls(layout.continuous, robust=robust)
+        return cls(layout.continuous, robust=robust, names=layout.names)
+
+    def _channel_name(self, channel: int) -> str:
+        if self.names is not None and channel < len(self.names):
+            return repr(self.names[channel])
+        return str(channel)
 
     def fit(self, X) -> "Normalizer":
         """Learn ``mean_`` and ``std_`` from training data; returns self.
@@ -323,11 +341,20 @@ class Normalizer:
         values = X[..., list(self.channels)].reshape(-1, len(self.channels)).astype(np.float64)
         if len(values) < 2:
             raise ValueError(f"fit needs at least 2 bins of data, got X of shape {X.shape}")
-        if self.robust:
-            q25, median, q75 = np.percentile(values, [25, 50, 75], axis=0)
-            center, scale = median, (q75 - q25) / IQR_TO_STD
-        else:
-            center, scale = values.mean(axis=0), values.std(axis=0, ddof=1)
+        with np.errstate(invalid="ignore", over="ignore"):
+            if self.robust:
+                q25, median, q75 = np.percentile(values, [25, 50, 75], axis=0)
+                center, scale = median, (q75 - q25) / IQR_TO_STD
+            else:
+                center, scale = values.mean(axis=0), values.std(axis=0, ddof=1)
+        for what, stat in (("median" if self.robust else "mean", center), ("scaled IQR" if self.robust else "standard deviation", scale)):
+            bad = np.flatnonzero(~np.isfinite(stat))
+            if len(bad):
+                k = int(bad[0])
+                raise ValueError(
+                    f"Normalizer.fit: channel {self._channel_name(self.channels[k])} has a non-finite {what} "
+                    f"({float(stat[k])}) on the training data"
+                )
         self.mean_ = center
         self.std_ = np.maximum(scale, MIN_SCALE)
         self.n_samples_ = int(len(values))

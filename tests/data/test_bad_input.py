@@ -250,3 +250,135 @@ def test_training_needs_every_record_labelled_and_both_classes():
     one_class = Dataset("ihm", layout, part([0, 1]), part([0, 1]), part([0, 0, 0]), fingerprint="f")
     with pytest.raises(DataError, match=r"the test split holds only label 0 \(3 records\)"):
         one_class.require_labels()
+
+
+# -- values that cannot be measurements: not finite as float32, or outside the plausible range ----
+
+
+def cells(hours, **values) -> str:
+    """One episode line; keyword names use _ for spaces (Heart_Rate=80)."""
+    row = [""] * len(HEADER)
+    row[0] = str(hours)
+    for name, value in values.items():
+        row[HEADER.index(name.replace("_", " "))] = str(value)
+    return ",".join(row)
+
+
+@pytest.mark.parametrize(
+    "variable, text, kind, why",
+    [
+        ("Heart Rate", "1e308", "implausible_value:Heart Rate", "does not fit in float32"),  # finite in float64, inf in float32
+        ("Heart Rate", "-1e30", "implausible_value:Heart Rate", "is outside the plausible range [0, 40000]"),
+        ("pH", "7400", "implausible_value:pH", "is outside the plausible range [0, 1400]"),
+        ("Temperature", "-60", "implausible_value:Temperature", "is outside the plausible range [-50, 10000]"),
+    ],
+)
+def test_implausible_values_are_counted_and_treated_as_missing(tmp_path, variable, text, kind, why):
+    first = f"{HEADER_LINE}\n{cells(0.5, Heart_Rate=80, pH=7.3, Temperature=37.1)}\n"
+    bad = first + f"{cells(5.5, Glucose=150, **{variable.replace(' ', '_'): text})}\n"
+    ds = check(tmp_path / "bad", bad, kind, f"{{path}}:3: {variable!r} value {text!r} {why}; treated as missing")
+    blank = load(make_folder(tmp_path / "blank", {stay(1): first + f"{cells(5.5, Glucose=150)}\n"}))
+    np.testing.assert_array_equal(ds.train.X, blank.train.X)  # exactly as if the cell were empty
+    x = ds.train.X[0]
+    assert np.isfinite(ds.train.X).all() and x[5, 49] == 150.0  # the rest of the row still counts
+    assert x[5, HR] == 80.0 and x[5, 58] == np.float32(7.3) and x[5, 56] == np.float32(37.1)  # carried forward
+
+
+def test_implausible_values_are_counted_per_variable_and_summarized(tmp_path, capsys):
+    bad = {
+        stay(1): f"{HEADER_LINE}\n{cells(0.5, Heart_Rate='1e308')}\n{cells(1.5, Heart_Rate='-1e30', Glucose=250000)}\n",
+        stay(3): f"{HEADER_LINE}\n{cells(0.5, Heart_Rate=1e200)}\n",  # rows given as numbers
+    }
+    root = make_folder(tmp_path, bad)
+    ds = load_ihm(root, use_cache=False)
+    assert ds.issues == {"implausible_value:Glucose": 1, "implausible_value:Heart Rate": 3}
+    p1 = root / "train" / stay(1)
+    summary = [l for l in capsys.readouterr().err.splitlines() if "bad input" in l]
+    assert summary == [
+        "bad input: 4 problem(s) counted, treated as missing or skipped (--strict stops at the first): "
+        f"implausible_value:Glucose x1 (first {p1}:3); implausible_value:Heart Rate x3 (first {p1}:2)"
+    ]
+    x1 = ds.train.X[ds.train.ids.tolist().index(stay(1))]
+    assert np.all(x1[:, HR] == 86.0) and x1[:, HR_MASK].sum() == 0.0  # never measured: the normal value
+    with pytest.raises(DataError, match=rf"^{p1}:2: 'Heart Rate' value '1e308' does not fit in float32; treated as missing$"):
+        load(root, strict=True)
+
+
+def test_values_at_the_plausible_bounds_and_the_synthetic_typos_are_kept(tmp_path):
+    # the bounds are inclusive; the synthetic cohort's typos (SpO2 98 charted as 9800, diastolic
+    # up to 140 x 100) and FiO2 as a fraction or a percent are values the real files hold
+    body = (f"{cells(0.5, Heart_Rate=0, Oxygen_saturation=10000, Diastolic_blood_pressure=14000)}\n"
+            f"{cells(1.5, Heart_Rate=40000, Fraction_inspired_oxygen=0.21, Temperature=-17.8)}\n"
+            f"{cells(2.5, Fraction_inspired_oxygen=100, pH=1400, Temperature='1e4')}\n")
+    ds = load(make_folder(tmp_path, {stay(1): f"{HEADER_LINE}\n{body}"}))
+    assert ds.issues == {}
+    x = ds.train.X[ds.train.ids.tolist().index(stay(1))]
+    assert x[0, 53] == 10000.0 and x[0, 2] == 14000.0 and x[1, HR] == 40000.0 and x[2, 3] == 100.0
+
+
+def test_plausible_ranges_hold_every_value_the_synthetic_generator_can_write():
+    from condense.data.channels import CONTINUOUS_VARIABLES, NORMAL_VALUES, PLAUSIBLE_RANGES
+
+    assert tuple(PLAUSIBLE_RANGES) == CONTINUOUS_VARIABLES
+    # the generator's clip limits (condense/data/synthetic.py:_values), typos included
+    extremes = {"Diastolic blood pressure": (0, 20000), "Fraction inspired oxygen": (0.21, 1.0), "Glucose": (30, 900),
+                "Heart Rate": (25, 230), "Height": (0, 500), "Mean blood pressure": (0, 300),
+                "Oxygen saturation": (0, 10000), "Respiratory rate": (4, 60), "Systolic blood pressure": (0, 300),
+                "Temperature": (32, 42.5), "Weight": (0, 500), "pH": (6.8, 7.7)}
+    for variable, (lo, hi) in extremes.items():
+        low, high = PLAUSIBLE_RANGES[variable]
+        assert low <= lo and hi <= high and low < float(NORMAL_VALUES[variable]) < high, variable
+
+
+def test_a_cache_written_before_the_plausibility_rules_is_not_reused(tmp_path, monkeypatch, capsys):
+    from condense.data import preprocessing
+
+    root = make_folder(tmp_path, {stay(1): f"{HEADER_LINE}\n{cells(0.5, Heart_Rate='1e308')}\n"})
+    cache = tmp_path / "cache"
+    settings = preprocessing.Discretizer.settings
+    assert settings(preprocessing.Discretizer())["plausible_ranges"]["Heart Rate"] == [0.0, 40000.0]
+    # an older reader: no plausibility rules in its settings (so another cache key)
+    monkeypatch.setattr(preprocessing.Discretizer, "settings",
+                        lambda self: {k: v for k, v in settings(self).items() if k != "plausible_ranges"} | {"version": 1})
+    load_ihm(root, cache_dir=cache, quiet=True)
+    monkeypatch.undo()
+    ds = load_ihm(root, cache_dir=cache)
+    assert "cache hit" not in capsys.readouterr().err
+    assert ds.issues == {"implausible_value:Heart Rate": 1} and np.isfinite(ds.train.X).all()
+    again = load_ihm(root, cache_dir=cache)
+    assert "cache hit" in capsys.readouterr().err and again.issues == ds.issues
+
+
+def test_training_with_one_huge_value_counts_it_and_learns(tiny_cohort, tmp_path, capsys):
+    """End to end: one cell of 1e308 (finite in float64, inf in float32) in a training episode
+    used to give the normalizer an infinite mean, NaN inputs and a test AUROC of exactly 0.5;
+    it is counted, read as missing, and training learns as usual."""
+    import json
+    import shutil
+
+    from condense.cli import main
+
+    data = tmp_path / "in-hospital-mortality"
+    shutil.copytree(tiny_cohort, data)
+    listed = (data / "train_listfile.csv").read_text().splitlines()[1].split(",")[0]  # a training episode
+    episode = data / "train" / listed
+    lines = episode.read_text().split("\n")
+    hr = HEADER.index("Heart Rate")
+    # the last heart rate of the window: nothing later in its bin overrides it
+    number = max(n for n, text in enumerate(lines[1:], start=1) if text and text.split(",")[hr] and float(text.split(",")[0]) < 47)
+    row = lines[number].split(",")
+    row[hr] = "1e308"
+    lines[number] = ",".join(row)
+    episode.write_text("\n".join(lines))
+
+    out = tmp_path / "lstm"
+    assert main(["train", "--data", str(data), "--model", "lstm", "--out", str(out), "--epochs", "2",
+                 "--batch-size", "32", "--cache-dir", str(tmp_path / "cache")]) == 0
+    captured = capsys.readouterr()
+    assert f"implausible_value:Heart Rate x1 (first {episode}:{number + 1})" in captured.err
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["data"]["issues"]["implausible_value:Heart Rate"] == 1
+    auroc = manifest["metrics"]["test"]["auroc"]
+    assert np.isfinite(auroc) and auroc != 0.5 and auroc > 0.6, auroc
+    normalizer = json.loads((out / "preprocessing.json").read_text())["normalizer"]
+    assert np.isfinite(normalizer["mean"]).all() and np.isfinite(normalizer["std"]).all()

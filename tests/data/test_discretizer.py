@@ -313,7 +313,7 @@ def test_windows_line_endings_a_byte_order_mark_and_quoted_cells_read_the_same(d
 def test_bulk_parsed_numbers_are_exactly_pythons_float():
     from condense.data.episodes import _parse_bulk
 
-    texts = ["0.00000000000001953", "98.60000000000001", "1.7976931348623157", "7.4", "0.21", "36.6", "1e2", "-0", "123456789012345678", ".5", "5."]
+    texts = ["0.00000000000001953", "98.60000000000001", "1.7976931348623157", "7.4", "0.21", "36.6", "1e2", "-0", "12345.6789012345678", ".5", "5."]
     rng = np.random.default_rng(11)
     texts += [f"{rng.uniform(0, 300):.{rng.integers(0, 8)}f}" for _ in range(2000)]
     hr = HEADER.index("Heart Rate")
@@ -322,3 +322,47 @@ def test_bulk_parsed_numbers_are_exactly_pythons_float():
     assert obs is not None and obs.cell_var.tolist() == [hr - 1] * len(texts)
     expected = np.array([float(t) for t in texts])
     assert obs.cell_value.tobytes() == expected.tobytes()  # bit for bit, signs of zero included
+
+
+def test_bulk_and_careful_paths_agree_on_implausible_values(tmp_path, monkeypatch):
+    """A value float32 cannot hold (1e308), one outside its variable's plausible range (-1e30,
+    pH 7400): the bulk parse hands such files to the careful path, which counts them; both give
+    the same tensors and counts, and the cells read as missing."""
+    from condense.data.episodes import _parse_bulk
+
+    rng = np.random.default_rng(12)
+    paths = []
+    for i in range(5):
+        rows = _random_rows(rng, 20)
+        if i == 2:
+            rows[3][HEADER.index("Heart Rate")] = "1e308"
+            rows[4][HEADER.index("Glucose")] = "-1e30"
+            rows[5][HEADER.index("pH")] = "7400"
+        path = tmp_path / f"{i}_episode1_timeseries.csv"
+        path.write_text(",".join(HEADER) + "\n" + "".join(",".join(r) + "\n" for r in rows))
+        paths.append(path)
+    body = paths[2].read_bytes().split(b"\n", 1)[1]
+    assert _parse_bulk(body, [body.count(b"\n")]) is None  # never decided by the bulk path
+    logs, tensors = [], []
+    for bulk in (True, False):
+        monkeypatch.setattr(Discretizer, "_BULK_PARSE", bulk)
+        log = IssueLog()
+        tensors.append(Discretizer().transform_files(paths, issues=log)[0])
+        logs.append(log)
+    np.testing.assert_array_equal(tensors[0], tensors[1])
+    assert logs[0].to_json() == logs[1].to_json()
+    counts = {k: n for k, n in logs[0].counts.items() if k != "after_end"}
+    assert counts == {"implausible_value:Heart Rate": 1, "implausible_value:Glucose": 1, "implausible_value:pH": 1}
+    assert np.isfinite(tensors[0]).all()
+    # the same episode with those cells empty is the benchmark's own tensor
+    rows = [line.split(",") for line in paths[2].read_text().strip().split("\n")[1:]]
+    for r in rows:
+        r[:] = ["" if c in ("1e308", "-1e30", "7400") else c for c in r]
+    np.testing.assert_array_equal(tensors[0][2], discretize_reference(rows, HEADER))
+
+
+def test_settings_carry_the_plausible_ranges():
+    from condense.data.channels import PLAUSIBLE_RANGES
+
+    ranges = Discretizer().settings()["plausible_ranges"]
+    assert ranges == {v: list(bounds) for v, bounds in PLAUSIBLE_RANGES.items()} and ranges["Heart Rate"] == [0.0, 40000.0]

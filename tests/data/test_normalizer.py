@@ -140,3 +140,37 @@ def test_dnn_features_equal_a_per_episode_loop_and_ignore_batching():
 def test_dnn_features_reject_a_tensor_of_the_wrong_width():
     with pytest.raises(ValueError, match=r"expected X of shape \(N, T, 76\) for layout 'ihm-76', got \(2, 48, 75\)"):
         dnn_features(np.zeros((2, 48, 75), dtype=np.float32), IHM_LAYOUT)
+
+
+@pytest.mark.parametrize("value, what, shown", [(np.inf, "mean", "inf"), (-np.inf, "mean", "-inf"), (np.nan, "mean", "nan")])
+def test_fit_refuses_non_finite_statistics_naming_the_channel(value, what, shown):
+    X = raw_tensor(4, 1)
+    X[2, 7, 50] = value  # Heart Rate
+    with pytest.raises(ValueError, match=rf"^Normalizer\.fit: channel 'Heart Rate' has a non-finite {what} \({shown}\) on the training data$"):
+        Normalizer.for_layout(IHM_LAYOUT).fit(X)
+    with pytest.raises(ValueError, match=r"^Normalizer\.fit: channel 50 has a non-finite mean"):
+        Normalizer(CONTINUOUS).fit(X)  # no names given: the index
+
+
+def test_fit_refuses_a_standard_deviation_that_overflows():
+    X = raw_tensor(4, 1).astype(np.float64)
+    X[0, 0, 2], X[1, 0, 2] = 1e200, -1e200  # a finite mean, an infinite spread
+    with pytest.raises(ValueError, match=r"channel 'Diastolic blood pressure' has a non-finite standard deviation \(inf\)"):
+        Normalizer.for_layout(IHM_LAYOUT).fit(X)
+
+
+def test_robust_fit_refuses_a_channel_that_is_mostly_infinite():
+    X = raw_tensor(4, 1)
+    X[:, :40, 50] = np.inf
+    with pytest.raises(ValueError, match=r"channel 'Heart Rate' has a non-finite median \(nan\)"):
+        Normalizer.for_layout(IHM_LAYOUT, robust=True).fit(X)
+
+
+def test_model_inputs_refuse_an_infinite_training_value_naming_the_channel():
+    from condense.data.inputs import ModelInputs
+
+    X = raw_tensor(4, 1)
+    with np.errstate(over="ignore"):
+        X[0, 3, 56] = np.float32(1e308)  # what float32 makes of a cell of 1e308: inf
+    with pytest.raises(ValueError, match=r"^Normalizer\.fit: channel 'Temperature' has a non-finite mean \(inf\) on the training data$"):
+        ModelInputs.fit("sequence", X, IHM_LAYOUT)

@@ -255,6 +255,52 @@ def test_truncated_or_corrupt_archive_is_one_clear_error(tmp_path):
         read_records(tmp_path / "missing.tar.gz")
 
 
+@pytest.mark.parametrize("compress", ["gz", "bz2", "xz"])
+def test_an_archive_that_expands_past_the_bound_stops_before_memory_runs_out(tmp_path, monkeypatch, compress):
+    import bz2
+    import gzip
+    import lzma
+
+    # 64 MiB of zeros in a few KB: with a 1 MiB bound, reading stops at the first MiB past it
+    bomb = tmp_path / f"set-a.tar.{compress}"
+    pack = {"gz": gzip.compress, "bz2": bz2.compress, "xz": lzma.compress}[compress]
+    bomb.write_bytes(pack(bytes(64 << 20)))
+    assert bomb.stat().st_size < 200_000
+    monkeypatch.setenv("CONDENSE_MAX_ARCHIVE_BYTES", str(1 << 20))
+    cache = tmp_path / "cache"
+    message = (f"{bomb}: archive expands past 1048576 bytes (1.0 MiB) uncompressed; stopped reading it "
+               "(set CONDENSE_MAX_ARCHIVE_BYTES to allow more)")
+    with pytest.raises(DataError) as err:
+        load_dataset(f"physionet2012:{bomb}", cache_dir=cache, quiet=True)
+    assert str(err.value) == message
+    assert not cache.exists() and sorted(p.name for p in tmp_path.iterdir()) == [bomb.name]  # nothing written
+
+
+def test_the_archive_bound_is_configurable_and_counts_uncompressed_bytes(tmp_path, monkeypatch):
+    from condense.data.physionet2012.files import DEFAULT_MAX_ARCHIVE_BYTES, max_archive_bytes
+
+    records = {str(1000 + k): [("00:30", "HR", 70 + k)] * 50 for k in range(10)}
+    root = write_set(tmp_path / "data", records, {rid: (10, 3, k % 2) for k, rid in enumerate(records)})
+    archive = make_archive(root, tmp_path / "set-a.tar.gz")
+    import gzip
+
+    size = len(gzip.decompress(archive.read_bytes()))
+    assert max_archive_bytes() == DEFAULT_MAX_ARCHIVE_BYTES == 2 * 1024**3
+    monkeypatch.setenv("CONDENSE_MAX_ARCHIVE_BYTES", str(size))  # exactly its size: read
+    assert len(read_records(archive).ids) == 10
+    monkeypatch.setenv("CONDENSE_MAX_ARCHIVE_BYTES", str(size - 1))
+    with pytest.raises(DataError, match=rf"^{archive}: archive expands past {size - 1} bytes \("):
+        read_records(archive)
+    plain = tmp_path / "set-a.tar"
+    plain.write_bytes(gzip.decompress(archive.read_bytes()))
+    with pytest.raises(DataError, match=rf"^{plain}: archive is {size} bytes \(.*\), past the bound of {size - 1} bytes"):
+        read_records(plain)
+    for bad in ("-5", "0", "lots", "1.5e9"):
+        monkeypatch.setenv("CONDENSE_MAX_ARCHIVE_BYTES", bad)
+        with pytest.raises(DataError, match=rf"^CONDENSE_MAX_ARCHIVE_BYTES must be a whole number of bytes > 0, got '{bad}'$"):
+            read_records(archive)
+
+
 def test_archive_folder_and_set_folder_read_the_same(tmp_path):
     records = {str(1000 + k): [("00:30", "HR", 70 + k), (f"{k:02d}:15", "Temp", 36.5)] for k in range(12)}
     outcomes = {rid: (k, k % 5, k % 2) for k, rid in enumerate(records)}

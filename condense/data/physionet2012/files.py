@@ -4,6 +4,11 @@
 memory, checked, never extracted to disk), a folder holding exactly one ``set-*/`` folder, or the
 ``set-*/`` folder itself; ``Outcomes-<X>.txt`` pairs with ``set-<X>/`` (``docs/physionet2012.md``).
 Only bytes come out of here; :mod:`condense.data.physionet2012.parse` reads them.
+
+An archive is decompressed in steps and refused with a :class:`DataError` naming it as soon as
+its uncompressed bytes pass :func:`max_archive_bytes` (:data:`DEFAULT_MAX_ARCHIVE_BYTES`, or
+``$CONDENSE_MAX_ARCHIVE_BYTES``): a small archive that expands to gigabytes stops there, before
+memory runs out. The real set A is 31 MB uncompressed.
 """
 
 from __future__ import annotations
@@ -22,7 +27,15 @@ from pathlib import Path, PurePosixPath
 
 from condense.data.dataset import DataError
 
-__all__ = ["SetFiles", "read_files"]
+__all__ = ["DEFAULT_MAX_ARCHIVE_BYTES", "MAX_ARCHIVE_BYTES_ENV", "SetFiles", "max_archive_bytes", "read_files"]
+
+#: The most uncompressed bytes an archive may hold (2 GiB) unless ``$CONDENSE_MAX_ARCHIVE_BYTES``
+#: says otherwise.
+DEFAULT_MAX_ARCHIVE_BYTES = 2 * 1024**3
+#: The environment variable that sets the bound, in bytes.
+MAX_ARCHIVE_BYTES_ENV = "CONDENSE_MAX_ARCHIVE_BYTES"
+#: Bytes decompressed per step.
+_STEP = 1 << 20
 
 _SET_DIR_RE = re.compile(r"^set-[^/]+$")
 _OUTCOMES_RE = re.compile(r"^Outcomes-([^/]+)\.txt$")
@@ -40,20 +53,74 @@ class SetFiles:
     ignored: int
 
 
-def _decompress(raw: bytes) -> bytes:
-    """The tar bytes inside a gzip, bzip2 or xz archive (by magic number); plain tar as is."""
-    if raw[:2] == b"\x1f\x8b":
-        return gzip.decompress(raw)
-    if raw[:3] == b"BZh":
-        return bz2.decompress(raw)
-    if raw[:6] == b"\xfd7zXZ\x00":
-        return lzma.decompress(raw)
-    return raw
+def max_archive_bytes() -> int:
+    """The bound on an archive's uncompressed bytes: ``$CONDENSE_MAX_ARCHIVE_BYTES`` (a whole
+    number of bytes > 0) when set, else :data:`DEFAULT_MAX_ARCHIVE_BYTES`."""
+    text = os.environ.get(MAX_ARCHIVE_BYTES_ENV, "").strip()
+    if not text:
+        return DEFAULT_MAX_ARCHIVE_BYTES
+    try:
+        value = int(text.replace("_", ""))
+    except ValueError:
+        value = 0
+    if value <= 0:
+        raise DataError(f"{MAX_ARCHIVE_BYTES_ENV} must be a whole number of bytes > 0, got {text!r}")
+    return value
+
+
+def _size(n: int) -> str:
+    """Bytes in words: ``2147483648`` -> ``"2147483648 bytes (2.0 GiB)"``."""
+    for unit, scale in (("GiB", 1024**3), ("MiB", 1024**2), ("KiB", 1024)):
+        if n >= scale:
+            return f"{n} bytes ({n / scale:.1f} {unit})"
+    return f"{n} bytes"
+
+
+def _too_big(path: Path, limit: int) -> DataError:
+    return DataError(
+        f"{path}: archive expands past {_size(limit)} uncompressed; stopped reading it "
+        f"(set {MAX_ARCHIVE_BYTES_ENV} to allow more)"
+    )
+
+
+#: (magic number, reader of a file object) of each compression a tar archive may come in.
+_DECOMPRESSORS = (
+    (b"\x1f\x8b", lambda fh: gzip.GzipFile(fileobj=fh, mode="rb")),
+    (b"BZh", bz2.BZ2File),
+    (b"\xfd7zXZ\x00", lzma.LZMAFile),
+)
+
+
+def _decompress(raw: bytes, path: Path, limit: int) -> io.BytesIO:
+    """The tar bytes inside a gzip, bzip2 or xz archive (by magic number); plain tar as is.
+
+    Decompressed :data:`_STEP` bytes at a time, to the end of the stream (whose end marker and
+    checksum the decompressor checks); :class:`DataError` once past ``limit`` bytes.
+    """
+    opener = next((open_ for magic, open_ in _DECOMPRESSORS if raw.startswith(magic)), None)
+    if opener is None:
+        return io.BytesIO(raw)  # plain tar: no bigger than the file (checked before reading it)
+    out, size = io.BytesIO(), 0
+    with opener(io.BytesIO(raw)) as stream:
+        while True:
+            chunk = stream.read(min(_STEP, limit + 1 - size))
+            if not chunk:
+                out.seek(0)
+                return out
+            size += len(chunk)
+            if size > limit:
+                raise _too_big(path, limit)
+            out.write(chunk)
 
 
 def _read_archive(path: Path) -> SetFiles:
     """Stream every member of a tar archive (any compression) into memory, then pick the set."""
+    limit = max_archive_bytes()
     try:
+        size = path.stat().st_size
+        if size > limit:
+            raise DataError(f"{path}: archive is {_size(size)}, past the bound of {_size(limit)}; not read "
+                            f"(set {MAX_ARCHIVE_BYTES_ENV} to allow more)")
         raw = path.read_bytes()
     except OSError as exc:
         raise DataError(f"{path}: cannot read archive: {exc}") from None
@@ -63,7 +130,7 @@ def _read_archive(path: Path) -> SetFiles:
         # Decompress the whole stream first: the compressors check their end-of-stream marker
         # and checksum, which tarfile's streaming reader does not (a cut-off archive could
         # otherwise end cleanly on a member boundary and pass for a smaller one).
-        with tarfile.open(fileobj=io.BytesIO(_decompress(raw)), mode="r:") as tf:
+        with tarfile.open(fileobj=_decompress(raw, path, limit), mode="r:") as tf:
             for member in tf:
                 if not member.isfile():
                     continue
