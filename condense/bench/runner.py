@@ -168,7 +168,10 @@ class BenchRun:
     def _data_record(self) -> dict:
         """What a row's model directory records of its data (``condense export`` / ``evaluate``
         reload it from ``spec`` when no ``--data`` is given)."""
-        return {"spec": self.profile.data, "fingerprint": self.dataset.fingerprint}
+        from condense.runs.workflow import resolve_data_spec
+
+        return {"spec": self.profile.data, "resolved": resolve_data_spec(self.profile.data),
+                "fingerprint": self.dataset.fingerprint}
 
     def _model_dir(self, row: str) -> Path:
         return self.out_dir / "models" / f"seed{self.seed}" / row
@@ -202,7 +205,8 @@ class BenchRun:
         recorded against its row, the others still convert.
         """
         from condense.export.convert import ExportJob, export_tflite_many
-        from condense.runs.model_dir import KERAS_FILE, tflite_file
+        from condense.io import sha256_file
+        from condense.runs.model_dir import KERAS_FILE, record_file, tflite_file
 
         jobs: dict[str, ExportJob] = {}
         for spec in rows:
@@ -231,6 +235,10 @@ class BenchRun:
                     self.exported[row] = export_tflite_many([job], details=True)[0]
                 except Exception as exc:  # noqa: BLE001
                     self.exported[row] = exc
+        for row, job in jobs.items():  # listed in the model directory's manifest, with their source's hash
+            if row in self.exported and not isinstance(self.exported[row], Exception):
+                out = Path(job.out_path)
+                record_file(out.parent, out.name, source_sha256=sha256_file(job.model_path))
         self.progress.advance(sum(s.weight for s in rows if s.kind == "convert"))
         self.progress.say(f"  converted in {time.perf_counter() - t0:.0f} s")
 

@@ -10,8 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from condense.export.formats import score_format_names
-from condense.runs.model_dir import load_run, tflite_file
-
+from condense.runs.model_dir import check_export, load_run
 
 
 class SavedModel:
@@ -33,11 +32,7 @@ class SavedModel:
         if fmt != "keras":
             if self.manifest.get("model") == "lr":
                 raise ValueError(f"{model_dir}: the logistic regression has no .tflite export; score the saved model itself (format 'keras')")
-            path = self.model_dir / tflite_file(fmt)
-            if not path.exists():
-                raise FileNotFoundError(
-                    f"{path} does not exist: run `condense export --model {model_dir} --format {fmt}` first"
-                )
+            path = check_export(self.model_dir, self.manifest, fmt)  # missing or stale: a clear error
             from condense.export.convert import TFLiteModel
 
             self._tflite = TFLiteModel(path, num_threads=num_threads)

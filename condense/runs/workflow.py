@@ -7,6 +7,7 @@ trained by hand from the README are produced by identical code.
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
@@ -16,7 +17,9 @@ from condense.checks import invalid_argument
 from condense.data import Dataset, load_dataset
 from condense.data.inputs import ModelInputs
 from condense.evaluate.metrics import summarize
-from condense.runs.model_dir import git_commit, library_versions, load_manifest, save_run
+from condense.runs.model_dir import (
+    check_output_dir, git_commit, library_versions, load_manifest, model_dir_lock, save_run,
+)
 from condense.train import TrainConfig, fit, fit_logistic
 
 #: Bootstrap settings of every reported interval (the benchmark's: 10,000 resamples).
@@ -27,9 +30,21 @@ def _stderr(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
 
+def resolve_data_spec(spec: str) -> str:
+    """``spec`` with its path made absolute (a folder, ``physionet2012:PATH``); ``synthetic[...]``
+    as it is. What a model directory records, so that a later command finds the same data from
+    any working folder."""
+    spec = str(spec)
+    if spec == "synthetic" or spec.startswith("synthetic:"):
+        return spec
+    prefix = "physionet2012:" if spec.startswith("physionet2012:") else ""
+    return prefix + os.path.abspath(os.path.expanduser(spec[len(prefix):]))
+
+
 def data_summary(dataset: Dataset, spec: str) -> dict:
     return {
         "spec": spec,
+        "resolved": resolve_data_spec(spec),
         "source": dataset.source,
         "fingerprint": dataset.fingerprint,
         "layout": dataset.layout.name,
@@ -99,31 +114,53 @@ def train_run(*, data: str, out_dir, strict: bool = False, cache_dir=None, verbo
     the data loading's (default: ``verbose == 0``); ``on_epoch(epoch, seconds, loss, val_auroc)``
     is called after every epoch. Returns the manifest that was written.
     """
-    config = TrainConfig(**config_kwargs)  # validate arguments before the (slow) data load
     quiet = verbose == 0 if quiet is None else quiet
-    dataset = load_dataset(data, seed=config.seed, strict=strict, cache_dir=cache_dir, quiet=quiet)
-    log(
-        f"data {dataset.source}: train {len(dataset.train)}, val {len(dataset.val)}, test {len(dataset.test)} "
-        f"episodes; training {config.model} for {config.epochs} epoch(s), batch {config.batch_size}"
-    )
-    model, inputs, record = train_on_dataset(config, dataset, verbose=verbose, on_epoch=on_epoch)
-    record.pop("p_test")
-    manifest = {
-        **record,
-        "git_commit": git_commit(),
-        "data": data_summary(dataset, data),
-        "library_versions": library_versions(),
-    }
-    save_run(out_dir, model=model, inputs=inputs, manifest=manifest)
-    return load_manifest(out_dir)
+    check_output_dir(out_dir)  # a file there, a foreign folder, no write permission: before any work
+    # A second writer of out_dir fails here, at once (before the configuration's Keras import).
+    with model_dir_lock(out_dir):
+        config = TrainConfig(**config_kwargs)  # validate arguments before the (slow) data load
+        dataset = load_dataset(data, seed=config.seed, strict=strict, cache_dir=cache_dir, quiet=quiet)
+        dataset.require_labels()  # unlabelled records or a single-class split: refused before training
+        log(
+            f"data {dataset.source}: train {len(dataset.train)}, val {len(dataset.val)}, test {len(dataset.test)} "
+            f"episodes; training {config.model} for {config.epochs} epoch(s), batch {config.batch_size}"
+        )
+        model, inputs, record = train_on_dataset(config, dataset, verbose=verbose, on_epoch=on_epoch)
+        record.pop("p_test")
+        manifest = {
+            **record,
+            "git_commit": git_commit(),
+            "data": data_summary(dataset, data),
+            "library_versions": library_versions(),
+        }
+        save_run(out_dir, model=model, inputs=inputs, manifest=manifest)
+        return load_manifest(out_dir)
 
 
-def _manifest_data_spec(manifest: dict, model_dir) -> str:
-    """The data a model directory was trained on, as its manifest records it."""
-    spec = (manifest.get("data") or {}).get("spec")
-    if not spec:
+def _training_data(manifest: dict, model_dir) -> tuple[str, str | None]:
+    """(spec, fingerprint) of the data a model directory was trained on, as its manifest records
+    them: the resolved spec where recorded (older manifests: the spec as typed)."""
+    data = manifest.get("data")
+    data = data if isinstance(data, dict) else {}
+    spec = data.get("resolved") or data.get("spec")
+    if not spec or not isinstance(spec, str):
         raise ValueError(f"{model_dir}/manifest.json does not record the data it was trained on: give the `data` argument")
-    return spec
+    fingerprint = data.get("fingerprint")
+    return spec, fingerprint if isinstance(fingerprint, str) and fingerprint else None
+
+
+def _load_data_for(model_dir, manifest: dict, data: str | None, *, cache_dir, quiet: bool) -> tuple[str, Dataset]:
+    """(spec, dataset): ``data`` as given, or the training data, checked to be the same cohort."""
+    if data is not None:
+        return data, load_dataset(data, seed=manifest["seed"], cache_dir=cache_dir, quiet=quiet)
+    spec, fingerprint = _training_data(manifest, model_dir)
+    dataset = load_dataset(spec, seed=manifest["seed"], cache_dir=cache_dir, quiet=quiet)
+    if fingerprint and dataset.fingerprint != fingerprint:
+        raise ValueError(
+            f"the data at {spec} is not the cohort {model_dir} was trained on (fingerprint {dataset.fingerprint[:12]}… "
+            f"now, {fingerprint[:12]}… at training): give `data` explicitly"
+        )
+    return spec, dataset
 
 
 def evaluate_run(model_dir, *, data: str | None = None, fmt: str = "keras", cache_dir=None, quiet: bool = False) -> dict:
@@ -132,8 +169,7 @@ def evaluate_run(model_dir, *, data: str | None = None, fmt: str = "keras", cach
 
     saved = SavedModel(model_dir, fmt)
     manifest = saved.manifest
-    spec = data or _manifest_data_spec(manifest, model_dir)
-    dataset = load_dataset(spec, seed=manifest["seed"], cache_dir=cache_dir, quiet=quiet)
+    spec, dataset = _load_data_for(model_dir, manifest, data, cache_dir=cache_dir, quiet=quiet)
     if dataset.layout.to_json() != saved.inputs.layout.to_json():
         raise ValueError(
             f"data={spec!r} has channel layout {dataset.layout.name!r} ({dataset.layout.width} channels) "
@@ -155,27 +191,32 @@ def export_run(model_dir, fmt: str, *, calibration: int = 300, data: str | None 
     checked to be exact (see :mod:`condense.export.convert`). The file is then checked against Keras on
     the whole test split (LiteRT) and, when ``tflite-micro`` is installed, run on TensorFlow Lite
     for Microcontrollers (smallest arena, agreement with LiteRT). Returns sizes, the route and
-    the parity numbers; records the file in the manifest. ``quiet`` silences the data loading's
-    progress; the converter's own output is shown only with ``verbose``.
+    the parity numbers; records the file in the manifest, with the hash of the model.keras it
+    came from. ``quiet`` silences the data loading's progress; the converter's own output is
+    shown only with ``verbose``. Holds the directory's lock (a retrain cannot replace it meanwhile).
     """
     from condense.export import micro
     from condense.export.convert import ExportJob, TFLiteModel, export_tflite_many
     from condense.evaluate.metrics import auroc
+    from condense.io import sha256_file
     from condense.runs.model_dir import KERAS_FILE, record_file, tflite_file
     from condense.runs.scoring import SavedModel
 
     if calibration < 1:
         raise invalid_argument("calibration", "an integer >= 1", calibration)
-    saved = SavedModel(model_dir, "keras")
-    if saved.manifest.get("model") == "lr":
-        raise ValueError(f"{model_dir}: the logistic regression has no .tflite export")
-    spec = data or _manifest_data_spec(saved.manifest, model_dir)
-    dataset = load_dataset(spec, seed=saved.manifest["seed"], cache_dir=cache_dir, quiet=quiet)
-    x_train = saved.inputs.transform(dataset.train.X[:calibration])
-    job = ExportJob(Path(model_dir) / KERAS_FILE, Path(model_dir) / tflite_file(fmt), fmt, calibration_x=x_train,
-                    int8_io=int8_io, route=route)
-    path, info = export_tflite_many([job], quiet=not verbose, details=True)[0]
-    record_file(model_dir, path.name)
+    load_manifest(model_dir)  # not a model directory: say so before taking its lock
+    with model_dir_lock(model_dir, create=False):
+        saved = SavedModel(model_dir, "keras")
+        if saved.manifest.get("model") == "lr":
+            raise ValueError(f"{model_dir}: the logistic regression has no .tflite export")
+        _, dataset = _load_data_for(model_dir, saved.manifest, data, cache_dir=cache_dir, quiet=quiet)
+        x_train = saved.inputs.transform(dataset.train.X[:calibration])
+        source = Path(model_dir) / KERAS_FILE
+        source_sha256 = sha256_file(source)  # checked against the manifest by SavedModel; the lock keeps it
+        job = ExportJob(source, Path(model_dir) / tflite_file(fmt), fmt, calibration_x=x_train,
+                        int8_io=int8_io, route=route)
+        path, info = export_tflite_many([job], quiet=not verbose, details=True)[0]
+        record_file(model_dir, path.name, source_sha256=source_sha256)
     x_test = saved.inputs.transform(dataset.test.X)
     p_keras = saved.predict_inputs(x_test)
     p_tfl = np.asarray(TFLiteModel(path).predict(x_test), dtype=np.float64).reshape(-1)
@@ -229,6 +270,12 @@ def predict_run(model_dir, *, data: str, out_csv, fmt: str = "keras", strict: bo
     p = saved.predict_raw(split.X)
     known = split.y >= 0
     label_column = bool(known.any())
+    summary = {"n": len(split), "out": str(out_csv), "format": fmt, "labelled": int(known.sum()),
+               "issues": dict(issues), "metrics": None}
+    y_known = split.y[known]
+    if label_column and 0 < y_known.sum() < len(y_known):
+        summary["metrics"] = score_metrics(y_known, p[known], saved.manifest["seed"])
+    # everything is computed: only now is the CSV written (atomically: a crash leaves no file)
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
     writer.writerow([id_column, "probability"] + (["label"] if label_column else []))
@@ -236,9 +283,4 @@ def predict_run(model_dir, *, data: str, out_csv, fmt: str = "keras", strict: bo
         label = [int(split.y[i]) if known[i] else ""] if label_column else []
         writer.writerow([split.ids[i], f"{p[i]:.6f}"] + label)
     atomic_write(out_csv, buf.getvalue())
-    summary = {"n": len(split), "out": str(out_csv), "format": fmt, "labelled": int(known.sum()),
-               "issues": dict(issues), "metrics": None}
-    y_known = split.y[known]
-    if label_column and 0 < y_known.sum() < len(y_known):
-        summary["metrics"] = score_metrics(y_known, p[known], saved.manifest["seed"])
     return summary
