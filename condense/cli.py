@@ -147,6 +147,18 @@ def main(argv: list[str] | None = None) -> int:
         warnings.formatwarning = previous_format
 
 
+def _describe(exc: BaseException) -> str:
+    """The error's message; an operating-system error as ``PATH: what went wrong`` (no errno)."""
+    if isinstance(exc, OSError) and exc.filename is not None and exc.strerror:
+        what = exc.strerror[0].lower() + exc.strerror[1:]
+        if isinstance(exc, IsADirectoryError):
+            what += " (a file was expected)"
+        elif isinstance(exc, NotADirectoryError):
+            what += " (a folder was expected)"
+        return f"{exc.filename}: {what}"
+    return str(exc)
+
+
 def _run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
     from condense.data import DataError
 
@@ -162,7 +174,7 @@ def _run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
             import traceback
 
             traceback.print_exc()
-        message = flag_worded(str(exc), _flags(_command_parser(parser, args)))
+        message = flag_worded(_describe(exc), _flags(_command_parser(parser, args)))
         print(f"condense {args.command}: error: {message}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

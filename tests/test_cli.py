@@ -265,3 +265,20 @@ def test_an_unwritable_output_folder_is_refused_before_any_work(tmp_path, capsys
         assert "permission denied" in capsys.readouterr().err
     finally:
         locked.chmod(0o700)
+
+
+@pytest.mark.parametrize("error, line", [
+    (PermissionError(13, "Permission denied", "/data/cohort/train"), "/data/cohort/train: permission denied"),
+    (IsADirectoryError(21, "Is a directory", "/data/x.csv"), "/data/x.csv: is a directory (a file was expected)"),
+])
+def test_operating_system_errors_are_one_line_naming_the_path(monkeypatch, capsys, error, line):
+    """An unreadable folder or a folder where a file belongs, met deep in a command, is one line."""
+    import condense.data
+
+    def refuse(*args, **kwargs):
+        raise error
+
+    monkeypatch.setattr(condense.data, "load_dataset", refuse)
+    assert main(["data", "inspect", "--data", "/data/cohort"]) == 2
+    err = capsys.readouterr().err
+    assert err.strip() == f"condense data: error: {line}"
