@@ -1,4 +1,5 @@
-"""The benchmark's outputs: ``table.csv``, ``table.md``, ``pareto.png``, ``roc.png``, ``manifest.json``.
+"""The benchmark's outputs: ``table.csv``, ``table.md``, ``rows.json``, ``manifest.json``, and the
+figures of :mod:`condense.bench.figures` (``pareto``, ``summary``, ``roc``: ``.png`` and ``.svg``).
 
 ``table.csv`` is what ``condense compare`` reads; its columns are fixed (:data:`COLUMNS`).
 With several seeds every numeric column is the mean over seeds and the ``*_std`` columns hold
@@ -14,8 +15,9 @@ from pathlib import Path
 
 import numpy as np
 
+from condense.bench.figures import write_figures
 from condense.export.formats import is_quantized
-from condense.io import atomic_path, atomic_write, sha256_file, write_json
+from condense.io import atomic_write, sha256_file, write_json
 
 COLUMNS = (
     "row", "model", "method", "family", "baseline", "status", "error",
@@ -210,73 +212,13 @@ def deployable_markdown(table: list[dict]) -> list[str]:
     return lines
 
 
-def _save_figure(fig, path: Path) -> None:
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=120, bbox_inches="tight", format="png")
-
-
-def plot_pareto(table: list[dict], path: Path) -> None:
-    """AUROC vs deployable bytes and vs LiteRT latency (log x), every row labelled."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, axes = plt.subplots(1, 2, figsize=(15, 6.5))
-    colors = {"lstm": "tab:blue", "hlstm": "tab:green", "dnn": "tab:orange", "lr": "tab:gray"}
-    panels = (("deploy_bytes", "deployable file (bytes, log scale)"),
-              ("litert_latency_us_median", "LiteRT latency per sample, batch 1, 1 thread (µs, log scale)"))
-    for ax, (col, label) in zip(axes, panels):
-        for row in table:
-            x, y = _num(row, col), _num(row, "auroc")
-            if row["status"] != "ok" or x is None or y is None or x <= 0:
-                continue
-            marker = "s" if row["method"].startswith("peer") else "o"
-            ax.scatter(x, y, color=colors.get(row["family"], "black"), marker=marker, s=36, zorder=3)
-            lo, hi = _num(row, "auroc_low"), _num(row, "auroc_high")
-            if lo is not None and hi is not None:
-                ax.plot([x, x], [lo, hi], color=colors.get(row["family"], "black"), alpha=0.25, lw=1)
-            ax.annotate(row["row"], (x, y), textcoords="offset points", xytext=(4, 3), fontsize=7)
-        ax.set_xscale("log")
-        ax.set_xlabel(label)
-        ax.set_ylabel("test AUROC (95 % CI)")
-        ax.grid(True, which="both", alpha=0.3)
-    fig.suptitle("Accuracy vs size and speed (circles: condense rows; squares: peers)")
-    _save_figure(fig, path)
-    plt.close(fig)
-
-
-def plot_roc(curves: dict[str, tuple[np.ndarray, np.ndarray]], path: Path) -> None:
-    """ROC curves of every row (first seed) on the test set."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    from sklearn.metrics import roc_curve
-
-    from condense.evaluate.metrics import auroc
-
-    fig, ax = plt.subplots(figsize=(7.5, 7))
-    for row, (y, p) in curves.items():
-        fpr, tpr, _ = roc_curve(y, p)
-        ax.plot(fpr, tpr, lw=1, label=f"{row} ({auroc(y, p):.3f})")
-    ax.plot([0, 1], [0, 1], color="gray", ls="--", lw=0.8)
-    ax.set_xlabel("false positive rate")
-    ax.set_ylabel("true positive rate")
-    ax.set_title("ROC, test set")
-    ax.legend(fontsize=6.5, loc="lower right", ncol=2)
-    _save_figure(fig, path)
-    plt.close(fig)
-
-
 def write_outputs(out_dir: Path, table: list[dict], header: dict, curves: dict, per_seed: list[list[dict]]) -> None:
-    """Write every output file, then a manifest with each artifact's path, size and hash."""
+    """Write every output file (the figures: :func:`condense.bench.figures.write_figures`), then a
+    manifest with each artifact's path, size and hash (the figures' ``.svg`` files included)."""
     atomic_write(out_dir / "table.csv", table_csv(table))
     atomic_write(out_dir / "table.md", table_markdown(table, header))
     write_json(out_dir / "rows.json", {"header": header, "per_seed": per_seed})
-    plot_pareto(table, out_dir / "pareto.png")
-    if curves:
-        plot_roc(curves, out_dir / "roc.png")
+    write_figures(out_dir, table, curves)
     artifacts = {
         str(p.relative_to(out_dir)): {"sha256": sha256_file(p), "bytes": p.stat().st_size}
         for p in sorted(out_dir.rglob("*"))

@@ -14,7 +14,8 @@ def register(sub) -> None:
     b = sub.add_parser(
         "bench",
         help="train, condense, export and measure every variant; write the table and plots",
-        description="Run the condensation benchmark. Outputs: table.csv, table.md, pareto.png, roc.png, manifest.json.",
+        description="Run the condensation benchmark. Outputs: table.csv, table.md, manifest.json and the "
+                    "summary, pareto and roc figures (.png and .svg).",
     )
     b.add_argument("--profile", choices=sorted(PROFILES), default="default")
     b.add_argument("--data", default=None, help="override the profile's data (IHM folder, synthetic[:N[:SEED]], physionet2012:PATH)")
