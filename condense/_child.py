@@ -39,7 +39,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from condense.io import work_folder
+from condense.io import work_folder, write_json
+
+#: Characters of a child's exception message kept in its result.
+ERROR_CHARS = 1500
 
 #: Lines of child output kept for error messages.
 OUTPUT_TAIL_LINES = 15
@@ -232,10 +235,20 @@ def _work_folder(work):
         yield Path(tmp)
 
 
+def error_result(exc: BaseException) -> dict:
+    """A failure as the child reports it: ``{"ok": False, "error_type", "error"}`` (the traceback
+    goes to stderr, which the parent keeps the tail of)."""
+    import traceback
+
+    traceback.print_exception(exc)
+    text = str(exc).strip()
+    if len(text) > ERROR_CHARS:
+        text = text[:ERROR_CHARS] + " [...]"
+    return {"ok": False, "error_type": type(exc).__name__, "error": text or repr(exc)}
+
+
 def write_result(request: dict, result) -> None:
     """Write the child's (partial or final) result where the parent reads it, atomically."""
-    from condense.io import write_json
-
     write_json(request["result"], result)
 
 
@@ -246,7 +259,6 @@ def child_main(handler: Callable[[dict], object], argv: list[str] | None = None)
     on stderr) and the child exits 1; ``faulthandler`` prints the Python stack on a crash.
     """
     import faulthandler
-    import traceback
 
     argv = sys.argv[1:] if argv is None else argv
     if len(argv) != 1:
@@ -259,11 +271,7 @@ def child_main(handler: Callable[[dict], object], argv: list[str] | None = None)
     try:
         result = handler(request)
     except Exception as exc:  # every failure becomes one structured result for the parent
-        traceback.print_exc()
-        text = str(exc).strip()
-        if len(text) > 1500:
-            text = text[:1500] + " [...]"
-        write_result(request, {"ok": False, "error_type": type(exc).__name__, "error": text or repr(exc)})
+        write_result(request, error_result(exc))
         return 1
     if result is not None:
         write_result(request, result)

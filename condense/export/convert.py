@@ -31,7 +31,7 @@ from pathlib import Path
 import numpy as np
 
 from condense.checks import check_choice
-from condense._child import ChildError, child_main, run_child, write_result
+from condense._child import ChildError, child_main, error_result, run_child, write_result
 from condense.export.formats import FORMATS, ROUTES, get_format
 from condense.io import atomic_path, work_folder
 
@@ -595,10 +595,7 @@ def _convert_jobs(request: dict) -> list[dict]:
         try:
             outcome = {"ok": True, **_convert(job)}
         except Exception as exc:  # one structured outcome per job for the parent
-            import traceback
-
-            traceback.print_exc()
-            outcome = {"ok": False, "error_type": type(exc).__name__, "error": str(exc).strip()[:1500] or repr(exc)}
+            outcome = error_result(exc)
         outcomes.append(outcome)
         write_result(request, outcomes)  # after every job: the parent sees how far we got
         if not outcome["ok"]:
