@@ -28,7 +28,7 @@ install: $(STAMP)
 $(STAMP): setup.cfg pyproject.toml requirements/peers.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -e '.[dev]'
+	$(BIN)/python -m pip install -q -e '.[dev,ray]'
 	$(BIN)/python -m pip install -q --no-deps -r requirements/peers.txt
 	touch $(STAMP)
 

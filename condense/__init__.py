@@ -14,3 +14,13 @@ import os as _os
 # TensorFlow's C++ start-up chatter (oneDNN, CPU features) is noise for a CLI user; a user who
 # wants it sets TF_CPP_MIN_LOG_LEVEL themselves (or passes --verbose to the CLI).
 _os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+#: oneDNN's instruction-set cap condense sets unless the user has set ``ONEDNN_MAX_CPU_ISA``.
+#: TensorFlow's matrix products (oneDNN on or off) pick their kernels by the CPU's instruction
+#: set at run time, so the same seed trained a different model on an AVX-512 Xeon than on an
+#: AVX2-only EPYC; capped at AVX2 (which every x86-64 CPU of the last decade has) both run the
+#: same kernels and give the same numbers. Measured in docs/reproducibility.md; the cap is read
+#: when TensorFlow first runs a matrix product, so importing condense first is enough.
+REPRODUCIBLE_CPU_ISA = "AVX2"
+if __import__("platform").machine().lower() in ("x86_64", "amd64"):
+    _os.environ.setdefault("ONEDNN_MAX_CPU_ISA", REPRODUCIBLE_CPU_ISA)

@@ -119,6 +119,28 @@ def set_determinism(seed: int) -> None:
     tf.config.experimental.enable_op_determinism()
 
 
+def set_tf_threads(intra_op: int) -> dict:
+    """Fix TensorFlow's thread pools (intra-op ``intra_op``, inter-op 1) before its runtime starts.
+
+    The pools are process-wide and fixed once TensorFlow has run an op; a later call changes
+    nothing. Returns the setting in force: ``{"intra_op": n, "inter_op": n, "applied": bool}``
+    (``applied`` False when the runtime had started with other values; 0 means one per core).
+    The number of threads changes how float sums are split, so a training run reproduces only
+    with the same setting (see docs/reproducibility.md).
+    """
+    import tensorflow as tf
+
+    check_int("intra_op", intra_op, 1)
+    try:
+        tf.config.threading.set_intra_op_parallelism_threads(intra_op)
+        tf.config.threading.set_inter_op_parallelism_threads(1)
+    except RuntimeError:  # the runtime is initialized: the pools keep what they started with
+        pass
+    intra = int(tf.config.threading.get_intra_op_parallelism_threads())
+    inter = int(tf.config.threading.get_inter_op_parallelism_threads())
+    return {"intra_op": intra, "inter_op": inter, "applied": intra == intra_op and inter == 1}
+
+
 def predict_proba(model, x: np.ndarray) -> np.ndarray:
     """Probabilities (N,) float64 from a Keras model, in a fixed batch size (reproducible)."""
     p = model.predict(x, batch_size=PREDICT_BATCH, verbose=0)

@@ -5,5 +5,6 @@
 * :mod:`~condense.bench.runner` — the run (``condense bench``): train, export, measure every row.
 * :mod:`~condense.bench.report` — ``table.csv`` / ``table.md`` / manifest.
 * :mod:`~condense.bench.figures` — ``summary`` / ``pareto`` / ``roc`` figures (``.png`` and ``.svg``).
-* :mod:`~condense.bench.compare` — ``condense compare``: the CI diff of two tables.
+* :mod:`~condense.bench.predictions` — ``predictions.npz``: the stored test-set scores of a run.
+* :mod:`~condense.bench.compare` — ``condense compare``: the CI diff of two tables (paired AUROC test).
 """

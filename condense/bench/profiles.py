@@ -15,6 +15,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import asdict, dataclass, replace
 
 from condense.checks import check_choice, check_int, invalid_argument
@@ -37,6 +38,7 @@ class Profile:
     latency_warmup: int = 20
     bootstrap_resamples: int = 10_000
     peers: bool = True
+    threads: int = 1  # TensorFlow intra-op threads of every training job (docs/reproducibility.md)
 
     def __post_init__(self) -> None:  # a bad profile fails where it is made, naming the field
         check_int("epochs", self.epochs, 1)
@@ -54,6 +56,7 @@ class Profile:
         for name in ("calibration", "latency_repeats", "bootstrap_resamples"):
             check_int(name, getattr(self, name), 1)
         check_int("latency_warmup", self.latency_warmup, 0)
+        check_int("threads", self.threads, 1)
 
     def to_json(self) -> dict:
         return asdict(self)
@@ -68,6 +71,16 @@ PROFILES: dict[str, Profile] = {
     "paper": Profile(name="paper", data="synthetic:21000:0", epochs=20, batch_size=8, latency_repeats=1000),
     "real": Profile(name="real", data="", epochs=20, batch_size=8, select="best", patience=5),
 }
+
+
+def profile_from_json(record: dict) -> Profile:
+    """The :class:`Profile` that :meth:`Profile.to_json` wrote (a resumed run's settings)."""
+    fields = {f.name for f in dataclasses.fields(Profile)}
+    unknown = sorted(set(record) - fields)
+    if unknown:
+        raise ValueError(f"profile record has unknown field(s) {unknown}")
+    values = {k: tuple(v) if k.endswith("_quantiles") else v for k, v in record.items()}
+    return Profile(**values)
 
 
 def get_profile(name: str, **overrides) -> Profile:

@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from condense.bench.figures import write_figures
+from condense.bench.predictions import PREDICTIONS_FILE, write_predictions
 from condense.export.formats import is_quantized
 from condense.io import atomic_write, sha256_file, write_json
 
@@ -113,6 +114,31 @@ def deploy_latency(row: dict):
     return _num(row, "keras_latency_us_median")
 
 
+def _grid_text(grid: dict | None) -> str:
+    if not grid:
+        return ""
+    text = f"; {grid['jobs']} jobs on the {grid['executor']} executor"
+    if grid["executor"] != "local":
+        text += f" ({grid['workers'] or 'all'} at a time)"
+    if grid.get("resumed"):
+        text += f", {grid['resumed']} of them finished by an earlier, interrupted run"
+    if grid.get("job_seconds"):
+        text += (f"; grid {grid['grid_seconds'] / 60:.1f} min for {grid['job_seconds'] / 60:.1f} min of jobs "
+                 f"(wall / sum of jobs {grid['grid_seconds'] / grid['job_seconds']:.2f})")
+    return text
+
+
+def _numerics(machine: dict) -> str:
+    """What decides the floating-point results besides the code (docs/reproducibility.md)."""
+    text = f"oneDNN {machine.get('onednn', 'unknown')}"
+    threads = machine.get("tf_threads")
+    if threads:
+        text += f", training with {threads['intra_op']} TensorFlow thread(s)"
+        if not threads.get("applied", True):
+            text += " (TensorFlow had started before the run: its own setting)"
+    return text
+
+
 def table_markdown(table: list[dict], header: dict) -> str:
     prof = header["profile"]
     data = header["data"]
@@ -123,11 +149,12 @@ def table_markdown(table: list[dict], header: dict) -> str:
         f"{data['n']['test']}, fingerprint `{data['fingerprint'][:16]}`",
         f"- protocol: {prof['epochs']} epochs, batch {prof['batch_size']}, Adam 1e-3, pruning after epoch "
         f"{prof['prune_after']}, model of the {prof['select']} epoch; seeds {header['seeds']}",
-        f"- machine: {header['machine']['cpu']}, {header['machine']['cores']} cores; git `{header['git_commit']}`",
+        f"- machine: {header['machine']['cpu']}, {header['machine']['cores']} cores, {_numerics(header['machine'])}; "
+        f"git `{header['git_commit']}`",
         "- libraries: " + ", ".join(f"{k} {v}" for k, v in sorted(header["library_versions"].items())),
         f"- AUROC: test set, 95 % bootstrap interval ({prof['bootstrap_resamples']:,} resamples); differences are "
         "paired bootstraps on the same patients. Latency: batch 1, one thread, microseconds per sample.",
-        f"- wall time of the whole run: {header['wall_seconds'] / 60:.1f} min",
+        f"- wall time of the whole run: {header['wall_seconds'] / 60:.1f} min" + _grid_text(header.get("grid")),
         "",
         "## The paper's layout",
         "",
@@ -212,9 +239,13 @@ def deployable_markdown(table: list[dict]) -> list[str]:
     return lines
 
 
-def write_outputs(out_dir: Path, table: list[dict], header: dict, curves: dict, per_seed: list[list[dict]]) -> None:
-    """Write every output file (the figures: :func:`condense.bench.figures.write_figures`), then a
-    manifest with each artifact's path, size and hash (the figures' ``.svg`` files included)."""
+def write_outputs(out_dir: Path, table: list[dict], header: dict, curves: dict, per_seed: list[list[dict]], *,
+                  ids=None, y=None, scores: dict | None = None) -> None:
+    """Write every output file (the figures: :func:`condense.bench.figures.write_figures`; with
+    ``scores`` {(row, seed): test scores} the per-patient predictions ``condense compare`` pairs),
+    then a manifest with each artifact's path, size and hash (the figures' ``.svg`` files included)."""
+    if scores is not None:
+        write_predictions(out_dir / PREDICTIONS_FILE, ids, y, scores)
     atomic_write(out_dir / "table.csv", table_csv(table))
     atomic_write(out_dir / "table.md", table_markdown(table, header))
     write_json(out_dir / "rows.json", {"header": header, "per_seed": per_seed})
@@ -222,6 +253,6 @@ def write_outputs(out_dir: Path, table: list[dict], header: dict, curves: dict, 
     artifacts = {
         str(p.relative_to(out_dir)): {"sha256": sha256_file(p), "bytes": p.stat().st_size}
         for p in sorted(out_dir.rglob("*"))
-        if p.is_file() and p.name != "manifest.json" and not p.name.startswith(".")
+        if p.is_file() and p.name != "manifest.json" and not p.name.startswith(".") and p.relative_to(out_dir).parts[0] != "rows"
     }
     write_json(out_dir / "manifest.json", {**header, "artifacts": artifacts})

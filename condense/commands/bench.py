@@ -6,6 +6,7 @@ import argparse
 import time
 from pathlib import Path
 
+from condense.bench.executors import EXECUTORS
 from condense.bench.profiles import PROFILES
 from condense.commands.paths import output_folder
 
@@ -17,7 +18,7 @@ def register(sub) -> None:
         description="Run the condensation benchmark. Outputs: table.csv, table.md, manifest.json and the "
                     "summary, pareto and roc figures (.png and .svg).",
     )
-    b.add_argument("--profile", choices=sorted(PROFILES), default="default")
+    b.add_argument("--profile", choices=sorted(PROFILES), default=None, help="how big a run (default: default)")
     b.add_argument("--data", default=None, help="override the profile's data (IHM folder, synthetic[:N[:SEED]], physionet2012:PATH)")
     b.add_argument("--seeds", type=int, default=1, help="run every row with seeds 0..N-1; metrics become mean and std")
     b.add_argument("--epochs", type=int, default=None, help="override the profile's epochs")
@@ -28,34 +29,49 @@ def register(sub) -> None:
     b.add_argument("--out", default=None, type=output_folder, help="output folder (default benchmarks/results/<profile>-<timestamp>)")
     b.add_argument("--cache-dir", default=None)
     b.add_argument("--quiet", action="store_true")
+    grid = b.add_argument_group("where the jobs run (docs/scale-out.md)")
+    grid.add_argument("--executor", choices=EXECUTORS, default="local",
+                      help="local: one job at a time in this process (default, no Ray needed); ray: every "
+                           "(row, seed) job a Ray task (pip install 'condense[ray]')")
+    grid.add_argument("--ray-address", default=None,
+                      help="a running Ray cluster (`ray start --head` prints it; 'auto' finds a local one); "
+                           "default: a private local cluster for this run")
+    grid.add_argument("--workers", type=int, default=None,
+                      help="with --executor ray: at most this many jobs at a time (default: the cluster's CPUs)")
+    grid.add_argument("--resume", default=None, type=Path, metavar="DIR",
+                      help="finish the run in DIR with its own settings: saved jobs are kept, the missing "
+                           "(and failed) ones run")
     b.set_defaults(handler=cmd_bench)
 
-    c = sub.add_parser(
-        "compare",
-        help="diff two benchmark tables; non-zero exit on a regression",
-        description="Compare BASE.csv and NEW.csv: fails on changed parameter counts or byte sizes, a missing or "
-        "failed row, or an AUROC drop beyond --auroc-tolerance; timings are reported as ratios.",
-    )
-    c.add_argument("base")
-    c.add_argument("new")
-    c.add_argument("--auroc-tolerance", type=float, default=0.01)
-    c.add_argument("--bytes-tolerance", type=float, default=0.005,
-                   help="relative tolerance on .tflite sizes (default 0.005; converter tensor names vary)")
-    c.add_argument("--latency-tolerance", type=float, default=None,
-                   help="also fail when a latency grows by more than this fraction (e.g. 0.5)")
+    from condense.bench.compare import COMPARE_DESCRIPTION, COMPARE_HELP, add_compare_arguments
+
+    c = sub.add_parser("compare", help=COMPARE_HELP, description=COMPARE_DESCRIPTION)
+    add_compare_arguments(c)
     c.set_defaults(handler=cmd_compare)
 
 
+#: Settings a resumed run takes from its folder (giving them with --resume is an error).
+RUN_SETTINGS = ("profile", "data", "seeds", "epochs", "batch_size", "select", "patience", "rows", "out")
+
+
 def cmd_bench(args: argparse.Namespace) -> int:
-    from condense.bench.runner import run_benchmark
+    from condense.bench.runner import resume_benchmark, run_benchmark
     from condense.bench.profiles import get_profile
 
-    profile = get_profile(args.profile, data=args.data, epochs=args.epochs, batch_size=args.batch_size,
-                          select=args.select, patience=args.patience)
-    out = Path(args.out) if args.out else Path("benchmarks/results") / f"{profile.name}-{time.strftime('%Y%m%d-%H%M%S')}"
-    rows = [r.strip() for r in args.rows.split(",") if r.strip()] if args.rows else None
-    out_dir, ok = run_benchmark(profile, out_dir=out, seeds=args.seeds, cache_dir=args.cache_dir,
-                                quiet=args.quiet, only=rows)
+    grid = dict(cache_dir=args.cache_dir, quiet=args.quiet, executor=args.executor, ray_address=args.ray_address,
+                workers=args.workers)
+    if args.resume is not None:
+        given = [name for name in RUN_SETTINGS if getattr(args, name) not in (None, 1 if name == "seeds" else None)]
+        if given:
+            flags = ", ".join("--" + name.replace("_", "-") for name in given)
+            raise ValueError(f"--resume takes the run's settings from {args.resume}/rows/plan.json; drop {flags}")
+        out_dir, ok = resume_benchmark(args.resume, **grid)
+    else:
+        profile = get_profile(args.profile or "default", data=args.data, epochs=args.epochs,
+                              batch_size=args.batch_size, select=args.select, patience=args.patience)
+        out = Path(args.out) if args.out else Path("benchmarks/results") / f"{profile.name}-{time.strftime('%Y%m%d-%H%M%S')}"
+        rows = [r.strip() for r in args.rows.split(",") if r.strip()] if args.rows else None
+        out_dir, ok = run_benchmark(profile, out_dir=out, seeds=args.seeds, only=rows, **grid)
     print((out_dir / "table.md").read_text(encoding="utf-8"))
     if not ok:
         print("some rows failed (see the table); exit code 1")
@@ -63,9 +79,6 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
-    from condense.bench.compare import compare_tables
+    from condense.bench.compare import run_compare
 
-    result = compare_tables(args.base, args.new, auroc_tolerance=args.auroc_tolerance,
-                            latency_tolerance=args.latency_tolerance, bytes_tolerance=args.bytes_tolerance)
-    print(result.report())
-    return 0 if result.ok else 1
+    return run_compare(args)

@@ -347,6 +347,27 @@ def save_run(out_dir, *, model, inputs: ModelInputs, manifest: dict) -> Path:
     return Path(out_dir)
 
 
+def write_folder(out_dir, files: dict[str, bytes]) -> Path:
+    """Write ``files`` ({path relative to ``out_dir``: bytes}, a model directory made elsewhere,
+    e.g. by a benchmark job on a Ray worker) as ``out_dir``, replacing it whole, under its lock."""
+    with model_dir_lock(out_dir) as target:
+        work = _new_sibling(target, "tmp")
+        work.mkdir()
+        try:
+            root = work.resolve()
+            for name, data in files.items():
+                path = root / name
+                if root not in path.resolve().parents:
+                    raise ModelDirError(f"{out_dir}: refusing to write {name!r} outside the folder")
+                path.parent.mkdir(parents=True, exist_ok=True)
+                path.write_bytes(data)
+            _swap_in(work, target)
+        finally:
+            if work.exists():
+                shutil.rmtree(work, ignore_errors=True)
+    return Path(out_dir)
+
+
 def _file_entry(path: Path, **extra) -> dict:
     return {"sha256": sha256_file(path), "bytes": path.stat().st_size, **extra}
 

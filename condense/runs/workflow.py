@@ -67,16 +67,21 @@ def score_metrics(y: np.ndarray, p: np.ndarray, seed: int) -> dict:
     return summarize(y, p, n_resamples=BOOTSTRAP_RESAMPLES, seed=seed)
 
 
-def train_on_dataset(config: TrainConfig, dataset: Dataset, *, verbose: int = 1, on_epoch=None):
+def train_on_dataset(config: TrainConfig, dataset: Dataset, *, verbose: int = 1, on_epoch=None, prepared=None):
     """Train one model on a loaded dataset; returns (model, inputs, record) without writing.
 
     ``record`` is the manifest body: config, params, timings, selection, pruning, metrics and
     the test-set probabilities under ``"p_test"`` (dropped before writing the manifest).
+    ``prepared``: ``(inputs, arrays)`` of :func:`fit_inputs` / :func:`prepared_splits` for the
+    config's input kind, when the caller already made them (the benchmark prepares each kind once).
     """
     from condense.evaluate.measure import param_count
 
-    inputs = fit_inputs(dataset, config.input_kind)
-    x = prepared_splits(dataset, inputs)
+    if prepared is None:
+        inputs = fit_inputs(dataset, config.input_kind)
+        x = prepared_splits(dataset, inputs)
+    else:
+        inputs, x = prepared
     y = {name: dataset.split(name).y for name in ("train", "val", "test")}
     record = {"model": config.model, "seed": config.seed, "config": config.to_json()}
     if config.model == "lr":

@@ -12,13 +12,14 @@ import sys
 import pytest
 
 from condense.bench.rows import plan_rows
-from condense.bench.runner import BenchRun, run_benchmark
+from condense.bench.jobs import _JobRunner
+from condense.bench.runner import run_benchmark
 from condense.bench.profiles import PROFILES, get_profile
 from condense.bench.report import COLUMNS
 from condense.bench.compare import compare_tables
 from condense.io import sha256_file
 
-REAL_RUN_LR = BenchRun._run_lr  # the smoke fixture breaks it for the module; one test needs it back
+REAL_RUN_LR = _JobRunner._run_lr  # the smoke fixture breaks it for the module; one test needs it back
 EXPECTED_ROWS = [
     "lstm", "lstm-prune25", "lstm-prune50", "hlstm", "hlstm-input", "hlstm-prune50",
     "dnn", "dnn-prune25", "dnn-prune50",
@@ -61,12 +62,13 @@ def test_unknown_profile_and_rows_are_clear_errors(tmp_path, tiny_cohort):
 @pytest.fixture(scope="module")
 def smoke_run(tiny_cohort, tmp_path_factory, monkeypatch_module):
     """The smoke profile's rows on the tiny cohort, with the logistic-regression row made to fail."""
+    import condense.bench.jobs
     import condense.bench.runner
 
     def broken_lr(self, spec):
         raise RuntimeError("injected failure for the test")
 
-    monkeypatch_module.setattr(condense.bench.runner.BenchRun, "_run_lr", broken_lr)
+    monkeypatch_module.setattr(condense.bench.jobs._JobRunner, "_run_lr", broken_lr)
     profile = dataclasses.replace(
         get_profile("smoke", data=str(tiny_cohort)), latency_repeats=5, latency_warmup=1,
         bootstrap_resamples=200, calibration=32,
@@ -166,7 +168,9 @@ def test_failing_row_is_kept_with_its_reason_and_the_run_goes_on(smoke_run):
     assert all(r["status"] == "ok" for r in others), [(r["row"], r["error"]) for r in others if r["status"] != "ok"]
 
 
-def test_outputs_and_manifest(smoke_run):
+def test_outputs_and_manifest(smoke_run, tiny_dataset):
+    from sklearn.metrics import roc_auc_score
+
     out_dir, _, _ = smoke_run
     for name in ("table.csv", "table.md", "pareto.png", "roc.png", "manifest.json"):
         assert (out_dir / name).stat().st_size > 0, name
@@ -178,6 +182,23 @@ def test_outputs_and_manifest(smoke_run):
         assert sha256_file(out_dir / rel) == info["sha256"], rel
     md = (out_dir / "table.md").read_text()
     assert "## The paper's layout" in md and "FAILED: RuntimeError: injected failure" in md
+    # what decides the floating-point results is recorded (docs/reproducibility.md)
+    machine = manifest["machine"]
+    assert machine["cpu"] and machine["cores"] >= 1
+    assert machine["onednn"].startswith(("on", "off")) and machine["tf_threads"]["intra_op"] >= 1
+    assert f"oneDNN {machine['onednn']}" in md
+    assert manifest["grid"]["executor"] == "local" and manifest["grid"]["jobs"] == 13
+    # every row's per-patient test scores, keyed row@seed, for condense compare's paired test
+    from condense.bench.predictions import read_predictions
+
+    predictions = read_predictions(out_dir / "predictions.npz")
+    by_row = {r["row"]: r for r in smoke_run[2]}
+    assert set(predictions.rows()) == {row for row, r in by_row.items() if r["status"] == "ok"}
+    assert list(predictions.ids) == [str(i) for i in tiny_dataset.test.ids]
+    assert list(predictions.y) == list(tiny_dataset.test.y)
+    for row in ("lstm", "dnn-int8", "hlstm-prune50"):
+        auroc = roc_auc_score(predictions.y, predictions.score(row, 0))
+        assert auroc == pytest.approx(float(by_row[row]["auroc"]), abs=1e-6), row
 
 
 def test_compare_accepts_the_table_against_itself(smoke_run):
@@ -191,6 +212,7 @@ def test_reference_scores_and_differences_against_the_logistic_regression(tiny_d
     import numpy as np
     from sklearn.metrics import roc_auc_score
 
+    import condense.bench.jobs
     import condense.bench.runner
 
     y = tiny_dataset.test.y
@@ -200,7 +222,7 @@ def test_reference_scores_and_differences_against_the_logistic_regression(tiny_d
     score["test"][:5] = np.nan
     data = dataclasses.replace(tiny_dataset, extras={"severity": score, "reference_scores": {"severity": "Severity"}})
     monkeypatch.setattr(condense.bench.runner, "load_dataset", lambda *args, **kwargs: data)
-    monkeypatch.setattr(condense.bench.runner.BenchRun, "_run_lr", REAL_RUN_LR)
+    monkeypatch.setattr(condense.bench.jobs._JobRunner, "_run_lr", REAL_RUN_LR)
     profile = dataclasses.replace(get_profile("smoke"), bootstrap_resamples=200)
     profile = dataclasses.replace(profile, latency_repeats=5, latency_warmup=1)
     out_dir, ok = run_benchmark(profile, out_dir=tmp_path / "out", only=["dnn", "lr", "severity"], quiet=True,

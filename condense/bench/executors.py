@@ -1,0 +1,196 @@
+"""Where the benchmark grid's jobs run: ``local`` (this process, one job at a time, no Ray) or
+``ray`` (every job a Ray task on a local or remote Ray cluster).
+
+Both call :func:`condense.bench.jobs.run_job` with the same inputs and the same TensorFlow
+thread setting, so a seed gives the same table whichever executor ran it. The driver saves each
+result as it arrives (``on_result``) and measures the timings after the grid has finished.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import time
+
+from typing import TYPE_CHECKING
+
+from condense.checks import check_choice, check_int
+
+if TYPE_CHECKING:  # the CLI imports this module for its choices: it stays light
+    from condense.bench.jobs import Job, JobContext, JobResult
+
+EXECUTORS = ("local", "ray")
+#: Environment variables a Ray worker gets from the driver (TensorFlow's settings, condense's).
+FORWARDED_ENV_PREFIXES = ("TF_", "ONEDNN_", "CONDENSE_")
+RAY_MISSING = ("--executor ray needs Ray, an optional extra of condense: pip install 'condense[ray]' "
+               "(or: pip install 'ray>=2.40,<3')")
+
+
+class GridProgress:
+    """One line per finished job for the whole grid (done / running / failed, elapsed, time left),
+    on stderr; epoch lines when the job runs in this process."""
+
+    def __init__(self, jobs: list[Job], epochs: int, quiet: bool):
+        self.quiet, self.epochs = quiet, epochs
+        self.n_jobs = len(jobs)
+        self.left = sum(job.units(epochs) for job in jobs)
+        self.units_done = 0.0
+        self.done = self.failed = self.running = 0
+        self.t0 = time.perf_counter()
+
+    def say(self, message: str) -> None:
+        if not self.quiet:
+            print(message, file=sys.stderr, flush=True)
+
+    def eta(self) -> str:
+        if self.units_done <= 0:
+            return "estimating"
+        rate = (time.perf_counter() - self.t0) / self.units_done
+        return f"~{max(rate * self.left, 0.0) / 60:.1f} min left"
+
+    def status(self) -> str:
+        return (f"[{self.done}/{self.n_jobs} done, {self.running} running, {self.failed} failed | "
+                f"{(time.perf_counter() - self.t0) / 60:.1f} min | {self.eta()}]")
+
+    def resumed(self, job: Job, result: JobResult) -> None:
+        """A job finished by an earlier run: counted, not timed."""
+        self.left -= job.units(self.epochs)
+        self.done += 1
+        self.failed += not result.ok
+
+    def started(self, job: Job) -> None:
+        self.running += 1
+        self.say(f"{self.status()} {job.key}: {job.rows[0].method}")
+
+    def finished(self, job: Job, result: JobResult) -> None:
+        units = job.units(self.epochs)
+        self.running -= 1
+        self.done += 1
+        self.failed += not result.ok
+        self.units_done += units
+        self.left -= units
+        verdict = "ok" if result.ok else "FAILED: " + "; ".join(
+            f"{row} {r.get('error', '')}" for row, r in result.rows.items() if r.get("status") != "ok")[:300]
+        self.say(f"{self.status()} {job.key} {verdict} ({result.seconds:.0f} s)")
+
+    def epoch(self, row: str, epoch: int, epochs: int, seconds: float, loss: float, val_auroc: float) -> None:
+        self.say(f"  {row} epoch {epoch}/{epochs}: {seconds:.1f} s, loss {loss:.4f}, val AUROC {val_auroc:.4f}")
+
+
+class LocalExecutor:
+    """Every job in this process, one after the other (the default; needs no Ray)."""
+
+    name = "local"
+
+    def __init__(self, workers: int | None = None):
+        if workers not in (None, 1):
+            raise ValueError(f"--workers {workers}: the local executor runs one job at a time; use --executor ray "
+                             "to run jobs in parallel")
+        self.workers = 1
+
+    def run(self, jobs: list[Job], ctx: JobContext, progress: GridProgress, on_result) -> None:
+        from condense.bench.jobs import error_text, failed_result, run_job
+
+        for job in jobs:
+            progress.started(job)
+            t0 = time.perf_counter()
+            try:
+                result = run_job(job, ctx, on_epoch=progress.epoch, say=progress.say)
+            except Exception as exc:  # noqa: BLE001 - one dead job is its rows FAILED, not a dead grid
+                result = failed_result(job, error_text(exc), time.perf_counter() - t0)
+            on_result(job, result)
+
+
+def import_ray():
+    """Ray, or a clear error saying how to install it."""
+    try:
+        import ray
+    except ImportError:
+        raise RuntimeError(RAY_MISSING) from None
+    return ray
+
+
+def _ray_job(job: Job, profile, data_record: dict, dataset, prepared, threads: int) -> JobResult:
+    """A Ray task: one job on a worker, with TensorFlow's pools set as on the local path."""
+    from condense.bench.jobs import JobContext, run_job
+    from condense.train import set_tf_threads
+
+    set_tf_threads(threads)
+    return run_job(job, JobContext(profile, dataset, prepared, data_record))
+
+
+class RayExecutor:
+    """Every job a Ray task declaring 1 CPU (training runs with ``threads`` TensorFlow threads).
+
+    ``address``: a running cluster (``ray start --head`` prints it; ``"auto"`` finds a local
+    one); None starts a private local cluster of ``workers`` CPUs for this run. ``workers``:
+    at most that many jobs in flight (default: the cluster's CPUs). The data and the prepared
+    inputs go into Ray's object store once; every task reads them from there.
+    """
+
+    name = "ray"
+
+    def __init__(self, address: str | None = None, workers: int | None = None, threads: int = 1):
+        if workers is not None:
+            check_int("workers", workers, 1)
+        self.address, self.workers, self.threads = address, workers, threads
+        import_ray()  # fail before any data is read
+
+    def _init(self, ray) -> bool:
+        if ray.is_initialized():
+            return False
+        env = {k: v for k, v in os.environ.items() if k.startswith(FORWARDED_ENV_PREFIXES)}
+        debug = bool(os.environ.get("CONDENSE_DEBUG"))
+        kwargs = dict(include_dashboard=False, log_to_driver=debug, runtime_env={"env_vars": env},
+                      logging_level=logging.INFO if debug else logging.ERROR)
+        if self.address:
+            ray.init(address=self.address, **kwargs)
+        else:
+            ray.init(num_cpus=self.workers or os.cpu_count() or 1, **kwargs)
+        return True
+
+    def run(self, jobs: list[Job], ctx: JobContext, progress: GridProgress, on_result) -> None:
+        from condense.bench.jobs import error_text, failed_result
+
+        ray = import_ray()
+        started_here = self._init(ray)
+        pending: dict = {}
+        try:
+            capacity = self.workers or max(1, int(ray.cluster_resources().get("CPU", 1)))
+            progress.say(f"ray: {capacity} job(s) at a time on {ray.cluster_resources().get('CPU', 0):g} CPU(s)")
+            dataset_ref, prepared_ref = ray.put(ctx.dataset), ray.put(ctx.prepared)  # the data goes once
+            task = ray.remote(num_cpus=1, max_retries=0)(_ray_job)
+            queue = list(jobs)
+            while queue or pending:
+                while queue and len(pending) < capacity:
+                    job = queue.pop(0)
+                    pending[task.remote(job, ctx.profile, ctx.data_record, dataset_ref, prepared_ref,
+                                        self.threads)] = (job, time.perf_counter())
+                    progress.started(job)
+                ready, _ = ray.wait(list(pending), num_returns=1)
+                for ref in ready:
+                    job, t0 = pending.pop(ref)
+                    try:
+                        result = ray.get(ref)
+                    except Exception as exc:  # noqa: BLE001 - a task that raised or a worker that died: its rows FAILED
+                        cause = getattr(exc, "cause", None) or exc
+                        result = failed_result(job, error_text(cause), time.perf_counter() - t0)
+                    on_result(job, result)
+        except BaseException:  # Ctrl-C or a failing save: jobs in flight are cancelled, saved ones stay
+            for ref in pending:
+                ray.cancel(ref, force=True)
+            raise
+        finally:
+            if started_here:
+                ray.shutdown()
+
+
+def make_executor(name: str, *, address: str | None = None, workers: int | None = None, threads: int = 1):
+    """The executor called ``name`` (``local`` or ``ray``)."""
+    check_choice("executor", name, EXECUTORS)
+    if name == "local":
+        if address:
+            raise ValueError("--ray-address needs --executor ray")
+        return LocalExecutor(workers)
+    return RayExecutor(address, workers, threads)

@@ -1,0 +1,131 @@
+"""``rows/`` of a benchmark run folder: every finished job, written as it completes, so an
+interrupted run continues with ``condense bench --resume DIR`` and runs only what is missing.
+
+Layout of ``rows/``:
+
+* ``plan.json`` — the run's settings (profile, seeds, selected rows, data fingerprint);
+  ``--resume`` takes them from here.
+* ``seed<S>/<row>.json`` — one finished job: its rows' fields, the files it wrote (path, bytes,
+  sha256) and its seconds.
+* ``seed<S>/<row>.npz`` — the job's rows' test-set scores (``np.savez``; read without pickle).
+
+The driver saves a job in this order, each step atomic: its model directories (swapped in
+whole), its scores, its record. A record therefore means a complete job; a run killed at any
+point loses only the jobs in flight. A job whose rows failed is recorded too (the table shows
+them as FAILED), and ``--resume`` runs it again.
+"""
+
+from __future__ import annotations
+
+import shutil
+import time
+from pathlib import Path
+
+import numpy as np
+
+from condense.bench.jobs import Job, JobResult
+from condense.io import atomic_path, read_json, sha256_file, write_json
+
+ROWS_DIR = "rows"
+PLAN_FILE = "plan.json"
+PLAN_VERSION = 1
+
+
+class RunStoreError(ValueError):
+    """A run folder that cannot be started or resumed as asked (the message says why and what to do)."""
+
+
+class RunStore:
+    """The ``rows/`` folder of the run folder ``out_dir``."""
+
+    def __init__(self, out_dir):
+        self.out_dir = Path(out_dir)
+        self.rows_dir = self.out_dir / ROWS_DIR
+
+    # -- the plan --------------------------------------------------------------------------------
+    def plan(self) -> dict | None:
+        """The run's settings, or None when ``out_dir`` holds no resumable run."""
+        path = self.rows_dir / PLAN_FILE
+        if not path.exists():
+            return None
+        try:
+            plan = read_json(path)
+        except ValueError as exc:
+            raise RunStoreError(f"{path}: not a benchmark plan ({exc})") from None
+        if not isinstance(plan, dict) or plan.get("version") != PLAN_VERSION or "profile" not in plan:
+            raise RunStoreError(f"{path}: not a benchmark plan of this condense version (version {PLAN_VERSION})")
+        return plan
+
+    def check_new(self) -> None:
+        """Before a new run: refuses a folder holding an unfinished run (resume it, or choose
+        another folder); the records of a finished run are cleared (its outputs get replaced)."""
+        plan = self.plan()
+        if plan is None:
+            return
+        if not plan.get("finished"):
+            raise RunStoreError(f"{self.out_dir} holds an unfinished benchmark run ({ROWS_DIR}/{PLAN_FILE}): continue it "
+                                f"with `condense bench --resume {self.out_dir}`, or choose another --out")
+        shutil.rmtree(self.rows_dir)
+
+    def begin(self, plan: dict) -> None:
+        """Record the settings of a new run (after :meth:`check_new`)."""
+        write_json(self.rows_dir / PLAN_FILE, {"version": PLAN_VERSION, "started": time.strftime("%Y-%m-%dT%H:%M:%S"),
+                                               "finished": None, **plan})
+
+    def finish(self) -> None:
+        """Mark the run finished (its table is written); a new run may then reuse the folder."""
+        plan = self.plan()
+        if plan is not None:
+            write_json(self.rows_dir / PLAN_FILE, {**plan, "finished": time.strftime("%Y-%m-%dT%H:%M:%S")})
+
+    def check_data(self, fingerprint: str) -> None:
+        """On resume: the data must be what the finished jobs were trained on."""
+        recorded = (self.plan() or {}).get("data", {}).get("fingerprint")
+        if recorded and recorded != fingerprint:
+            raise RunStoreError(f"{self.out_dir}: the data changed since this run started (fingerprint {recorded} "
+                                f"-> {fingerprint}); start a new run instead of resuming")
+
+    # -- jobs ------------------------------------------------------------------------------------
+    def _paths(self, job: Job) -> tuple[Path, Path]:
+        base = self.rows_dir / f"seed{job.seed}" / job.name
+        return base.with_suffix(".json"), base.with_suffix(".npz")
+
+    def save(self, job: Job, result: JobResult) -> None:
+        """Write a finished job: model directories, then scores, then the record (see the module docstring)."""
+        from condense.runs.model_dir import write_folder
+
+        folders: dict[str, dict[str, bytes]] = {}
+        for rel, data in result.files.items():
+            parts = Path(rel).parts
+            if len(parts) < 4 or parts[0] != "models":
+                raise RunStoreError(f"job {job.key} returned a file outside models/<seed>/<row>/: {rel}")
+            folders.setdefault(str(Path(*parts[:3])), {})[str(Path(*parts[3:]))] = data
+        for folder, files in folders.items():
+            write_folder(self.out_dir / folder, files)
+        record_path, scores_path = self._paths(job)
+        with atomic_path(scores_path) as tmp:
+            with open(tmp, "wb") as fh:
+                np.savez(fh, **{row: np.asarray(p, dtype=np.float64) for row, p in result.scores.items()})
+        files = {rel: {"bytes": len(data), "sha256": sha256_file(self.out_dir / rel)} for rel, data in result.files.items()}
+        write_json(record_path, {"key": job.key, "seed": job.seed, "rows": result.rows, "files": files,
+                                 "seconds": result.seconds, "ok": result.ok})
+
+    def load(self, job: Job) -> JobResult | None:
+        """The job's saved result when it finished with every row ok and its files are intact;
+        None when it has to run (again)."""
+        record_path, scores_path = self._paths(job)
+        if not (record_path.exists() and scores_path.exists()):
+            return None
+        try:
+            record = read_json(record_path)
+            with np.load(scores_path, allow_pickle=False) as npz:
+                scores = {row: np.asarray(npz[row]) for row in npz.files}
+        except (ValueError, OSError, KeyError):
+            return None  # a damaged record: the job runs again
+        if not record.get("ok") or set(record.get("rows", {})) != {r.row for r in job.rows}:
+            return None
+        for rel, entry in record.get("files", {}).items():
+            path = self.out_dir / rel
+            if not path.is_file() or path.stat().st_size != entry.get("bytes"):
+                return None
+        return JobResult(job.key, job.seed, record["rows"], scores, {}, float(record.get("seconds", 0.0)))
