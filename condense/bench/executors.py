@@ -102,12 +102,16 @@ class LocalExecutor:
             on_result(job, result)
 
 
+class RayMissing(ValueError):
+    """``--executor ray`` without Ray installed (the message says how to install it)."""
+
+
 def import_ray():
-    """Ray, or a clear error saying how to install it."""
+    """Ray, or :class:`RayMissing` saying how to install it."""
     try:
         import ray
     except ImportError:
-        raise RuntimeError(RAY_MISSING) from None
+        raise RayMissing(RAY_MISSING) from None
     return ray
 
 

@@ -126,6 +126,6 @@ class RunStore:
             return None
         for rel, entry in record.get("files", {}).items():
             path = self.out_dir / rel
-            if not path.is_file() or path.stat().st_size != entry.get("bytes"):
+            if not path.is_file() or path.stat().st_size != entry.get("bytes") or sha256_file(path) != entry.get("sha256"):
                 return None
         return JobResult(job.key, job.seed, record["rows"], scores, {}, float(record.get("seconds", 0.0)))

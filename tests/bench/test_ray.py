@@ -1,0 +1,117 @@
+"""The benchmark grid on a local Ray cluster: the same table and the same predictions, bit for bit,
+as the local executor; a job failing on a worker is FAILED rows of a grid that goes on."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import re
+
+import numpy as np
+import pytest
+
+ray = pytest.importorskip("ray")
+
+from condense.bench.executors import GridProgress, RayExecutor  # noqa: E402
+from condense.bench.jobs import Job, JobContext  # noqa: E402
+from condense.bench.rows import plan_rows  # noqa: E402
+from condense.cli import main  # noqa: E402
+
+from test_grid import FINISHED_LINE, read_npz, read_table, run_condense, small_profile  # noqa: E402
+
+#: 4 jobs: seed0/lstm (with lstm-int8), seed0/dnn, seed0/dnn-prune25, seed0/lr.
+RAY_ROWS = ("lstm", "lstm-int8", "dnn", "dnn-prune25", "lr")
+
+
+@pytest.fixture(scope="module")
+def local_and_ray(tiny_cohort, tmp_path_factory):
+    """The same grid run by the local executor and on a private 2-CPU Ray cluster, each from the
+    command line in a fresh process (TensorFlow's thread pools set the same way in both)."""
+    base = tmp_path_factory.mktemp("ray-grid")
+    common = ("bench", "--profile", "smoke", "--data", tiny_cohort, "--rows", ",".join(RAY_ROWS),
+              "--cache-dir", base / "cache")
+    local = run_condense(*common, "--out", base / "local")
+    assert local.returncode == 0, local.stderr[-4000:]
+    on_ray = run_condense(*common, "--out", base / "ray", "--executor", "ray", "--workers", "2")
+    assert on_ray.returncode == 0, on_ray.stderr[-4000:]
+    return base / "local", base / "ray", on_ray
+
+
+def test_ray_grid_equals_the_local_grid(local_and_ray, capsys):
+    local, on_ray, proc = local_and_ray
+    assert main(["compare", str(local / "table.csv"), str(on_ray / "table.csv")]) == 0, capsys.readouterr().out
+    a, b = read_table(local), read_table(on_ray)
+    assert list(a) == list(b) and set(a) == set(RAY_ROWS)
+    for row in RAY_ROWS:
+        assert a[row]["status"] == b[row]["status"] == "ok", (row, a[row]["error"], b[row]["error"])
+        for col in ("params", "keras_bytes", "tflite_bytes", "auroc", "auroc_low", "auroc_high", "auprc", "brier",
+                    "parity_max_abs", "auroc_diff", "auroc_diff_lr"):
+            assert a[row][col] == b[row][col], (row, col, a[row][col], b[row][col])
+    assert a["lstm-int8"]["tflite_bytes"] != "" and a["dnn"]["keras_bytes"] != ""
+    pa, pb = read_npz(local / "predictions.npz"), read_npz(on_ray / "predictions.npz")
+    assert set(pa) == set(pb) == {"ids", "y", *(f"{r}@0" for r in RAY_ROWS)}
+    for key in pa:
+        assert pa[key].dtype == pb[key].dtype and pa[key].tobytes() == pb[key].tobytes(), key
+
+    grid = json.loads((on_ray / "manifest.json").read_text())["grid"]
+    assert (grid["executor"], grid["workers"], grid["jobs"], grid["resumed"]) == ("ray", 2, 4, 0)
+    assert json.loads((local / "manifest.json").read_text())["grid"]["executor"] == "local"
+    assert "ray: 2 job(s) at a time on 2 CPU(s)" in proc.stderr
+    assert sorted(m.group(1) for m in FINISHED_LINE.finditer(proc.stderr)) == sorted(
+        f"seed0/{r}" for r in ("lstm", "dnn", "dnn-prune25", "lr"))
+    # the workers' files reached the run folder, and its records say what they hold
+    for name in ("lstm", "dnn", "dnn-prune25", "lr"):
+        record = json.loads((on_ray / "rows" / "seed0" / f"{name}.json").read_text())
+        assert record["ok"] and record["files"], name
+        for rel, entry in record["files"].items():
+            assert (on_ray / rel).stat().st_size == entry["bytes"], rel
+    assert (on_ray / "models" / "seed0" / "lstm" / "model.int8.tflite").is_file()
+
+
+def test_a_job_failing_on_a_ray_worker_is_its_rows_failed(tiny_dataset, capsys):
+    from condense.bench.runner import data_record, input_kinds, prepare_inputs
+
+    profile = small_profile("unused")
+    rows = {r.row: r for r in plan_rows(profile)}
+    # fails inside the job on the worker (TrainConfig's validation): recorded in the job's rows
+    bad = dataclasses.replace(rows["dnn-prune25"], row="dnn-bad", train={"model": "dnn", "prune_quantile": 1.5})
+    bad_int8 = dataclasses.replace(rows["dnn-int8"], row="dnn-bad-int8", source="dnn-bad")
+    # raises out of the task itself: Ray hands the driver a RayTaskError, the executor its cause
+    broken = dataclasses.replace(rows["dnn"], row="dnn-broken", kind="nonsense")
+    jobs = [Job(0, (rows["lr"],)), Job(0, (bad, bad_int8)), Job(0, (broken,))]
+    ctx = JobContext(profile, tiny_dataset, prepare_inputs(tiny_dataset, input_kinds([rows["lr"]], profile)),
+                     data_record(profile, tiny_dataset))
+    results = {}
+    progress = GridProgress(jobs, profile.epochs, quiet=False)
+
+    def on_result(job, result):
+        results[job.key] = result
+        progress.finished(job, result)
+
+    assert not ray.is_initialized()
+    try:
+        RayExecutor(workers=1).run(jobs, ctx, progress, on_result)
+        assert not ray.is_initialized(), "the executor shuts down the cluster it started"
+    finally:
+        if ray.is_initialized():
+            ray.shutdown()
+
+    assert sorted(results) == ["seed0/dnn-bad", "seed0/dnn-broken", "seed0/lr"]
+    lr = results["seed0/lr"]
+    assert lr.ok and 0.0 <= lr.rows["lr"]["auroc"] <= 1.0
+    assert lr.scores["lr"].dtype == np.float64 and lr.scores["lr"].shape == tiny_dataset.test.y.shape
+    assert any(rel.startswith("models/seed0/lr/") and data for rel, data in lr.files.items()), "files come back as bytes"
+
+    failed = results["seed0/dnn-bad"]
+    assert not failed.ok and failed.rows["dnn-bad"]["status"] == "failed"
+    assert failed.rows["dnn-bad"]["error"].startswith("ValueError: ") and "prune_quantile" in failed.rows["dnn-bad"]["error"]
+    assert "source row 'dnn-bad' did not train" in failed.rows["dnn-bad-int8"]["error"]
+
+    died = results["seed0/dnn-broken"]
+    assert died.rows["dnn-broken"]["status"] == "failed"
+    assert died.rows["dnn-broken"]["error"].startswith("AttributeError: "), died.rows["dnn-broken"]["error"]
+    assert "_run_nonsense" in died.rows["dnn-broken"]["error"]
+    assert (progress.done, progress.failed, progress.running) == (3, 2, 0)
+    err = capsys.readouterr().err
+    assert "ray: 1 job(s) at a time" in err
+    assert re.search(r"\] seed0/dnn-broken FAILED: dnn-broken AttributeError", err)
