@@ -109,6 +109,9 @@ def _quiet_tensorflow(verbose: bool, command: str) -> None:
         return
     import logging
 
+    from condense._quiet import import_tensorflow_quietly
+
+    import_tensorflow_quietly()  # what TensorFlow writes before its log level applies
     logging.getLogger("tensorflow").setLevel(logging.ERROR)
     try:
         import absl.logging

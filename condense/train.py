@@ -22,8 +22,19 @@ import numpy as np
 from condense.checks import check_choice, check_fraction, check_int, check_positive, invalid_argument
 
 #: Which input each model family takes (see :mod:`condense.data.inputs`).
-INPUT_KIND = {"lstm": "sequence", "hlstm": "sequence", "dnn": "features", "lr": "sequence"}
+INPUT_KIND = {"lstm": "sequence", "hlstm": "sequence", "dnn": "features", "lr": "sequence", "gbm": "sequence"}
+#: Peers fitted on hand-made features (:mod:`condense.peers`), not Keras models: their names.
+PEER_MODELS = {"lr": "the logistic regression", "gbm": "the gradient-boosting model"}
 SELECT_CHOICES = ("last", "best")
+#: Early-stopping patience of the ``best`` protocol, measured on PhysioNet 2012 set A
+#: (docs/protocol.md): the validation AUROC of the selected epoch against stopping later.
+BEST_PATIENCE = 5
+#: Training protocols ``condense train --protocol`` names: the model of the best validation epoch
+#: with early stopping (the default: safe on small real data), or the paper's (the last of 20 epochs).
+PROTOCOLS = {
+    "best": {"select": "best", "patience": BEST_PATIENCE},
+    "paper": {"select": "last", "patience": None},
+}
 PRUNABLE_MODELS = ("lstm", "hlstm", "dnn")
 MAX_SEED = 2**32 - 1  # what numpy's and TensorFlow's seeding accept
 PREDICT_BATCH = 256
@@ -88,8 +99,16 @@ class TrainConfig:
     def input_kind(self) -> str:
         return INPUT_KIND[self.model]
 
+    @property
+    def protocol(self) -> str:
+        """``"best"`` or ``"paper"`` when the epoch selection is one of :data:`PROTOCOLS`, else ``"custom"``."""
+        for name, settings in PROTOCOLS.items():
+            if self.select == settings["select"] and self.patience == settings["patience"]:
+                return name
+        return "custom"
+
     def to_json(self) -> dict:
-        return asdict(self)
+        return {**asdict(self), "protocol": self.protocol}
 
 
 @dataclass
@@ -216,14 +235,15 @@ def fit(
     """Train a Keras model of ``config.model`` on preprocessed arrays.
 
     Args:
-        config: the run's :class:`TrainConfig` (``model`` must not be ``"lr"``).
+        config: the run's :class:`TrainConfig` (``model`` must not be a peer, :data:`PEER_MODELS`).
         x_train, y_train, x_val, y_val: model inputs and 0/1 labels.
         verbose: Keras progress output (1 bar, 2 one line per epoch, 0 silent).
         on_epoch: optional ``f(epoch, seconds, loss, val_auroc)`` called after each epoch.
         model: an already built (e.g. user-supplied) model to train instead of a new one.
     """
-    if config.model == "lr":
-        raise ValueError("fit() trains Keras models; the logistic regression is condense.peers.logistic")
+    if config.model in PEER_MODELS:
+        raise ValueError(f"fit() trains Keras models; {PEER_MODELS[config.model]} is fitted by "
+                         "fit_logistic / fit_gbm (condense.peers)")
     set_determinism(config.seed)
     if model is None:
         model = build_model(config, x_train.shape[1:])
@@ -291,3 +311,17 @@ def fit_logistic(config: TrainConfig, x_train, y_train, layout, *, C: float = 0.
     peer = LogisticRegressionPeer(C=C, seed=config.seed).fit(x_train, y_train, layout)
     return peer, time.perf_counter() - t0
 
+
+def fit_gbm(config: TrainConfig, x_train, y_train, x_val, y_val, layout):
+    """Fit the gradient-boosting peer (LightGBM, :mod:`condense.peers.gbm`) with its own defaults;
+    returns (peer, seconds).
+
+    Early stopping watches the validation AUROC (``x_val``, ``y_val``). Only ``config.seed`` is
+    used: epochs, batch size, learning rate and the epoch selection are the neural models'
+    (the trees' learning rate is the peer's, 0.05).
+    """
+    from condense.peers.gbm import GradientBoostingPeer
+
+    t0 = time.perf_counter()
+    peer = GradientBoostingPeer(seed=config.seed).fit(x_train, y_train, layout, X_val=x_val, y_val=y_val)
+    return peer, time.perf_counter() - t0

@@ -1,4 +1,5 @@
-"""The benchmark's figures: ``pareto.png``, ``roc.png`` and ``summary.png``, each also as ``.svg``.
+"""The benchmark's figures: ``pareto.png``, ``roc.png``, ``calibration.png`` and ``summary.png``, each
+also as ``.svg``.
 
 * :func:`pareto_figure` — AUROC against the deployable file's bytes and against its LiteRT
   latency: the Pareto frontier (:func:`pareto_frontier`) as a staircase, one colour per model
@@ -7,6 +8,10 @@
   (:func:`place_labels`).
 * :func:`roc_figure` — one panel per family (LSTM, hLSTM, DNN, peers & reference scores), the
   family's baseline as the dashed black reference curve, AUROC [95 % interval] in the legend.
+* :func:`calibration_figure` — reliability diagrams, one panel per family: observed event rate
+  against mean predicted probability per decile of predicted risk, for the family's baseline
+  (dashed black), its best condensed row and that row's int8 file (peers: every peer whose
+  scores are probabilities); ECE and calibration slope in the legend.
 * :func:`summary_figure` — every row that has a baseline: file size ÷ baseline, latency ÷
   baseline and the paired AUROC difference with its interval, grouped by method.
 
@@ -46,7 +51,9 @@ METHODS = (("pruning", "pruning"), ("hlstm", "hLSTM"), ("quantization", "quantiz
 #: Colours of the curves within one ROC panel (tab10 without its grey, then tab20's light shades).
 CURVE_COLOURS = ("tab:blue", "tab:orange", "tab:green", "tab:red", "tab:purple", "tab:brown", "tab:pink",
                  "tab:olive", "tab:cyan", "#aec7e8", "#ffbb78", "#98df8a", "#ff9896", "#c5b0d5", "#c49c94")
-FIGURE_NAMES = ("pareto", "roc", "summary")
+FIGURE_NAMES = ("pareto", "roc", "calibration", "summary")
+#: Bins of the reliability diagrams (equal-frequency: deciles of predicted risk), as in the table's ``ece``.
+CALIBRATION_BINS = 10
 
 
 # -- reading the table ---------------------------------------------------------------------------
@@ -478,6 +485,124 @@ def roc_figure(curves: dict, table: Sequence[dict]):
     return fig
 
 
+# -- the calibration figure ----------------------------------------------------------------------
+def _not_probability(row: dict | None) -> bool:
+    """A row the table scored as a risk score, not a probability: an AUROC but no Brier (reference scores)."""
+    return bool(row) and "brier" in row and number(row.get("brier")) is None and number(row.get("auroc")) is not None
+
+
+def calibration_rows(names: Sequence[str], table: Sequence[dict]) -> dict[str, tuple[list[str], list[str]]]:
+    """``{group: (references, rows)}`` of each calibration panel (groups of :data:`ROC_PANELS`), among ``names``.
+
+    The references are the baselines of the panel's rows (the roots of their baseline chains, as in
+    the ROC figure). A family panel's rows are its best condensed row (pruned or hLSTM, the highest
+    table AUROC) and that row's int8 file (its dynamic file when it has no int8 one; the baseline's
+    file when it has neither); the peers panel's, every peer.
+    """
+    by_name = _rows_by_name(table)
+    order = {name: i for i, name in enumerate(by_name)}
+    names = sorted(names, key=lambda n: order.get(n, len(order)))
+    panels: dict[str, tuple[list[str], list[str]]] = {}
+    for group, _ in ROC_PANELS:
+        members = [n for n in names if roc_group(by_name.get(n, {})) == group]
+        used = {b for n in members for b in [root(by_name.get(n, {"row": n}), by_name)] if b != n and b in names}
+        refs = sorted(used, key=lambda b: order.get(b, len(order)))
+        if group == "peer":
+            panels[group] = (refs, [n for n in members if n not in refs])
+            continue
+        condensed = [n for n in members if n not in refs and method_group(by_name.get(n, {})) in ("pruning", "hlstm")]
+        best = max(condensed, key=lambda n: (number(by_name.get(n, {}).get("auroc")) or -1.0, -order.get(n, 0)),
+                   default=None)
+        files = [n for n in members if method_group(by_name.get(n, {})) == "quantization"]
+        # the best row's int8 file, else its dynamic one, else the baseline's int8 / dynamic file
+        files.sort(key=lambda n: (by_name[n].get("baseline") != best, format_key(by_name[n]) != "int8",
+                                  order.get(n, 0)))
+        files = [n for n in files if by_name[n].get("baseline") in {best, *refs[:1]} - {None}]
+        rows = ([best] if best else []) + files[:1]
+        panels[group] = (refs, rows or ([] if refs else [n for n in members if n not in refs][:3]))
+    return panels
+
+
+def calibration_figure(curves: dict, table: Sequence[dict]):
+    """Reliability diagrams (first seed), one panel per family: observed event rate against mean
+    predicted probability per decile of predicted risk, the diagonal, the baseline dashed black;
+    legend: ``row: ECE …, slope …`` from the table (computed from the curve where the table has none).
+    Rows whose scores are not probabilities (reference scores) are left out and named."""
+    import numpy as np
+
+    from condense.evaluate.metrics import calibration
+
+    fig = _new_figure(12.5, 11.8)
+    axes = fig.subplots(2, 2).ravel()
+    fig.subplots_adjust(left=0.07, right=0.98, top=0.91, bottom=0.07, hspace=0.22, wspace=0.15)
+    by_name = _rows_by_name(table)
+    cal, skipped = {}, {}
+    for name, (y, p) in curves.items():
+        row = by_name.get(name)
+        y, p = (np.asarray(a, dtype=np.float64).reshape(-1) for a in (y, p))
+        if row is not None and not _ok(row):
+            skipped[name] = "failed"
+        elif _not_probability(row) or not (p.size and np.all((p >= 0.0) & (p <= 1.0))):
+            skipped[name] = "not a probability"
+        elif not (0 < y.sum() < y.size):
+            skipped[name] = "one class"
+        else:
+            cal[name] = calibration(y, p, n_bins=CALIBRATION_BINS)
+    for r in table:
+        if str(r.get("row")) not in curves:
+            skipped[str(r.get("row"))] = "failed" if not _ok(r) else "no curve"
+    panels = calibration_rows(list(cal), table)
+    shown = [cal[n] for refs, rows in panels.values() for n in refs + rows]
+    top = max([v for c in shown for key in ("mean_predicted", "observed") for v in c["reliability"][key]] or [0.5])
+    limit = min(1.0, math.ceil(top * 10.0 - 1e-9) / 10.0 + 0.05)
+
+    def label(name: str, baseline: bool) -> str:
+        row, c = by_name.get(name, {}), cal[name]
+        ece = number(row.get("ece"))
+        slope = number(row.get("cal_slope")) if "cal_slope" in row else c["slope"]
+        ece = c["ece"] if ece is None else ece
+        slope_text = "–" if slope is None or not math.isfinite(slope) else f"{slope:.2f}"
+        return f"{name}{' (baseline)' if baseline else ''}: ECE {ece:.3f}, slope {slope_text}"
+
+    for ax, (group, title) in zip(axes, ROC_PANELS):
+        refs, rows = panels.get(group, ([], []))
+        ax.plot([0, 1], [0, 1], color="0.75", lw=0.8, ls=":")
+        for k, name in enumerate(refs):
+            points = cal[name]["reliability"]
+            ax.plot(points["mean_predicted"], points["observed"], color="black", lw=1.6, ls=("--", "-.", ":")[k % 3],
+                    marker="o", ms=4, zorder=3, label=label(name, True))
+        for k, name in enumerate(rows):
+            points = cal[name]["reliability"]
+            fmt = format_key(by_name.get(name, {}))
+            ax.plot(points["mean_predicted"], points["observed"], color=CURVE_COLOURS[k % len(CURVE_COLOURS)], lw=1.3,
+                    ls={"int8": (0, (1, 1.5)), "dynamic": (0, (5, 2))}.get(fmt, "-"),
+                    marker=MARKERS.get(fmt, (OTHER_MARKER,))[0] if fmt in ("int8", "dynamic") else "o", ms=4.5,
+                    label=label(name, False))
+        ax.set_title(title, fontsize=11)
+        ax.set_xlim(0, limit)
+        ax.set_ylim(0, limit)
+        ax.set_aspect("equal")
+        ax.grid(True, alpha=0.25)
+        ax.set_xlabel("mean predicted probability (decile of predicted risk)")
+        ax.set_ylabel("observed event rate")
+        if refs or rows:
+            ax.legend(fontsize=7, loc="upper left", title="row: ECE, calibration slope", title_fontsize=7,
+                      handlelength=2.6)
+        else:
+            ax.text(0.5, 0.5, "no rows with probabilities", ha="center", va="center", color="0.4",
+                    transform=ax.transAxes)
+    fig.suptitle("Calibration on the test set (first seed): observed event rate against mean predicted probability, "
+                 "one point per decile of predicted risk;\non the dotted diagonal = calibrated, above it = risk "
+                 "under-estimated; dashed black: the baseline; dotted / dash: int8 / dynamic files", fontsize=11)
+    notes = ["families: the baseline, the condensed row (pruned or hLSTM) with the highest AUROC and its int8 file; "
+             "ECE: mean |observed − predicted| over the deciles; slope: logistic recalibration (1 = calibrated, "
+             "< 1: predictions too extreme)."]
+    if skipped:
+        notes.append("not drawn: " + ", ".join(f"{k} ({v})" for k, v in skipped.items()))
+    _note(fig, notes)
+    return fig
+
+
 # -- the summary figure --------------------------------------------------------------------------
 def _ratio(row: dict, base: dict | None, value) -> float | None:
     if base is None:
@@ -616,14 +741,20 @@ def write_roc(curves: dict, table: Sequence[dict], path: Path) -> list[Path]:
     return save_figure(roc_figure(curves, table), path)
 
 
+def write_calibration(curves: dict, table: Sequence[dict], path: Path) -> list[Path]:
+    return save_figure(calibration_figure(curves, table), path)
+
+
 def write_summary(table: Sequence[dict], path: Path) -> list[Path]:
     return save_figure(summary_figure(table), path)
 
 
 def write_figures(out_dir: Path, table: Sequence[dict], curves: dict | None = None) -> list[Path]:
-    """``pareto``, ``summary`` and (with curves) ``roc``, each ``.png`` and ``.svg``, into ``out_dir``."""
+    """``pareto``, ``summary`` and (with curves) ``roc`` and ``calibration``, each ``.png`` and ``.svg``,
+    into ``out_dir``."""
     out_dir = Path(out_dir)
     written = write_pareto(table, out_dir / "pareto.png") + write_summary(table, out_dir / "summary.png")
     if curves:
         written += write_roc(curves, table, out_dir / "roc.png")
+        written += write_calibration(curves, table, out_dir / "calibration.png")
     return written

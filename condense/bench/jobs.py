@@ -1,7 +1,8 @@
 """One job of the benchmark grid: a (row group, seed) that can run in this process or on a Ray worker.
 
 The grid is a list of :class:`Job`. A job trains one model row and makes and checks every
-``.tflite`` file converted from it; or runs one tfmot peer; or fits the logistic regression; or
+``.tflite`` file converted from it; or runs one tfmot peer; or fits a peer on hand-made features
+(the logistic regression, gradient boosting); or
 reads a reference score. :func:`run_job` works in a private work folder and returns a
 :class:`JobResult`: the rows' measurements, their test-set scores, and the bytes of every file
 the job made (paths relative to the run folder). The same function therefore runs anywhere (the
@@ -123,7 +124,7 @@ def row_identity(spec: RowSpec, seed: int) -> dict:
 
 
 def train_config(profile: Profile, spec: RowSpec, seed: int):
-    """The :class:`~condense.train.TrainConfig` of a ``"train"`` or ``"lr"`` row (validated on construction)."""
+    """The :class:`~condense.train.TrainConfig` of a ``"train"`` or ``"peer"`` row (validated on construction)."""
     from condense.train import TrainConfig
 
     return TrainConfig(epochs=profile.epochs, batch_size=profile.batch_size, seed=seed, select=profile.select,
@@ -198,8 +199,11 @@ class _JobRunner:
 
         y = self.y_test if y is None else y
         s = summarize(y, p, n_resamples=self.profile.bootstrap_resamples, seed=self.seed, probabilities=probabilities)
+        # calibration (ECE over 10 equal-frequency bins, logistic recalibration slope / intercept):
+        # None for a score that is not a probability, or where the recalibration fit has no maximum
         return {"auroc": s["auroc"], "auroc_low": s["auroc_ci"][0], "auroc_high": s["auroc_ci"][1],
-                "auprc": s["auprc"], "brier": s["brier"], "n_test": s["n"]}
+                "auprc": s["auprc"], "brier": s["brier"], "ece": s["ece"], "cal_slope": s["cal_slope"],
+                "cal_intercept": s["cal_intercept"], "n_test": s["n"]}
 
     def _model_dir(self, row: str) -> Path:
         return self.work / model_dir_name(self.seed, row)
@@ -212,8 +216,10 @@ class _JobRunner:
         from condense.runs.model_dir import save_run
         from condense.runs.workflow import train_on_dataset
 
+        from condense.train import PEER_MODELS
+
         config = train_config(self.profile, spec, self.seed)
-        if config.model != "lr":
+        if config.model not in PEER_MODELS:
             import keras
 
             # Layer names restart in every job, so the saved file is byte-identical whichever
@@ -243,14 +249,18 @@ class _JobRunner:
         )
         return result
 
-    def _run_lr(self, spec: RowSpec) -> dict:
+    def _run_peer(self, spec: RowSpec) -> dict:
+        """A peer on hand-made features (LR, GBM): its deployable form is its own model file (the
+        LR's JSON, the GBM's LightGBM text; the GBM's metadata JSON beside it is not counted)."""
         from condense.evaluate import measure
-        from condense.runs.model_dir import LR_FILE
+        from condense.runs.model_dir import load_manifest
 
-        _, record, model_dir = self._train_and_save(spec)
+        config, record, model_dir = self._train_and_save(spec)
         result = self._metrics(self.scores[spec.row])
+        model_file = load_manifest(model_dir)["model_file"]
         result.update(params=record["params"], train_seconds=record["train_seconds"],
-                      deploy_bytes=measure.file_bytes(model_dir / LR_FILE), model_dir=self._relative(model_dir))
+                      deploy_bytes=measure.file_bytes(model_dir / model_file), model_dir=self._relative(model_dir),
+                      input_kind=config.input_kind)
         return result
 
     def _run_score(self, spec: RowSpec) -> dict:

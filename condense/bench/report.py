@@ -1,9 +1,12 @@
 """The benchmark's outputs: ``table.csv``, ``table.md``, ``rows.json``, ``manifest.json``, and the
-figures of :mod:`condense.bench.figures` (``pareto``, ``summary``, ``roc``: ``.png`` and ``.svg``).
+figures of :mod:`condense.bench.figures` (``pareto``, ``summary``, ``roc``, ``calibration``: ``.png`` and
+``.svg``).
 
 ``table.csv`` is what ``condense compare`` reads; its columns are fixed (:data:`COLUMNS`).
 With several seeds every numeric column is the mean over seeds and the ``*_std`` columns hold
-the standard deviation.
+the standard deviation. ``ece``, ``cal_slope`` and ``cal_intercept`` are the calibration of a
+row's test probabilities (:func:`condense.evaluate.metrics.calibration`: 10 equal-frequency bins,
+logistic recalibration); empty for a reference score, which is not a probability.
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from condense.bench.figures import write_figures
+from condense.bench.figures import method_group, write_figures
 from condense.bench.predictions import PREDICTIONS_FILE, write_predictions
 from condense.export.formats import is_quantized
 from condense.io import atomic_write, sha256_file, write_json
@@ -24,8 +27,10 @@ COLUMNS = (
     "row", "model", "method", "family", "baseline", "status", "error",
     "params", "nonzero_params", "keras_bytes", "tflite_format", "tflite_bytes", "tflite_gzip_bytes", "deploy_bytes",
     "keras_latency_us_median", "keras_latency_us_p95", "litert_latency_us_median", "litert_latency_us_p95",
+    "peer_latency_us_median", "peer_latency_us_p95",
     "train_seconds", "train_ratio", "epochs_run",
     "auroc", "auroc_low", "auroc_high", "auroc_std", "auprc", "auprc_std", "brier", "brier_std",
+    "ece", "ece_std", "cal_slope", "cal_intercept",
     "auroc_diff", "auroc_diff_low", "auroc_diff_high", "auroc_diff_lr", "auroc_diff_lr_low", "auroc_diff_lr_high",
     "parity_max_abs", "n_test", "seeds",
     "route", "litert_batch_us", "latency_ratio", "file_ratio", "tflm_arena_bytes", "tflm_max_abs", "tflm_note",
@@ -39,6 +44,9 @@ INTEGER = ("params", "nonzero_params", "keras_bytes", "tflite_bytes", "tflite_gz
            "epochs_run", "n_test", "tflm_arena_bytes", "p_ties")
 #: Columns averaged over seeds (with a standard deviation where a *_std column exists).
 NUMERIC = tuple(c for c in COLUMNS if c not in TEXT and not c.endswith("_std"))
+#: In table.md's calibration section a change below these counts as small (a reading convention, not a test).
+CAL_ECE_SMALL = 0.01
+CAL_SLOPE_SMALL = 0.1
 
 
 def aggregate(per_seed: list[list[dict]]) -> list[dict]:
@@ -108,7 +116,10 @@ def _diff_text(row: dict, prefix: str = "auroc_diff", name_baseline: bool = True
 
 
 def deploy_latency(row: dict):
-    """The latency of the row's deployable form: LiteRT for a converted file, else Keras."""
+    """The latency of the row's deployable form: LiteRT for a converted file, the peer's own
+    predict for the logistic regression and gradient boosting, else Keras."""
+    if _num(row, "peer_latency_us_median") is not None:
+        return _num(row, "peer_latency_us_median")
     if is_quantized(row.get("tflite_format")) or _num(row, "keras_latency_us_median") is None:
         return _num(row, "litert_latency_us_median")
     return _num(row, "keras_latency_us_median")
@@ -174,17 +185,19 @@ def table_markdown(table: list[dict], header: dict) -> str:
             f"{_f(train, ',.1f', 'n/a')} | {_auroc_text(row)} |"
         )
     lines += deployable_markdown(table)
+    lines += calibration_markdown(table)
     lines += [
         "",
         "## All columns",
         "",
         "| row | params (non-zero) | .keras B | .tflite B (format) | gzip B | Keras µs med / p95 | LiteRT µs med / p95 "
-        "| train s (× baseline) | AUPRC | Brier | ΔAUROC [95 % CI] | ΔAUROC vs LR | max abs vs Keras | n test |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---|---:|---:|",
+        "| train s (× baseline) | AUPRC | Brier | ECE | cal. slope / intercept | ΔAUROC [95 % CI] | ΔAUROC vs LR "
+        "| max abs vs Keras | n test |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---|---:|---:|",
     ]
     for row in table:
         if row["status"] != "ok":
-            lines.append(f"| {row['row']} | FAILED: {row['error']} |||||||||||||")
+            lines.append(f"| {row['row']} | FAILED: {row['error']} |||||||||||||||")
             continue
         nz = _num(row, "nonzero_params")
         params = _f(_num(row, "params"), ",.0f") + (f" ({nz:,.0f})" if nz is not None else "")
@@ -199,11 +212,85 @@ def table_markdown(table: list[dict], header: dict) -> str:
             f"{_f(_num(row, 'keras_latency_us_median'), ',.0f')} / {_f(_num(row, 'keras_latency_us_p95'), ',.0f')} | "
             f"{_f(_num(row, 'litert_latency_us_median'), ',.0f')} / {_f(_num(row, 'litert_latency_us_p95'), ',.0f')} | "
             f"{_f(_num(row, 'train_seconds'), ',.1f')}{ratio_text} | "
-            f"{_f(_num(row, 'auprc'), '.3f')} | {_f(_num(row, 'brier'), '.4f')} | {_diff_text(row)} | "
+            f"{_f(_num(row, 'auprc'), '.3f')} | {_f(_num(row, 'brier'), '.4f')} | {_ece_text(row)} | "
+            f"{_slope_text(row)} | {_diff_text(row)} | "
             f"{_diff_text(row, 'auroc_diff_lr', name_baseline=False)} | "
             f"{_f(_num(row, 'parity_max_abs'), '.1e')} | {_f(_num(row, 'n_test'), ',.0f')} |"
         )
     return "\n".join(lines) + "\n"
+
+
+def _ece_text(row: dict) -> str:
+    ece, sd = _num(row, "ece"), _num(row, "ece_std")
+    return _f(ece, ".3f") + (f" ± {sd:.3f}" if ece is not None and sd is not None else "")
+
+
+def _slope_text(row: dict) -> str:
+    slope, intercept = _num(row, "cal_slope"), _num(row, "cal_intercept")
+    return "–" if slope is None else f"{slope:.2f} / {intercept:+.2f}"
+
+
+def _largest_change(pairs: list[tuple[dict, dict]], col: str, fmt: str) -> tuple[float, str] | None:
+    """The largest |row - baseline| of ``col`` among ``pairs``, and its text: ``row vs base: a → b``."""
+    changes = [(abs(_num(r, col) - _num(b, col)), r, b) for r, b in pairs
+               if _num(r, col) is not None and _num(b, col) is not None]
+    if not changes:
+        return None
+    size, r, b = max(changes, key=lambda c: c[0])
+    return size, f"`{r['row']}` vs `{b['row']}`: {_num(b, col):{fmt}} → {_num(r, col):{fmt}}"
+
+
+def _calibration_verdict(pairs: list[tuple[dict, dict]]) -> str:
+    ece = _largest_change(pairs, "ece", ".3f")
+    slope = _largest_change(pairs, "cal_slope", ".2f")
+    if ece is None:
+        return "no ECE"
+    parts = [("moves ECE" if ece[0] >= CAL_ECE_SMALL else "leaves ECE about where it was")
+             + f" (largest |ΔECE| {ece[0]:.3f}, {ece[1]})"]
+    if slope is not None:
+        parts.append(("moves the slope" if slope[0] >= CAL_SLOPE_SMALL else "leaves the slope about where it was")
+                     + f" (largest |Δslope| {slope[0]:.2f}, {slope[1]})")
+    return " and ".join(parts)
+
+
+def calibration_markdown(table: list[dict]) -> list[str]:
+    """The calibration section: per model family, whether condensation (pruned and hLSTM rows vs their
+    baseline) or quantization (each int8 / dynamic file vs the float32 model it came from) moves the
+    ECE and the calibration slope; the largest change of each, computed from the table."""
+    ok = {str(r["row"]): r for r in table if r.get("status") == "ok"}
+    lines = [
+        "",
+        "## Calibration",
+        "",
+        "Do the probabilities mean what they say? ECE: the mean |observed death rate − mean predicted probability| "
+        "over 10 equal-frequency bins of predicted risk (deciles; 0 is perfect), weighted by the bins' patients. "
+        "Slope / intercept: the logistic recalibration fit logit P(death) = intercept + slope × logit(p) (slope 1, "
+        "intercept 0: calibrated; slope < 1: predictions too extreme; slope > 1: too timid). Reference scores are "
+        "not probabilities and have none. Condensation: each pruned or hLSTM row against its baseline; "
+        "quantization: each int8 / dynamic file (`… -> TFLite …`) against the float32 model it was converted from. "
+        f"A change counts as small below |ΔECE| {CAL_ECE_SMALL:g} and |Δslope| {CAL_SLOPE_SMALL:g} (a reading "
+        "convention for one test set, not a statistical test); the reliability diagrams are `calibration.png`.",
+        "",
+    ]
+    families = [(f, name) for f, name in (("lstm", "LSTM"), ("hlstm", "hLSTM"), ("dnn", "DNN"))
+                if any(r.get("family") == f for r in ok.values())]
+    for family, name in families:
+        members = [r for r in ok.values() if r.get("family") == family and _num(r, "ece") is not None]
+        text = []
+        for label, groups, unit in (("condensation", ("pruning", "hlstm"), "row"),
+                                    ("quantization", ("quantization",), "file")):
+            pairs = [(r, ok[str(r["baseline"])]) for r in members
+                     if method_group(r) in groups and str(r.get("baseline") or "") in ok]
+            if pairs:
+                count = f"{len(pairs)} {unit}{'s' if len(pairs) > 1 else ''}"
+                text.append(f"{label} ({count}) {_calibration_verdict(pairs)}")
+        bases = [r for r in members if not r.get("baseline")]
+        own = "; ".join(f"baseline `{r['row']}`: ECE {_ece_text(r)}, slope / intercept {_slope_text(r)}" for r in bases)
+        body = "; ".join(text) if text else "no condensed row with calibration numbers"
+        lines.append(f"- **{name}**" + (f" ({own})" if own else "") + f": {body}.")
+    if not families:
+        lines.append("- no model rows.")
+    return lines
 
 
 def deployable_markdown(table: list[dict]) -> list[str]:

@@ -1,7 +1,7 @@
 """The benchmark's rows, as data: :func:`plan_rows` lists every row of a profile.
 
 A row is a :class:`RowSpec`: what to make (train a model, convert a trained row's file in an
-export format, run a tfmot peer, fit the logistic regression, read a reference score) and what
+export format, run a tfmot peer, fit a peer on hand-made features, read a reference score) and what
 its AUROC is compared with. Adding a row of an existing kind is one line here; the converted
 rows come from the export format registry (:attr:`condense.export.formats.ExportFormat.bench_sources`).
 """
@@ -25,8 +25,10 @@ class RowSpec:
     """One row of the table.
 
     ``kind`` is ``"train"`` (a Keras model trained here), ``"convert"`` (a ``.tflite`` made from
-    the trained row ``source``), ``"tfmot"`` (a TensorFlow Model Optimization Toolkit peer) or
-    ``"lr"`` (the logistic regression) or ``"score"`` (a reference risk score shipped with the data,
+    the trained row ``source``), ``"tfmot"`` (a TensorFlow Model Optimization Toolkit peer),
+    ``"peer"`` (a peer on hand-made features, ``train["model"]`` one of
+    :data:`condense.train.PEER_MODELS`: the logistic regression, gradient boosting) or
+    ``"score"`` (a reference risk score shipped with the data,
     e.g. PhysioNet's SAPS-I; ``train["score"]`` names the ``Dataset.extras`` column).
     ``baseline`` names the row AUROC differences refer to.
     """
@@ -89,8 +91,10 @@ def plan_rows(profile: Profile, reference_scores: dict[str, str] | None = None) 
                             train={"peer": "prune_lstm"}, weight=1.2))
         rows.append(RowSpec("tfmot-qat-dnn", "DNN", "peer: tfmot quantization-aware training, int8", "tfmot", "dnn", "dnn",
                             train={"peer": "qat_dnn"}, weight=0.4))
-        rows.append(RowSpec("lr", "LR", "peer: logistic regression on hand-made features", "lr", "lr", "lstm",
+        rows.append(RowSpec("lr", "LR", "peer: logistic regression on hand-made features", "peer", "lr", "lstm",
                             {"model": "lr"}, weight=0.05))
+        rows.append(RowSpec("gbm", "GBM", "peer: gradient boosting (LightGBM) on hand-made features", "peer", "gbm",
+                            "lstm", {"model": "gbm"}, weight=0.1))
     for column, name in (reference_scores or {}).items():
         rows.append(RowSpec(name.lower(), name, f"reference: {name} score from the data (records that have one)",
                             "score", "score", None, {"score": column}, weight=0.01))

@@ -67,7 +67,7 @@ def input_kinds(rows: list[RowSpec], profile: Profile) -> list[str]:
     """The model input kinds the rows read (each is prepared once, by the driver)."""
     kinds = set()
     for spec in rows:
-        if spec.kind in ("train", "lr"):
+        if spec.kind in ("train", "peer"):
             kinds.add(train_config(profile, spec, 0).input_kind)
         elif spec.kind == "tfmot":
             kinds |= {"sequence", "features"}
@@ -113,7 +113,7 @@ def run_benchmark(profile: Profile, *, out_dir, seeds: int = 1, cache_dir=None, 
     check_int("seeds", seeds, 1)
     for spec in plan_rows(profile):  # a bad setting fails here, before the data is read
         for seed in range(seeds):
-            if spec.kind in ("train", "lr"):
+            if spec.kind in ("train", "peer"):
                 train_config(profile, spec, seed)
     runner = make_executor(executor, address=ray_address, workers=workers, threads=profile.threads)
     out_dir = Path(out_dir)
@@ -122,7 +122,8 @@ def run_benchmark(profile: Profile, *, out_dir, seeds: int = 1, cache_dir=None, 
         store.check_new()
     out_dir.mkdir(parents=True, exist_ok=True)
     # hidden temporary files that killed earlier runs left beside their results (models/seed*/<row>/)
-    for folder in [out_dir.parent, out_dir, *out_dir.glob("models/seed*"), *out_dir.glob("rows/seed*")]:
+    for folder in [out_dir.parent, *out_dir.parent.glob("*"), *out_dir.parent.glob("*/models/seed*/*"),
+                   *out_dir.glob("rows/seed*")]:
         if folder.is_dir():
             remove_stale_temp_files(folder)
     t0 = time.perf_counter()
@@ -260,7 +261,8 @@ class SeedTable:
         return self.results.get(row, {}).get("status") == "ok"
 
     def measure_timings(self, rows: list[RowSpec]) -> None:
-        """Keras latency of every trained model (1 thread, child process), LiteRT batched time of
+        """Keras latency of every trained model (1 thread, child process), the latency of every
+        peer on hand-made features (``peer_latency_us_*``, this process), LiteRT batched time of
         every file, then batch-1 LiteRT latency of every file in interleaved rounds: one pass,
         nothing else running, so the ratios between rows are comparable."""
         from condense.evaluate import measure
@@ -279,6 +281,9 @@ class SeedTable:
                                                 warmup=self.profile.latency_warmup,
                                                 repeats=self.profile.latency_repeats)
                     res.update(keras_latency_us_median=lat["median_us"], keras_latency_us_p95=lat["p95_us"])
+                elif spec.kind == "peer":
+                    lat = self._peer_latency(res)
+                    res.update(peer_latency_us_median=lat["median_us"], peer_latency_us_p95=lat["p95_us"])
                 if res.get("tflite_file"):
                     path = self.out_dir / res["tflite_file"]
                     x_test = self.ctx.arrays(res["latency_input"])["test"]
@@ -296,6 +301,18 @@ class SeedTable:
         for row, result in lat.items():
             self.results[row].update(litert_latency_us_median=result["median_us"],
                                      litert_latency_us_p95=result["p95_us"])
+
+    def _peer_latency(self, res: dict) -> dict:
+        """Batch-1 latency of a peer on hand-made features (LR, GBM), reloaded from its model
+        directory: ``predict_proba`` on one preprocessed test sequence, features included, in this
+        process (NumPy; LightGBM on one thread)."""
+        from condense.evaluate.measure import measure_latency
+        from condense.runs.model_dir import load_run
+
+        model, _, _ = load_run(self.out_dir / res["model_dir"])
+        x_one = self.ctx.arrays(res["input_kind"])["test"][:1]
+        return measure_latency(model.predict_proba, x_one, warmup=self.profile.latency_warmup,
+                               repeats=self.profile.latency_repeats)
 
     def add_differences(self, rows: list[RowSpec]) -> None:
         """Paired bootstrap AUROC differences: vs the row's baseline, and vs the logistic regression.

@@ -8,15 +8,17 @@ import sys
 from condense.commands.export import format_help
 from condense.commands.paths import output_file, output_folder
 from condense.export.formats import score_format_names
-from condense.train import INPUT_KIND, SELECT_CHOICES
+from condense.train import BEST_PATIENCE, INPUT_KIND, PROTOCOLS, SELECT_CHOICES
 
 
 def register(sub) -> None:
     p = sub.add_parser(
         "train",
         help="train a baseline or condensed model and write a model directory",
-        description="Train lstm | hlstm | dnn | lr on DATA and write DIR/model.keras (or model.lr.json), "
-        "DIR/preprocessing.json and DIR/manifest.json.",
+        description="Train lstm | hlstm | dnn | lr | gbm on DATA and write DIR/model.keras (or model.lr.json, "
+        "or model.gbm.txt and model.gbm.json), DIR/preprocessing.json and DIR/manifest.json. The peers lr "
+        "(logistic regression) and gbm (LightGBM, early stopping on validation AUROC) use only --seed of "
+        "the training options.",
     )
     p.add_argument("--data", default="synthetic", help="IHM folder, synthetic[:EPISODES[:SEED]] or physionet2012:PATH (default: synthetic)")
     p.add_argument("--model", required=True, choices=sorted(INPUT_KIND))
@@ -24,8 +26,15 @@ def register(sub) -> None:
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--learning-rate", type=float, default=1e-3)
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--select", choices=SELECT_CHOICES, default="last", help="last epoch (the paper) or best validation AUROC")
-    p.add_argument("--patience", type=int, default=None, help="stop when validation AUROC has not improved for this many epochs")
+    p.add_argument("--protocol", choices=sorted(PROTOCOLS), default="best",
+                   help=f"best (default): the model of the best validation epoch, stopping after {BEST_PATIENCE} "
+                        "epochs without improvement (safe on small real data); paper: the last of the epochs, as "
+                        "the paper (overfits small real cohorts)")
+    p.add_argument("--select", choices=SELECT_CHOICES, default=None,
+                   help="override the protocol's epoch selection: last epoch or best validation AUROC")
+    p.add_argument("--patience", type=int, default=None,
+                   help="override the protocol's early stopping: stop when validation AUROC has not improved for "
+                        "this many epochs")
     p.add_argument("--hlstm-hidden", choices=("gates", "input"), default="gates", help="where the hLSTM's hidden layer sits")
     p.add_argument("--prune-quantile", type=float, default=None, help="prune units below this quantile of importance (e.g. 0.25, 0.5)")
     p.add_argument("--prune-after", type=int, default=1, help="epochs before pruning (default 1, the paper's)")
@@ -83,6 +92,17 @@ def _epoch_line(args: argparse.Namespace):
     return on_epoch
 
 
+def _selection_text(result: dict) -> str:
+    """``, epoch 7 of 12 (protocol best)`` for models trained per epoch."""
+    run = len(result.get("epoch_seconds") or [])
+    if result.get("model") == "gbm" and result.get("selected_epoch"):
+        rounds = len(result.get("val_auroc_history") or [])
+        return f", boosting round {result['selected_epoch']} of {rounds} (early stopping on validation AUROC)"
+    if result.get("model") == "lr" or not run or result.get("selected_epoch") is None:
+        return ""
+    return f", epoch {result['selected_epoch']} of {run} (protocol {result['config']['protocol']})"
+
+
 def cmd_train(args: argparse.Namespace) -> int:
     from condense.runs.workflow import train_run
 
@@ -96,8 +116,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         batch_size=args.batch_size,
         learning_rate=args.learning_rate,
         seed=args.seed,
-        select=args.select,
-        patience=args.patience,
+        select=args.select or PROTOCOLS[args.protocol]["select"],
+        patience=args.patience if args.patience is not None else PROTOCOLS[args.protocol]["patience"],
         hlstm_hidden=args.hlstm_hidden,
         prune_quantile=args.prune_quantile,
         prune_after=args.prune_after,
@@ -113,7 +133,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     print(
         f"{args.model}: {result['params']:,} params, test AUROC {test['auroc']:.4f} "
         f"[{test['auroc_ci'][0]:.4f}, {test['auroc_ci'][1]:.4f}], AUPRC {test['auprc']:.4f}, "
-        f"Brier {test['brier']:.4f}, trained in {result['train_seconds']:.1f} s -> {args.out}"
+        f"Brier {test['brier']:.4f}, trained in {result['train_seconds']:.1f} s{_selection_text(result)} -> {args.out}"
     )
     return 0
 

@@ -9,6 +9,10 @@ Point estimates:
   benchmark reports it (``auc(recall, precision)`` over ``precision_recall_curve``); this is *not*
   average precision (the step-wise sum), which is typically a little lower.
 * :func:`brier` — mean squared error of the predicted probability against the 0/1 label.
+* :func:`calibration` — whether the probabilities mean what they say: the expected calibration
+  error over equal-frequency bins, the calibration slope and intercept of a logistic
+  recalibration fit, and the reliability-diagram points (mean predicted, observed rate, count
+  per bin). Point estimates only (no bootstrap).
 
 Intervals (:func:`bootstrap_ci`, :func:`paired_bootstrap_diff`, :func:`summarize`) come from
 resampling the test set with replacement (10,000 resamples by default, as the benchmark does)
@@ -34,6 +38,7 @@ every resample.
 
 from __future__ import annotations
 
+import math
 import warnings
 from typing import Iterator
 
@@ -44,6 +49,7 @@ __all__ = [
     "auroc",
     "auprc",
     "brier",
+    "calibration",
     "bootstrap_distribution",
     "bootstrap_ci",
     "paired_bootstrap_diff",
@@ -57,6 +63,13 @@ METRICS: tuple[str, ...] = ("auroc", "auprc", "brier")
 _CHUNK_ELEMENTS = 1 << 21
 #: Fraction of single-class resamples above which a warning is raised.
 _SKIP_WARN_FRACTION = 0.05
+#: Binning strategies of :func:`calibration`.
+CALIBRATION_BINNINGS: tuple[str, ...] = ("quantile", "uniform")
+#: Probabilities are clipped to [eps, 1 - eps] before the logit of the recalibration fit.
+_LOGIT_EPS = 1e-7
+#: Newton steps of the recalibration fit at most, and the step size that counts as converged.
+_FIT_MAX_ITER = 50
+_FIT_TOL = 1e-10
 
 
 # --------------------------------------------------------------------------- validation
@@ -277,6 +290,144 @@ def brier(y, p) -> float:
     return float(np.mean((p - y) ** 2))
 
 
+def _check_bins(n_bins, strategy) -> tuple[int, str]:
+    if isinstance(n_bins, bool) or not isinstance(n_bins, (int, np.integer)) or n_bins < 1:
+        raise ValueError(f"n_bins must be a whole number >= 1, got {n_bins!r}")
+    if strategy not in CALIBRATION_BINNINGS:
+        raise ValueError(f"strategy must be one of {CALIBRATION_BINNINGS}, got {strategy!r}")
+    return int(n_bins), strategy
+
+
+def _calibration_bin_of(p: np.ndarray, n_bins: int, strategy: str) -> np.ndarray:
+    """Bin index (0 .. n_bins - 1, ascending in ``p``) of every sample.
+
+    ``quantile``: the i-th smallest of n probabilities goes to bin ``floor(i * n_bins / n)``, except
+    that equal probabilities stay together, in the bin of the first of them (a bin swallowed by a
+    large tie group stays empty). ``uniform``: ``[0, 1/n_bins), ...``, the last bin closed at 1.
+    """
+    if strategy == "uniform":
+        return np.minimum((p * n_bins).astype(np.int64), n_bins - 1)
+    n = p.size
+    order = np.argsort(p, kind="stable")
+    nominal = (np.arange(n, dtype=np.int64) * n_bins) // n
+    _, first, inverse = np.unique(p[order], return_index=True, return_inverse=True)
+    bins = np.empty(n, dtype=np.int64)
+    bins[order] = nominal[first[inverse.reshape(-1)]]
+    return bins
+
+
+def _sigmoid(eta: np.ndarray) -> np.ndarray:
+    return 0.5 * (1.0 + np.tanh(0.5 * eta))  # no overflow for large |eta|
+
+
+def _recalibration_fit(y: np.ndarray, p: np.ndarray) -> tuple[float, float, str | None]:
+    """Maximum-likelihood ``(intercept, slope)`` of ``logit P(y=1) = a + b * logit(p)``, and why not.
+
+    Newton-Raphson (IRLS) from the perfectly calibrated ``(0, 1)``, halving a step that would lower
+    the log-likelihood. The maximum does not exist when every ``logit(p)`` is equal (no slope) or
+    when the predictions separate the classes (the slope grows without bound); both give NaN and
+    the reason.
+    """
+    q = np.clip(p, _LOGIT_EPS, 1.0 - _LOGIT_EPS)
+    x = np.log(q) - np.log1p(-q)
+    if np.ptp(x) == 0.0:
+        return math.nan, math.nan, "every predicted probability is the same: no slope"
+    neg, pos = x[y == 0], x[y == 1]
+    if neg.max() <= pos.min() or pos.max() <= neg.min():
+        return math.nan, math.nan, "the predictions separate the classes: the fit has no maximum"
+    design = np.column_stack([np.ones_like(x), x])
+    yf = y.astype(np.float64)
+
+    def loglik(beta):
+        eta = design @ beta
+        return float(np.sum(yf * eta - np.logaddexp(0.0, eta)))
+
+    beta = np.array([0.0, 1.0])
+    current = loglik(beta)
+    for _ in range(_FIT_MAX_ITER):
+        mu = _sigmoid(design @ beta)
+        gradient = design.T @ (yf - mu)
+        hessian = (design * (mu * (1.0 - mu))[:, None]).T @ design
+        try:
+            step = np.linalg.solve(hessian, gradient)
+        except np.linalg.LinAlgError:
+            return math.nan, math.nan, "singular information matrix in the recalibration fit"
+        scale = 1.0
+        while True:
+            trial = beta + scale * step
+            value = loglik(trial)
+            if value >= current - 1e-12 * abs(current) or scale < 1e-6:
+                break
+            scale *= 0.5
+        beta, current = trial, value
+        if np.max(np.abs(scale * step)) < _FIT_TOL * (1.0 + np.max(np.abs(beta))):
+            return float(beta[0]), float(beta[1]), None
+    return math.nan, math.nan, f"the recalibration fit did not converge in {_FIT_MAX_ITER} Newton steps"
+
+
+def calibration(y, p, *, n_bins: int = 10, strategy: str = "quantile") -> dict:
+    """Calibration of predicted probabilities: ECE, calibration slope and intercept, reliability points.
+
+    **ECE** (expected calibration error) is ``sum_k (n_k / N) * |observed rate_k - mean predicted_k|``
+    over the bins. The bins are **equal-frequency** (``strategy="quantile"``, the default: deciles of
+    predicted risk for ``n_bins=10``, as in the Hosmer-Lemeshow table) rather than equal-width:
+    mortality risks crowd near 0, so equal-width bins put most patients in the first one or two bins
+    and leave the high-risk bins with a handful of patients each; equal-frequency bins give every
+    point of the reliability diagram about ``N / n_bins`` patients, hence about the same precision.
+    Equal probabilities are never split between bins (a large tie group, as int8 files produce, can
+    leave a bin empty; empty bins are dropped). ``strategy="uniform"`` gives equal-width bins.
+
+    **Calibration slope and intercept** come from logistic recalibration: the maximum-likelihood fit
+    of ``logit P(y=1) = intercept + slope * logit(p)`` (``p`` clipped to ``[1e-7, 1 - 1e-7]``),
+    by a few Newton (IRLS) steps. Slope 1 and intercept 0 is perfect calibration; slope < 1 means
+    the predictions are too extreme (over-confident: too high for high risks, too low for low
+    risks), slope > 1 too moderate. The intercept is the one of this two-parameter fit (the
+    ``"calibration-in-the-large"``-style intercept at ``logit(p) = 0``, i.e. at p = 0.5), *not* the
+    calibration-in-the-large of a fit with the slope fixed at 1: with slope != 1 it also reflects
+    the slope. When the fit has no maximum (all ``p`` equal, or ``p`` separates the classes) both
+    are NaN and ``fit_note`` says why.
+
+    Args:
+        y: (N,) labels, 0 or 1, both classes present.
+        p: (N,) predicted probabilities of the positive class, in [0, 1].
+        n_bins: bins of the ECE and of the reliability diagram.
+        strategy: ``"quantile"`` (equal-frequency, default) or ``"uniform"`` (equal-width).
+
+    Returns:
+        ``{"ece": float, "slope": float, "intercept": float, "fit_note": str | None, "n_bins": int,
+        "strategy": str, "n": int, "reliability": {"mean_predicted": [...], "observed": [...],
+        "count": [...]}}``: plain floats / ints, the reliability lists one entry per non-empty bin in
+        ascending order of predicted risk.
+
+    Raises:
+        ValueError: bad shapes or values, probabilities outside [0, 1], a bad ``n_bins`` or
+            ``strategy``, or only one class present in ``y``.
+    """
+    n_bins, strategy = _check_bins(n_bins, strategy)
+    y = _check_labels(y)
+    p = _check_scores(p, y.size, probabilities=True)
+    _require_both_classes(y, "calibration")
+    bins = _calibration_bin_of(p, n_bins, strategy)
+    count = np.bincount(bins, minlength=n_bins)
+    kept = count > 0
+    mean_predicted = np.bincount(bins, weights=p, minlength=n_bins)[kept] / count[kept]
+    observed = np.bincount(bins, weights=y.astype(np.float64), minlength=n_bins)[kept] / count[kept]
+    count = count[kept]
+    ece = float(np.sum(count * np.abs(observed - mean_predicted)) / y.size)
+    intercept, slope, note = _recalibration_fit(y, p)
+    return {
+        "ece": ece,
+        "slope": slope,
+        "intercept": intercept,
+        "fit_note": note,
+        "n_bins": n_bins,
+        "strategy": strategy,
+        "n": int(y.size),
+        "reliability": {"mean_predicted": mean_predicted.tolist(), "observed": observed.tolist(),
+                        "count": [int(c) for c in count]},
+    }
+
+
 _POINT = {"auroc": auroc, "auprc": auprc, "brier": brier}
 
 
@@ -447,6 +598,10 @@ def paired_bootstrap_diff(
     }
 
 
+def _finite_or_none(value: float) -> float | None:
+    return value if math.isfinite(value) else None
+
+
 def summarize(y, p, *, n_resamples: int = 10_000, alpha: float = 0.05, seed: int = 0,
               probabilities: bool = True) -> dict:
     """Every test-set number a manifest or table needs, as plain JSON-serializable values.
@@ -459,11 +614,14 @@ def summarize(y, p, *, n_resamples: int = 10_000, alpha: float = 0.05, seed: int
         alpha: the intervals are at level ``1 - alpha`` (95 % by default).
         seed: bootstrap seed; AUROC and AUPRC intervals share the same resamples.
         probabilities: False for a risk score on any scale (e.g. a severity score): ranks only,
-            and ``brier`` is ``None``.
+            and ``brier`` and the calibration numbers are ``None``.
 
     Returns:
         ``{"auroc": float, "auroc_ci": [low, high], "auprc": float, "auprc_ci": [low, high],
-        "brier": float | None, "n": int, "positives": int}``.
+        "brier": float | None, "n": int, "positives": int, "ece": float | None,
+        "cal_slope": float | None, "cal_intercept": float | None}``: the last three from
+        :func:`calibration` with its defaults (10 equal-frequency bins), ``None`` where the
+        recalibration fit has no maximum.
     """
     n_resamples = _check_resamples(n_resamples, allow_zero=True)
     alpha = _check_alpha(alpha)
@@ -479,7 +637,14 @@ def summarize(y, p, *, n_resamples: int = 10_000, alpha: float = 0.05, seed: int
         "brier": brier(y, p) if probabilities else None,
         "n": int(y.size),
         "positives": int(y.sum()),
+        "ece": None,
+        "cal_slope": None,
+        "cal_intercept": None,
     }
+    if probabilities:
+        cal = calibration(y, p)
+        out.update(ece=cal["ece"], cal_slope=_finite_or_none(cal["slope"]),
+                   cal_intercept=_finite_or_none(cal["intercept"]))
     if n_resamples:
         values = _bootstrap(y, [p], ("auroc", "auprc"), n_resamples, seed)[0]
         for metric in ("auroc", "auprc"):

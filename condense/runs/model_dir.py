@@ -2,7 +2,8 @@
 
 ::
 
-    DIR/model.keras            the Keras model (or model.lr.json for the logistic regression)
+    DIR/model.keras            the Keras model (or model.lr.json for the logistic regression, or
+                               model.gbm.txt + model.gbm.json for the gradient-boosting peer)
     DIR/preprocessing.json     fitted input state (condense.data.inputs.ModelInputs)
     DIR/manifest.json          config, seed, git commit, data (resolved spec, fingerprint), timings,
                                metrics, and the sha256 and size of every file
@@ -21,7 +22,8 @@ Loading checks what it reads: the manifest's shape, the model and preprocessing 
 their recorded sha256, and a ``.tflite`` against its own hash and the hash of the model.keras it
 came from (a stale export is an error naming the command that refreshes it). Loading never
 executes code from a file: Keras models load with ``safe_mode=True`` (the custom hLSTM is
-registered by ``import condense.layers``); the logistic regression is plain JSON.
+registered by ``import condense.layers``); the logistic regression is plain JSON; the
+gradient-boosting peer is LightGBM's text format plus plain JSON.
 """
 
 from __future__ import annotations
@@ -46,6 +48,11 @@ from condense.io import atomic_path, read_json, sha256_file, write_json
 MANIFEST_FILE = "manifest.json"
 KERAS_FILE = "model.keras"
 LR_FILE = "model.lr.json"
+#: The gradient-boosting peer: LightGBM's text model, and its metadata beside it (layout, features).
+GBM_FILE = "model.gbm.txt"
+GBM_META_FILE = "model.gbm.json"
+#: Every model file a manifest's ``model_file`` may name.
+MODEL_FILES = (KERAS_FILE, LR_FILE, GBM_FILE)
 
 #: Keys every manifest written by :func:`save_run` has (older ones included).
 REQUIRED_KEYS = ("model", "seed", "files", "model_file")
@@ -88,7 +95,8 @@ def library_versions() -> dict:
     from importlib import metadata
 
     versions = {"python": platform.python_version()}
-    for dist in ("tensorflow-cpu", "tensorflow", "keras", "ai-edge-litert", "numpy", "scikit-learn", "condense"):
+    for dist in ("tensorflow-cpu", "tensorflow", "keras", "ai-edge-litert", "numpy", "scikit-learn", "lightgbm",
+                 "condense"):
         try:
             versions[dist] = metadata.version(dist)
         except metadata.PackageNotFoundError:
@@ -133,7 +141,7 @@ def _new_sibling(target: Path, kind: str) -> Path:
 
 #: What condense itself writes into a model directory (an older, interrupted run may have left
 #: these without a manifest): model files, preprocessing, exports, hidden temporary files.
-_OURS = re.compile(r"^(model\.keras|model\.lr\.json|preprocessing\.json|model\.[\w.]+\.tflite|\..*\.tmp(\.\w+)?)$")
+_OURS = re.compile(r"^(model\.keras|model\.lr\.json|model\.gbm\.(txt|json)|preprocessing\.json|model\.[\w.]+\.tflite|\..*\.tmp(\.\w+)?)$")
 
 
 def check_output_dir(out_dir) -> Path:
@@ -313,15 +321,21 @@ def save_keras_model(model, path) -> Path:
 
 
 def _write_files(folder: Path, *, model, inputs: ModelInputs, manifest: dict) -> None:
+    from condense.peers.gbm import GradientBoostingPeer
+
+    extra: tuple[str, ...] = ()
     if hasattr(model, "save") and hasattr(model, "get_weights"):
         model_file = KERAS_FILE
         save_keras_model(model, folder / model_file)
+    elif isinstance(model, GradientBoostingPeer):
+        model_file, extra = GBM_FILE, (GBM_META_FILE,)
+        model.save(folder / model_file)  # writes model.gbm.json beside it
     else:
         model_file = LR_FILE
         model.save(folder / model_file)
     inputs.save(folder / PREPROCESSING_FILE)
     manifest = dict(manifest)
-    manifest["files"] = {name: _file_entry(folder / name) for name in (model_file, PREPROCESSING_FILE)}
+    manifest["files"] = {name: _file_entry(folder / name) for name in (model_file, *extra, PREPROCESSING_FILE)}
     manifest["model_file"] = model_file
     manifest["manifest_version"] = MANIFEST_VERSION
     write_json(folder / MANIFEST_FILE, manifest)
@@ -330,7 +344,8 @@ def _write_files(folder: Path, *, model, inputs: ModelInputs, manifest: dict) ->
 def save_run(out_dir, *, model, inputs: ModelInputs, manifest: dict) -> Path:
     """Write a model directory as one unit: model file, preprocessing state, manifest with hashes.
 
-    ``model`` is a Keras model or a :class:`~condense.peers.logistic.LogisticRegressionPeer`.
+    ``model`` is a Keras model, a :class:`~condense.peers.logistic.LogisticRegressionPeer` or a
+    :class:`~condense.peers.gbm.GradientBoostingPeer`.
     Everything is written into a hidden sibling folder that then replaces ``out_dir`` whole (its
     exports, made from the previous model, go with it). Holds the directory's lock.
     """
@@ -417,7 +432,7 @@ def load_manifest(model_dir) -> dict:
     seed = manifest["seed"]
     if not isinstance(seed, int) or isinstance(seed, bool):
         raise ModelDirError(f"{path} is not a condense manifest: 'seed' is {seed!r}, not an integer")
-    if manifest["model_file"] not in (KERAS_FILE, LR_FILE):
+    if manifest["model_file"] not in MODEL_FILES:
         raise ModelDirError(f"{path} is not a condense manifest: unknown model_file {manifest['model_file']!r}")
     return manifest
 
@@ -483,7 +498,7 @@ def load_keras_model(path):
 
 
 def load_run(model_dir):
-    """(model, inputs, manifest) of a model directory; the model is Keras or the LR peer.
+    """(model, inputs, manifest) of a model directory; the model is Keras, the LR or the GBM peer.
 
     Every file read is checked: the manifest's shape, then each file loads and matches the sha256
     the manifest records (:class:`ModelDirError` naming the file otherwise).
@@ -495,7 +510,19 @@ def load_run(model_dir):
         raise ModelDirError(f"{prep} is missing: {model_dir} is not a complete model directory")
     inputs = ModelInputs.load(prep)
     model_file = manifest["model_file"]
-    if model_file == LR_FILE:
+    checked = (model_file, PREPROCESSING_FILE)
+    if model_file == GBM_FILE:
+        from condense.peers.gbm import GradientBoostingPeer
+
+        checked = (model_file, GBM_META_FILE, PREPROCESSING_FILE)
+        for name in (GBM_FILE, GBM_META_FILE):
+            if not (model_dir / name).exists():
+                raise ModelDirError(f"{model_dir / name} is missing: {model_dir} is not a complete model directory")
+        try:
+            model = GradientBoostingPeer.load(model_dir / GBM_FILE)
+        except ValueError as exc:
+            raise ModelDirError(str(exc)) from None
+    elif model_file == LR_FILE:
         from condense.peers.logistic import LogisticRegressionPeer
 
         if not (model_dir / LR_FILE).exists():
@@ -505,6 +532,6 @@ def load_run(model_dir):
         if not (model_dir / KERAS_FILE).exists():
             raise ModelDirError(f"{model_dir / KERAS_FILE} is missing: {model_dir} is not a complete model directory")
         model = load_keras_model(model_dir / KERAS_FILE)
-    for name in (model_file, PREPROCESSING_FILE):
+    for name in checked:
         check_recorded_hash(model_dir, manifest, name)
     return model, inputs, manifest

@@ -1,4 +1,4 @@
-"""Score raw arrays with a saved model in any of its formats (Keras, LR, or a .tflite export).
+"""Score raw arrays with a saved model in any of its formats (Keras, a peer, or a .tflite export).
 
 Used by ``evaluate``, ``predict`` and the benchmark, so all three score exactly the same way.
 """
@@ -18,7 +18,7 @@ class SavedModel:
 
     Args:
         model_dir: a directory written by ``condense train``.
-        fmt: ``"keras"`` (the saved Keras model, or the logistic regression) or an exported
+        fmt: ``"keras"`` (the saved Keras model, or the saved peer: LR, GBM) or an exported
             ``.tflite`` format (:mod:`condense.export.formats`; run with LiteRT).
     """
 
@@ -30,8 +30,12 @@ class SavedModel:
         self.fmt = fmt
         self._tflite = None
         if fmt != "keras":
-            if self.manifest.get("model") == "lr":
-                raise ValueError(f"{model_dir}: the logistic regression has no .tflite export; score the saved model itself (format 'keras')")
+            from condense.train import PEER_MODELS
+
+            peer = self.manifest.get("model")
+            if peer in PEER_MODELS:
+                raise ValueError(f"{model_dir}: {PEER_MODELS[peer]} has no .tflite export; score the saved model "
+                                 "itself (format 'keras')")
             path = check_export(self.model_dir, self.manifest, fmt)  # missing or stale: a clear error
             from condense.export.convert import TFLiteModel
 

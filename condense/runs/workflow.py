@@ -20,7 +20,7 @@ from condense.evaluate.metrics import summarize
 from condense.runs.model_dir import (
     check_output_dir, git_commit, library_versions, load_manifest, model_dir_lock, save_run,
 )
-from condense.train import TrainConfig, fit, fit_logistic
+from condense.train import PEER_MODELS, PRUNABLE_MODELS, TrainConfig, fit, fit_gbm, fit_logistic
 
 #: Bootstrap settings of every reported interval (the benchmark's: 10,000 resamples).
 BOOTSTRAP_RESAMPLES = 10_000
@@ -83,12 +83,20 @@ def train_on_dataset(config: TrainConfig, dataset: Dataset, *, verbose: int = 1,
     else:
         inputs, x = prepared
     y = {name: dataset.split(name).y for name in ("train", "val", "test")}
-    record = {"model": config.model, "seed": config.seed, "config": config.to_json()}
+    record = {"model": config.model, "seed": config.seed, "protocol": config.protocol, "config": config.to_json()}
     if config.model == "lr":
         model, seconds = fit_logistic(config, x["train"], y["train"], dataset.layout)
         record.update(
             params=int(model.param_count), epoch_seconds=[seconds], train_seconds=seconds,
             val_auroc_history=[], selected_epoch=1, stopped_early=False, prune=None,
+        )
+        predict = model.predict_proba
+    elif config.model == "gbm":  # early stopping on the validation split; "epochs" are boosting rounds
+        model, seconds = fit_gbm(config, x["train"], y["train"], x["val"], y["val"], dataset.layout)
+        record.update(
+            params=int(model.param_count), epoch_seconds=[seconds], train_seconds=seconds,
+            val_auroc_history=model.val_auroc_history_, selected_epoch=model.best_iteration_,
+            stopped_early=model.iterations_run_ < model.max_rounds, prune=None,
         )
         predict = model.predict_proba
     else:
@@ -126,10 +134,8 @@ def train_run(*, data: str, out_dir, strict: bool = False, cache_dir=None, verbo
         config = TrainConfig(**config_kwargs)  # validate arguments before the (slow) data load
         dataset = load_dataset(data, seed=config.seed, strict=strict, cache_dir=cache_dir, quiet=quiet)
         dataset.require_labels()  # unlabelled records or a single-class split: refused before training
-        log(
-            f"data {dataset.source}: train {len(dataset.train)}, val {len(dataset.val)}, test {len(dataset.test)} "
-            f"episodes; training {config.model} for {config.epochs} epoch(s), batch {config.batch_size}"
-        )
+        log(f"data {dataset.source}: train {len(dataset.train)}, val {len(dataset.val)}, test {len(dataset.test)} "
+            f"episodes; {_training_text(config)}")
         model, inputs, record = train_on_dataset(config, dataset, verbose=verbose, on_epoch=on_epoch)
         record.pop("p_test")
         manifest = {
@@ -140,6 +146,15 @@ def train_run(*, data: str, out_dir, strict: bool = False, cache_dir=None, verbo
         }
         save_run(out_dir, model=model, inputs=inputs, manifest=manifest)
         return load_manifest(out_dir)
+
+
+def _training_text(config: TrainConfig) -> str:
+    """What is about to be trained, and how (the protocol only where there are epochs)."""
+    if config.model not in PRUNABLE_MODELS:
+        return f"fitting {config.model}"
+    stopping = "no early stopping" if config.patience is None else f"early stopping after {config.patience}"
+    return (f"training {config.model} for {config.epochs} epoch(s), batch {config.batch_size}, protocol "
+            f"{config.protocol} ({config.select} epoch, {stopping})")
 
 
 def _training_data(manifest: dict, model_dir) -> tuple[str, str | None]:
@@ -212,8 +227,8 @@ def export_run(model_dir, fmt: str, *, calibration: int = 300, data: str | None 
     load_manifest(model_dir)  # not a model directory: say so before taking its lock
     with model_dir_lock(model_dir, create=False):
         saved = SavedModel(model_dir, "keras")
-        if saved.manifest.get("model") == "lr":
-            raise ValueError(f"{model_dir}: the logistic regression has no .tflite export")
+        if saved.manifest.get("model") in PEER_MODELS:
+            raise ValueError(f"{model_dir}: {PEER_MODELS[saved.manifest['model']]} has no .tflite export")
         _, dataset = _load_data_for(model_dir, saved.manifest, data, cache_dir=cache_dir, quiet=quiet)
         x_train = saved.inputs.transform(dataset.train.X[:calibration])
         source = Path(model_dir) / KERAS_FILE

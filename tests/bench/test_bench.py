@@ -19,7 +19,7 @@ from condense.bench.report import COLUMNS
 from condense.bench.compare import compare_tables
 from condense.io import sha256_file
 
-REAL_RUN_LR = _JobRunner._run_lr  # the smoke fixture breaks it for the module; one test needs it back
+REAL_RUN_PEER = _JobRunner._run_peer  # the smoke fixture breaks the LR for the module; one test needs it back
 EXPECTED_ROWS = [
     "lstm", "lstm-prune25", "lstm-prune50", "hlstm", "hlstm-input", "hlstm-prune50",
     "dnn", "dnn-prune25", "dnn-prune50",
@@ -28,6 +28,7 @@ EXPECTED_ROWS = [
     "lstm-dynamic", "lstm-prune25-dynamic", "lstm-prune50-dynamic", "hlstm-dynamic", "hlstm-input-dynamic",
     "hlstm-prune50-dynamic",
     "dnn-dynamic", "lstm-keras3", "lstm-keras3-int8", "tfmot-prune-dnn", "tfmot-prune-lstm", "tfmot-qat-dnn", "lr",
+    "gbm",
 ]
 
 
@@ -66,9 +67,11 @@ def smoke_run(tiny_cohort, tmp_path_factory, monkeypatch_module):
     import condense.bench.runner
 
     def broken_lr(self, spec):
-        raise RuntimeError("injected failure for the test")
+        if spec.row == "lr":
+            raise RuntimeError("injected failure for the test")
+        return REAL_RUN_PEER(self, spec)
 
-    monkeypatch_module.setattr(condense.bench.jobs._JobRunner, "_run_lr", broken_lr)
+    monkeypatch_module.setattr(condense.bench.jobs._JobRunner, "_run_peer", broken_lr)
     profile = dataclasses.replace(
         get_profile("smoke", data=str(tiny_cohort)), latency_repeats=5, latency_warmup=1,
         bootstrap_resamples=200, calibration=32,
@@ -112,10 +115,27 @@ def test_table_has_every_row_and_column(smoke_run):
             assert row[col] != "", (name, col)
         assert float(row["parity_max_abs"]) <= 1e-5
         assert float(row["auroc_low"]) <= float(row["auroc"]) <= float(row["auroc_high"])
+    for r in rows:  # calibration of every row's probabilities (one seed: no ece_std)
+        if r["status"] == "ok":
+            assert 0.0 <= float(r["ece"]) <= 1.0 and r["ece_std"] == "", r["row"]
+            assert (r["cal_slope"] == "") == (r["cal_intercept"] == ""), r["row"]
     assert by_row["lstm-prune50"]["auroc_diff"] != "" and by_row["lstm-prune50"]["baseline"] == "lstm"
     assert all(r["auroc_diff_lr"] == "" for r in rows), "the LR row failed: nothing to compare against"
     assert by_row["dnn-int8"]["tflite_format"] == "int8"
     assert int(by_row["dnn-int8"]["tflite_bytes"]) * 3 < int(by_row["dnn"]["tflite_bytes"])
+
+
+def test_gradient_boosting_row(smoke_run):
+    """The GBM peer: its booster file is its deployable form, a paired difference against its
+    baseline, and a batch-1 latency of its own (rows.json; not a Keras latency)."""
+    out_dir, _, rows = smoke_run
+    gbm = {r["row"]: r for r in rows}["gbm"]
+    assert gbm["status"] == "ok" and gbm["family"] == "gbm" and gbm["baseline"] == "lstm"
+    assert int(gbm["params"]) > 0 and gbm["auroc_diff"] != ""
+    assert int(gbm["deploy_bytes"]) == (out_dir / "models" / "seed0" / "gbm" / "model.gbm.txt").stat().st_size
+    assert gbm["keras_latency_us_median"] == "" and gbm["litert_latency_us_median"] == ""
+    [fields] = [r for r in json.loads((out_dir / "rows.json").read_text())["per_seed"][0] if r["row"] == "gbm"]
+    assert 0 < fields["peer_latency_us_median"] <= fields["peer_latency_us_p95"]
 
 
 def test_deployable_file_columns_routes_ratios_and_tflm(smoke_run):
@@ -172,7 +192,7 @@ def test_outputs_and_manifest(smoke_run, tiny_dataset):
     from sklearn.metrics import roc_auc_score
 
     out_dir, _, _ = smoke_run
-    for name in ("table.csv", "table.md", "pareto.png", "roc.png", "manifest.json"):
+    for name in ("table.csv", "table.md", "pareto.png", "roc.png", "calibration.png", "manifest.json"):
         assert (out_dir / name).stat().st_size > 0, name
     manifest = json.loads((out_dir / "manifest.json").read_text())
     for key in ("profile", "machine", "library_versions", "git_commit", "data"):
@@ -182,12 +202,14 @@ def test_outputs_and_manifest(smoke_run, tiny_dataset):
         assert sha256_file(out_dir / rel) == info["sha256"], rel
     md = (out_dir / "table.md").read_text()
     assert "## The paper's layout" in md and "FAILED: RuntimeError: injected failure" in md
+    assert "## Calibration" in md and "| ECE | cal. slope / intercept |" in md
+    assert "calibration.png" in manifest["artifacts"] and "calibration.svg" in manifest["artifacts"]
     # what decides the floating-point results is recorded (docs/reproducibility.md)
     machine = manifest["machine"]
     assert machine["cpu"] and machine["cores"] >= 1
     assert machine["onednn"].startswith(("on", "off")) and machine["tf_threads"]["intra_op"] >= 1
     assert f"oneDNN {machine['onednn']}" in md
-    assert manifest["grid"]["executor"] == "local" and manifest["grid"]["jobs"] == 13
+    assert manifest["grid"]["executor"] == "local" and manifest["grid"]["jobs"] == 14
     # every row's per-patient test scores, keyed row@seed, for condense compare's paired test
     from condense.bench.predictions import read_predictions
 
@@ -222,7 +244,7 @@ def test_reference_scores_and_differences_against_the_logistic_regression(tiny_d
     score["test"][:5] = np.nan
     data = dataclasses.replace(tiny_dataset, extras={"severity": score, "reference_scores": {"severity": "Severity"}})
     monkeypatch.setattr(condense.bench.runner, "load_dataset", lambda *args, **kwargs: data)
-    monkeypatch.setattr(condense.bench.jobs._JobRunner, "_run_lr", REAL_RUN_LR)
+    monkeypatch.setattr(condense.bench.jobs._JobRunner, "_run_peer", REAL_RUN_PEER)
     profile = dataclasses.replace(get_profile("smoke"), bootstrap_resamples=200)
     profile = dataclasses.replace(profile, latency_repeats=5, latency_warmup=1)
     out_dir, ok = run_benchmark(profile, out_dir=tmp_path / "out", only=["dnn", "lr", "severity"], quiet=True,
@@ -236,6 +258,8 @@ def test_reference_scores_and_differences_against_the_logistic_regression(tiny_d
     known = ~np.isnan(score["test"])
     assert row["row"] == "severity" and row["status"] == "ok" and row["params"] == ""
     assert int(row["n_test"]) == len(y) - 5
+    assert row["ece"] == row["cal_slope"] == row["cal_intercept"] == "", "a reference score is not a probability"
+    assert dnn["ece"] != "" and lr["ece"] != ""
     assert float(row["auroc"]) == pytest.approx(roc_auc_score(y[known], score["test"][known]), abs=1e-6)
     assert float(row["auroc_low"]) < float(row["auroc"]) < float(row["auroc_high"])
     assert "reference: Severity score from the data" in (out_dir / "table.md").read_text()

@@ -231,3 +231,64 @@ def test_write_outputs_lists_the_figures_in_its_manifest(default_table, tmp_path
     artifacts = json.loads((tmp_path / "manifest.json").read_text())["artifacts"]
     for name in figures.FIGURE_NAMES:
         assert f"{name}.png" in artifacts and f"{name}.svg" in artifacts
+
+
+# -- the calibration figure ----------------------------------------------------------------------
+def _probability_curves(table: list[dict]) -> dict:
+    """Synthetic (y, probability) per row: y drawn from a true risk, each row's p that risk sharpened or
+    softened on the logit scale by its own factor (so the rows' calibration differs)."""
+    rng = np.random.default_rng(2)
+    z = rng.normal(-2.0, 1.2, 1500)
+    y = (rng.random(z.size) < 1.0 / (1.0 + np.exp(-z))).astype(int)
+    return {r["row"]: (y, 1.0 / (1.0 + np.exp(-(0.6 + 0.8 * rng.random()) * z)))
+            for r in table if r["status"] == "ok" and figures.number(r["auroc"]) is not None}
+
+
+def test_calibration_panels_show_baseline_best_condensed_and_its_int8_file(default_table, tmp_path):
+    from condense.evaluate.metrics import calibration
+
+    curves = _probability_curves(default_table)
+    severity = {"row": "severity", "model": "Severity", "method": "reference: Severity score from the data",
+                "family": "score", "baseline": "", "status": "ok", "auroc": "0.7", "brier": ""}
+    curves["severity"] = (curves["lstm"][0], np.linspace(-3.0, 40.0, len(curves["lstm"][0])))  # not a probability
+    table = [*default_table, severity]
+    fig = figures.calibration_figure(curves, table)
+    legends = {ax.get_title(): [t.get_text() for t in ax.get_legend().get_texts()] for ax in fig.axes}
+    assert list(legends) == ["LSTM", "hLSTM", "DNN", "peers & reference scores"]
+
+    def entry(row, baseline=False):
+        c = calibration(*curves[row])
+        return f"{row}{' (baseline)' if baseline else ''}: ECE {c['ece']:.3f}, slope {c['slope']:.2f}"
+
+    def best(family):
+        rows = [r for r in default_table if r["family"] == family and r["baseline"] and " -> " not in r["method"]
+                and not r["method"].startswith("peer")]
+        return max(rows, key=lambda r: float(r["auroc"]))["row"]
+
+    assert legends["LSTM"] == [entry("lstm", True), entry(best("lstm")), entry(f"{best('lstm')}-int8")]
+    assert legends["hLSTM"] == [entry("lstm", True), entry(best("hlstm")), entry(f"{best('hlstm')}-int8")]
+    assert legends["DNN"] == [entry("dnn", True), entry(best("dnn")), entry("dnn-int8")], \
+        "no int8 file of the condensed DNN: the baseline's"
+    assert entry("lr") in legends["peers & reference scores"]
+    assert not [t for t in legends["peers & reference scores"] if t.startswith("severity")]
+    assert "severity (not a probability)" in " ".join(t.get_text() for t in fig.texts)
+    # the baseline's curve is the reliability diagram of its scores: deciles, in order of predicted risk
+    lstm_ax = fig.axes[0]
+    line = next(line for line in lstm_ax.get_lines() if line.get_label().startswith("lstm (baseline)"))
+    points = calibration(*curves["lstm"])["reliability"]
+    assert list(line.get_xdata()) == pytest.approx(points["mean_predicted"]) and len(points["count"]) == 10
+    assert list(line.get_ydata()) == pytest.approx(points["observed"])
+    assert line.get_color() == "black" and line.get_linestyle() == "--"
+    diagonal = lstm_ax.get_lines()[0]
+    assert list(diagonal.get_xdata()) == [0, 1] and list(diagonal.get_ydata()) == [0, 1]
+    assert lstm_ax.get_xlim() == lstm_ax.get_ylim()
+    # with the table's calibration columns the legend shows the table's numbers (means over seeds)
+    with_columns = [dict(r, ece="0.0123", cal_slope="0.876", cal_intercept="-0.1") for r in default_table]
+    fig = figures.calibration_figure(curves, with_columns)
+    assert fig.axes[0].get_legend().get_texts()[0].get_text() == "lstm (baseline): ECE 0.012, slope 0.88"
+    written = figures.write_calibration(curves, table, tmp_path / "calibration.png")
+    assert [p.name for p in written] == ["calibration.png", "calibration.svg"]
+    for path in written:
+        assert path.stat().st_size > 1000, path
+    assert written[0].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "<dc:date>" not in written[1].read_text()

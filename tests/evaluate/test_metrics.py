@@ -235,10 +235,11 @@ def test_paired_diff_detects_a_better_model_on_the_same_resamples():
 def test_summarize_returns_plain_json_ready_values():
     y, p = cohort(300, 13)
     out = summarize(y, p, n_resamples=500, seed=0)
-    assert set(out) == {"auroc", "auroc_ci", "auprc", "auprc_ci", "brier", "n", "positives"}
+    assert set(out) == {"auroc", "auroc_ci", "auprc", "auprc_ci", "brier", "n", "positives",
+                        "ece", "cal_slope", "cal_intercept"}
     assert type(out["n"]) is int and out["n"] == 300
     assert type(out["positives"]) is int and out["positives"] == int(y.sum())
-    for key in ("auroc", "auprc", "brier"):
+    for key in ("auroc", "auprc", "brier", "ece", "cal_slope", "cal_intercept"):
         assert type(out[key]) is float
     for key in ("auroc", "auprc"):
         low, high = out[f"{key}_ci"]
@@ -260,5 +261,6 @@ def test_summarize_without_bootstrap_and_its_validation():
         summarize(y, p * 3, n_resamples=0)
     score = summarize(y, p * 3 - 7, n_resamples=0, probabilities=False)  # a risk score: ranks only
     assert score["auroc"] == auroc(y, p) and score["brier"] is None
+    assert score["ece"] is None and score["cal_slope"] is None and score["cal_intercept"] is None
     with pytest.raises(ValueError, match=r"n_resamples must be a whole number, got 10.5"):
         summarize(y, p, n_resamples=10.5)
