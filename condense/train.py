@@ -35,7 +35,12 @@ PROTOCOLS = {
     "best": {"select": "best", "patience": BEST_PATIENCE},
     "paper": {"select": "last", "patience": None},
 }
+#: Distillation defaults (:mod:`condense.distill`; chosen on validation, docs/distillation.md).
+DEFAULT_ALPHA = 0.5
+DEFAULT_TEMPERATURE = 1.0
+DEFAULT_FOLDS = 5
 PRUNABLE_MODELS = ("lstm", "hlstm", "dnn")
+RECURRENT_MODELS = ("lstm", "hlstm")
 MAX_SEED = 2**32 - 1  # what numpy's and TensorFlow's seeding accept
 PREDICT_BATCH = 256
 
@@ -55,6 +60,18 @@ class TrainConfig:
     prune_quantile: float | None = None
     prune_after: int = 1
     prune_criterion: str = "mean_abs"
+    #: append the hours since each variable was last observed to a recurrent model's input
+    #: (:mod:`condense.data.gaps`)
+    time_since_last: bool = False
+    #: knowledge distillation (:mod:`condense.distill`): teacher model directories, or peers
+    #: fitted here on the same data (``"peer:gbm"``, ``"peer:lr"``); the student learns from
+    #: ``alpha * label + (1 - alpha) * teachers' mean probability`` (softened by ``temperature``)
+    teachers: tuple[str, ...] = ()
+    distill_alpha: float = DEFAULT_ALPHA
+    distill_temperature: float = DEFAULT_TEMPERATURE
+    #: out-of-fold teacher predictions on the training split from this many folds (0: the
+    #: teachers score the records they were fitted on)
+    teacher_folds: int = DEFAULT_FOLDS
 
     def __post_init__(self):
         """Check every field now, not after an epoch: a ``ValueError`` naming the argument."""
@@ -67,10 +84,30 @@ class TrainConfig:
         if self.patience is not None:
             check_int("patience", self.patience, 1)
         check_int("prune_after", self.prune_after, 1)
+        self._check_distillation()
+        if not isinstance(self.time_since_last, bool):
+            raise invalid_argument("time_since_last", "True or False", self.time_since_last)
+        if self.time_since_last and self.model not in RECURRENT_MODELS:
+            raise ValueError(f"Argument `time_since_last` applies to models {RECURRENT_MODELS}, not to "
+                             f"model={self.model!r}; got time_since_last=True.")
         if self.model in PRUNABLE_MODELS:
             self._check_keras_model()
         else:
             self._check_not_pruned()
+
+    def _check_distillation(self) -> None:
+        if isinstance(self.teachers, str) or not all(isinstance(t, str) and t for t in self.teachers):
+            raise invalid_argument("teachers", "a sequence of model directories or peer names", self.teachers)
+        self.teachers = tuple(self.teachers)
+        if not (isinstance(self.distill_alpha, (int, float)) and not isinstance(self.distill_alpha, bool)
+                and 0.0 <= self.distill_alpha <= 1.0):
+            raise invalid_argument("distill_alpha", "a number in [0, 1]", self.distill_alpha)
+        check_positive("distill_temperature", self.distill_temperature)
+        if self.teacher_folds != 0:
+            check_int("teacher_folds", self.teacher_folds, 2)
+        if self.teachers and self.model not in PRUNABLE_MODELS:
+            raise ValueError(f"Argument `teachers` applies to the Keras models {PRUNABLE_MODELS} (students), not "
+                             f"to model={self.model!r}; got teachers={list(self.teachers)!r}.")
 
     def _check_not_pruned(self) -> None:
         for name, default in (("prune_quantile", None), ("prune_criterion", "mean_abs")):
@@ -97,7 +134,13 @@ class TrainConfig:
 
     @property
     def input_kind(self) -> str:
-        return INPUT_KIND[self.model]
+        """The input key the model reads (:func:`condense.data.inputs.input_key`): its family's
+        kind, with ``+since_last`` when :attr:`time_since_last`."""
+        return INPUT_KIND[self.model] + ("+since_last" if self.time_since_last else "")
+
+    @property
+    def distilled(self) -> bool:
+        return bool(self.teachers)
 
     @property
     def protocol(self) -> str:
@@ -108,7 +151,16 @@ class TrainConfig:
         return "custom"
 
     def to_json(self) -> dict:
-        return {**asdict(self), "protocol": self.protocol}
+        return {**asdict(self), "teachers": list(self.teachers), "protocol": self.protocol}
+
+    @classmethod
+    def from_json(cls, record: dict) -> "TrainConfig":
+        """The configuration :meth:`to_json` wrote (derived keys dropped; fields added since default)."""
+        names = {f for f in cls.__dataclass_fields__}
+        values = {k: v for k, v in record.items() if k in names}
+        if "teachers" in values:
+            values["teachers"] = tuple(values["teachers"])
+        return cls(**values)
 
 
 @dataclass
@@ -170,7 +222,7 @@ def build_model(config: TrainConfig, input_shape: tuple[int, ...]):
     """The model ``config.model`` describes, sized from the data's ``input_shape``."""
     from condense import models
 
-    kwargs = {"timesteps": input_shape[0]} if config.input_kind == "sequence" else {}
+    kwargs = {"timesteps": input_shape[0]} if config.input_kind.startswith("sequence") else {}
     if config.model == "hlstm":
         kwargs["hidden"] = config.hlstm_hidden
     return models.build_model(config.model, input_shape[-1], **kwargs)
@@ -236,7 +288,8 @@ def fit(
 
     Args:
         config: the run's :class:`TrainConfig` (``model`` must not be a peer, :data:`PEER_MODELS`).
-        x_train, y_train, x_val, y_val: model inputs and 0/1 labels.
+        x_train, y_train, x_val, y_val: model inputs and 0/1 labels (``y_train`` may hold soft
+            targets in [0, 1]: a distilled student's, :mod:`condense.distill`).
         verbose: Keras progress output (1 bar, 2 one line per epoch, 0 silent).
         on_epoch: optional ``f(epoch, seconds, loss, val_auroc)`` called after each epoch.
         model: an already built (e.g. user-supplied) model to train instead of a new one.

@@ -125,7 +125,8 @@ def _ray_job(job: Job, profile, data_record: dict, dataset, prepared, threads: i
 
 
 class RayExecutor:
-    """Every job a Ray task declaring 1 CPU (training runs with ``threads`` TensorFlow threads).
+    """Every job a Ray task declaring ``threads`` CPUs (its training runs with that many TensorFlow
+    threads; 1 by default).
 
     ``address``: a running cluster (``ray start --head`` prints it; ``"auto"`` finds a local
     one); None starts a private local cluster of ``workers`` CPUs for this run. ``workers``:
@@ -164,7 +165,7 @@ class RayExecutor:
             capacity = self.workers or max(1, int(ray.cluster_resources().get("CPU", 1)))
             progress.say(f"ray: {capacity} job(s) at a time on {ray.cluster_resources().get('CPU', 0):g} CPU(s)")
             dataset_ref, prepared_ref = ray.put(ctx.dataset), ray.put(ctx.prepared)  # the data goes once
-            task = ray.remote(num_cpus=1, max_retries=0)(_ray_job)
+            task = ray.remote(num_cpus=self.threads, max_retries=0)(_ray_job)  # as many CPUs as TF threads
             queue = list(jobs)
             while queue or pending:
                 while queue and len(pending) < capacity:

@@ -46,7 +46,8 @@ OTHER_MARKER = "P"
 #: Panels of the ROC figure: (group, title).
 ROC_PANELS = (("lstm", "LSTM"), ("hlstm", "hLSTM"), ("dnn", "DNN"), ("peer", "peers & reference scores"))
 #: Groups of the summary figure, in order: (group, heading).
-METHODS = (("pruning", "pruning"), ("hlstm", "hLSTM"), ("quantization", "quantization (.tflite files)"),
+METHODS = (("pruning", "pruning"), ("hlstm", "hLSTM"), ("distillation", "distillation"),
+           ("quantization", "quantization (.tflite files)"),
            ("peer", "peers"), ("other", "other"))
 #: Colours of the curves within one ROC panel (tab10 without its grey, then tab20's light shades).
 CURVE_COLOURS = ("tab:blue", "tab:orange", "tab:green", "tab:red", "tab:purple", "tab:brown", "tab:pink",
@@ -116,12 +117,14 @@ def root(row: dict, by_name: dict[str, dict]) -> str:
 
 
 def method_group(row: dict) -> str:
-    """The summary's group of a condensed row: pruning, hLSTM, quantization, peers (or other)."""
+    """The summary's group of a condensed row: pruning, hLSTM, distillation, quantization, peers (or other)."""
     method = str(row.get("method") or "")
     if is_peer(row):
         return "peer"
     if " -> " in method:
         return "quantization"
+    if "distilled" in method:
+        return "distillation"
     if row.get("family") == "hlstm":
         return "hlstm"
     return "pruning" if "prun" in method else "other"
@@ -510,7 +513,7 @@ def calibration_rows(names: Sequence[str], table: Sequence[dict]) -> dict[str, t
         if group == "peer":
             panels[group] = (refs, [n for n in members if n not in refs])
             continue
-        condensed = [n for n in members if n not in refs and method_group(by_name.get(n, {})) in ("pruning", "hlstm")]
+        condensed = [n for n in members if n not in refs and method_group(by_name.get(n, {})) in ("pruning", "hlstm", "distillation")]
         best = max(condensed, key=lambda n: (number(by_name.get(n, {}).get("auroc")) or -1.0, -order.get(n, 0)),
                    default=None)
         files = [n for n in members if method_group(by_name.get(n, {})) == "quantization"]

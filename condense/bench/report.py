@@ -32,6 +32,7 @@ COLUMNS = (
     "auroc", "auroc_low", "auroc_high", "auroc_std", "auprc", "auprc_std", "brier", "brier_std",
     "ece", "ece_std", "cal_slope", "cal_intercept",
     "auroc_diff", "auroc_diff_low", "auroc_diff_high", "auroc_diff_lr", "auroc_diff_lr_low", "auroc_diff_lr_high",
+    "auroc_diff_gbm", "auroc_diff_gbm_low", "auroc_diff_gbm_high",
     "parity_max_abs", "n_test", "seeds",
     "route", "litert_batch_us", "latency_ratio", "file_ratio", "tflm_arena_bytes", "tflm_max_abs", "tflm_note",
     "cell_state_max_abs", "p_ties",
@@ -192,12 +193,12 @@ def table_markdown(table: list[dict], header: dict) -> str:
         "",
         "| row | params (non-zero) | .keras B | .tflite B (format) | gzip B | Keras µs med / p95 | LiteRT µs med / p95 "
         "| train s (× baseline) | AUPRC | Brier | ECE | cal. slope / intercept | ΔAUROC [95 % CI] | ΔAUROC vs LR "
-        "| max abs vs Keras | n test |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---|---:|---:|",
+        "| ΔAUROC vs GBM | max abs vs Keras | n test |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---|---|---:|---:|",
     ]
     for row in table:
         if row["status"] != "ok":
-            lines.append(f"| {row['row']} | FAILED: {row['error']} |||||||||||||||")
+            lines.append(f"| {row['row']} | FAILED: {row['error']} ||||||||||||||||")
             continue
         nz = _num(row, "nonzero_params")
         params = _f(_num(row, "params"), ",.0f") + (f" ({nz:,.0f})" if nz is not None else "")
@@ -215,6 +216,7 @@ def table_markdown(table: list[dict], header: dict) -> str:
             f"{_f(_num(row, 'auprc'), '.3f')} | {_f(_num(row, 'brier'), '.4f')} | {_ece_text(row)} | "
             f"{_slope_text(row)} | {_diff_text(row)} | "
             f"{_diff_text(row, 'auroc_diff_lr', name_baseline=False)} | "
+            f"{_diff_text(row, 'auroc_diff_gbm', name_baseline=False)} | "
             f"{_f(_num(row, 'parity_max_abs'), '.1e')} | {_f(_num(row, 'n_test'), ',.0f')} |"
         )
     return "\n".join(lines) + "\n"
@@ -277,7 +279,7 @@ def calibration_markdown(table: list[dict]) -> list[str]:
     for family, name in families:
         members = [r for r in ok.values() if r.get("family") == family and _num(r, "ece") is not None]
         text = []
-        for label, groups, unit in (("condensation", ("pruning", "hlstm"), "row"),
+        for label, groups, unit in (("condensation", ("pruning", "hlstm", "distillation"), "row"),
                                     ("quantization", ("quantization",), "file")):
             pairs = [(r, ok[str(r["baseline"])]) for r in members
                      if method_group(r) in groups and str(r.get("baseline") or "") in ok]

@@ -16,8 +16,12 @@ from condense.export.formats import FORMATS
 RECURRENT = ("lstm", "hlstm")
 #: The row whose LiteRT latency every file's latency ratio refers to (the baseline LSTM's float32 file).
 LATENCY_REFERENCE = "lstm"
-#: Every model row also gets a paired AUROC difference against this row (the LR peer).
-PAIRED_REFERENCE = "lr"
+#: Every model row also gets paired AUROC differences against these peers: {row: column prefix}
+#: (the logistic regression, and gradient boosting, the strongest tabular peer).
+PAIRED_REFERENCES = {"lr": "auroc_diff_lr", "gbm": "auroc_diff_gbm"}
+#: The teacher of the distilled row (:mod:`condense.distill`): the gradient-boosting peer, refitted
+#: on folds of the training split inside the job, so that the job needs no other row.
+DISTILL_TEACHER = "peer:gbm"
 
 
 @dataclass(frozen=True)
@@ -67,6 +71,12 @@ def plan_rows(profile: Profile, reference_scores: dict[str, str] | None = None) 
     for q in profile.hlstm_quantiles:
         rows.append(RowSpec(f"hlstm-prune{_q(q)}", "hLSTM", f"hLSTM + channel pruning q={q:g}", "train", "hlstm", "lstm",
                             {"model": "hlstm", "hlstm_hidden": "gates", "prune_quantile": q}, weight=0.7))
+    if profile.peers and profile.hlstm_quantiles:  # the teacher is the gradient-boosting peer, cross-fitted in the job
+        q = max(profile.hlstm_quantiles)
+        rows.append(RowSpec(f"hlstm-prune{_q(q)}-distill", "hLSTM",
+                            f"hLSTM + channel pruning q={q:g}, distilled from gradient boosting", "train", "hlstm",
+                            f"hlstm-prune{_q(q)}", {"model": "hlstm", "hlstm_hidden": "gates", "prune_quantile": q,
+                                                    "teachers": (DISTILL_TEACHER,)}, weight=0.8))
     rows.append(RowSpec("dnn", "DNN", "baseline (256-128-64)", "train", "dnn", None, {"model": "dnn"}, weight=0.2))
     for q in profile.dnn_quantiles:
         rows.append(RowSpec(f"dnn-prune{_q(q)}", "DNN", f"channel pruning q={q:g} after epoch {profile.prune_after}",

@@ -29,7 +29,7 @@ import numpy as np
 from condense.bench.executors import GridProgress, make_executor
 from condense.bench.jobs import Job, JobContext, JobResult, error_text, plan_jobs, train_config
 from condense.bench.profiles import Profile, profile_from_json
-from condense.bench.rows import LATENCY_REFERENCE, PAIRED_REFERENCE, RowSpec, plan_rows
+from condense.bench.rows import LATENCY_REFERENCE, PAIRED_REFERENCES, RowSpec, plan_rows
 from condense.bench.store import RunStore, RunStoreError
 from condense.checks import check_int
 from condense.data import Dataset, load_dataset
@@ -315,17 +315,18 @@ class SeedTable:
                                repeats=self.profile.latency_repeats)
 
     def add_differences(self, rows: list[RowSpec]) -> None:
-        """Paired bootstrap AUROC differences: vs the row's baseline, and vs the logistic regression.
+        """Paired bootstrap AUROC differences: vs the row's baseline, and vs the feature peers (the
+        logistic regression, gradient boosting).
 
         The second is the honest test on real data: a deep row is worth deploying only if it beats
-        the LR peer on the same patients.
+        the peers a careful practitioner would otherwise use, on the same patients.
         """
         paired = {s.row for s in rows if s.kind != "score" and self._ok(s.row) and s.row in self.scores}
         for spec in rows:
             res = self.results[spec.row]
             if spec.row not in paired:
                 continue
-            for ref, prefix in ((spec.baseline, "auroc_diff"), (PAIRED_REFERENCE, "auroc_diff_lr")):
+            for ref, prefix in ((spec.baseline, "auroc_diff"), *PAIRED_REFERENCES.items()):
                 if ref and ref != spec.row and ref in paired:
                     res.update(self._paired_diff(ref, spec.row, prefix))
             base = self.results.get(spec.baseline or "", {})

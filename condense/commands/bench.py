@@ -20,7 +20,8 @@ def register(sub) -> None:
     )
     b.add_argument("--profile", choices=sorted(PROFILES), default=None, help="how big a run (default: default)")
     b.add_argument("--data", default=None, help="override the profile's data (IHM folder, synthetic[:N[:SEED]], physionet2012:PATH)")
-    b.add_argument("--seeds", type=int, default=1, help="run every row with seeds 0..N-1; metrics become mean and std")
+    b.add_argument("--seeds", type=int, default=None,
+                   help="run every row with seeds 0..N-1 (default 1); metrics become mean and std")
     b.add_argument("--epochs", type=int, default=None, help="override the profile's epochs")
     b.add_argument("--batch-size", type=int, default=None, help="override the profile's batch size")
     b.add_argument("--select", choices=("last", "best"), default=None, help="override epoch selection")
@@ -61,7 +62,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
     grid = dict(cache_dir=args.cache_dir, quiet=args.quiet, executor=args.executor, ray_address=args.ray_address,
                 workers=args.workers)
     if args.resume is not None:
-        given = [name for name in RUN_SETTINGS if getattr(args, name) not in (None, 1 if name == "seeds" else None)]
+        given = [name for name in RUN_SETTINGS if getattr(args, name) is not None]
         if given:
             flags = ", ".join("--" + name.replace("_", "-") for name in given)
             raise ValueError(f"--resume takes the run's settings from {args.resume}/rows/plan.json; drop {flags}")
@@ -71,7 +72,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
                               batch_size=args.batch_size, select=args.select, patience=args.patience)
         out = Path(args.out) if args.out else Path("benchmarks/results") / f"{profile.name}-{time.strftime('%Y%m%d-%H%M%S')}"
         rows = [r.strip() for r in args.rows.split(",") if r.strip()] if args.rows else None
-        out_dir, ok = run_benchmark(profile, out_dir=out, seeds=args.seeds, only=rows, **grid)
+        out_dir, ok = run_benchmark(profile, out_dir=out, seeds=1 if args.seeds is None else args.seeds,
+                                    only=rows, **grid)
     print((out_dir / "table.md").read_text(encoding="utf-8"))
     if not ok:
         print("some rows failed (see the table); exit code 1")

@@ -8,7 +8,9 @@ import sys
 from condense.commands.export import format_help
 from condense.commands.paths import output_file, output_folder
 from condense.export.formats import score_format_names
-from condense.train import BEST_PATIENCE, INPUT_KIND, PROTOCOLS, SELECT_CHOICES
+from condense.train import (
+    BEST_PATIENCE, DEFAULT_ALPHA, DEFAULT_FOLDS, DEFAULT_TEMPERATURE, INPUT_KIND, PROTOCOLS, SELECT_CHOICES,
+)
 
 
 def register(sub) -> None:
@@ -39,6 +41,20 @@ def register(sub) -> None:
     p.add_argument("--prune-quantile", type=float, default=None, help="prune units below this quantile of importance (e.g. 0.25, 0.5)")
     p.add_argument("--prune-after", type=int, default=1, help="epochs before pruning (default 1, the paper's)")
     p.add_argument("--prune-criterion", default="mean_abs", help="unit importance criterion: mean_abs (default, the paper), or any name of condense.prune.CRITERIA (docs/pruning.md)")
+    p.add_argument("--time-since-last", action="store_true",
+                   help="lstm/hlstm: add one input channel per variable, the hours since it was last observed "
+                        "(GRU-D style; docs/distillation.md has the measurement)")
+    d = p.add_argument_group("knowledge distillation (lstm, hlstm, dnn students; docs/distillation.md)")
+    d.add_argument("--teacher", action="append", default=[], metavar="DIR", dest="teachers",
+                   help="a trained model directory (any model, same data and --seed), or peer:gbm / peer:lr to fit "
+                        "that peer here; repeat for several teachers (their probabilities are averaged)")
+    d.add_argument("--distill-alpha", type=float, default=DEFAULT_ALPHA,
+                   help=f"weight of the labels in the target, 1 - alpha on the teachers (default {DEFAULT_ALPHA:g})")
+    d.add_argument("--distill-temperature", type=float, default=DEFAULT_TEMPERATURE,
+                   help=f"soften the teachers' probabilities: sigmoid(logit(p) / T) (default {DEFAULT_TEMPERATURE:g})")
+    d.add_argument("--teacher-folds", type=int, default=DEFAULT_FOLDS,
+                   help=f"refit each teacher on {DEFAULT_FOLDS} folds of the training split so that it scores only "
+                        "records it has not seen (default); 0: the teacher as saved, scoring its own training records")
     p.add_argument("--strict", action="store_true", help="stop at the first bad input cell")
     p.add_argument("--cache-dir", default=None)
     p.add_argument("--quiet", action="store_true")
@@ -100,7 +116,11 @@ def _selection_text(result: dict) -> str:
         return f", boosting round {result['selected_epoch']} of {rounds} (early stopping on validation AUROC)"
     if result.get("model") == "lr" or not run or result.get("selected_epoch") is None:
         return ""
-    return f", epoch {result['selected_epoch']} of {run} (protocol {result['config']['protocol']})"
+    text = f", epoch {result['selected_epoch']} of {run} (protocol {result['config']['protocol']})"
+    distillation = result.get("distillation")
+    if distillation:
+        text += f", distilled (teachers' train AUROC {distillation['teacher_train_auroc']:.4f})"
+    return text
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -122,6 +142,11 @@ def cmd_train(args: argparse.Namespace) -> int:
         prune_quantile=args.prune_quantile,
         prune_after=args.prune_after,
         prune_criterion=args.prune_criterion,
+        time_since_last=args.time_since_last,
+        teachers=tuple(args.teachers),
+        distill_alpha=args.distill_alpha,
+        distill_temperature=args.distill_temperature,
+        teacher_folds=args.teacher_folds,
         strict=args.strict,
         cache_dir=args.cache_dir,
         verbose=0 if args.quiet or on_epoch is not None else 1,

@@ -10,6 +10,11 @@ Two input kinds:
   (the LSTM and hLSTM input);
 * ``"features"`` — per channel, the mean over the bins where it was observed, computed on the
   standardized tensor (the DNN input, (N, C)).
+
+Optional extra channels (``extras``, sequence inputs only): ``"since_last"`` appends, per
+variable, the time since it was last observed (:mod:`condense.data.gaps`). An input *key*
+names a kind with its extras (``"sequence"``, ``"sequence+since_last"``): what a training
+configuration asks for and what the benchmark prepares once per key.
 """
 
 from __future__ import annotations
@@ -18,12 +23,31 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from condense.data.gaps import SINCE_LAST, since_last_channels, since_last_names
 from condense.data.layout import ChannelLayout
 from condense.data.preprocessing import Normalizer, dnn_features
 from condense.io import read_json, write_json
 
 INPUT_KINDS = ("sequence", "features")
 PREPROCESSING_FILE = "preprocessing.json"
+#: Extra channels a sequence input can carry, appended after the layout's channels in this order.
+EXTRAS = (SINCE_LAST,)
+
+
+def input_key(kind: str, extras=()) -> str:
+    """``"sequence"`` or ``"sequence+since_last"``: a kind and its extras as one name."""
+    return "+".join((kind, *extras))
+
+
+def parse_input_key(key: str) -> tuple[str, tuple[str, ...]]:
+    """The inverse of :func:`input_key`; raises ``ValueError`` on an unknown kind or extra."""
+    kind, *extras = str(key).split("+")
+    if kind not in INPUT_KINDS:
+        raise ValueError(f"input kind must be one of {INPUT_KINDS}, got {kind!r} (in input key {key!r})")
+    unknown = [e for e in extras if e not in EXTRAS]
+    if unknown:
+        raise ValueError(f"unknown extra input channel(s) {unknown} in input key {key!r}; known: {EXTRAS}")
+    return kind, tuple(extras)
 
 
 @dataclass
@@ -36,26 +60,51 @@ class ModelInputs:
         normalizer: the fitted :class:`~condense.data.preprocessing.Normalizer`.
         source: the data source's own fitted state (e.g. PhysioNet 2012 imputation and outlier
             limits), needed to discretize new records the same way; empty for the IHM layout.
+        extras: extra channels appended to a sequence input (:data:`EXTRAS`), computed from the
+            raw tensor's masks; nothing is fitted for them.
     """
 
     kind: str
     layout: ChannelLayout
     normalizer: Normalizer
     source: dict = field(default_factory=dict)
+    extras: tuple[str, ...] = ()
 
     def __post_init__(self):
-        if self.kind not in INPUT_KINDS:
-            raise ValueError(f"input kind must be one of {INPUT_KINDS}, got {self.kind!r}")
+        self.extras = tuple(self.extras)
+        parse_input_key(input_key(self.kind, self.extras))
+        if self.extras and self.kind != "sequence":
+            raise ValueError(f"extra channels {self.extras} apply to sequence inputs, not to {self.kind!r}")
+        if SINCE_LAST in self.extras and not self.layout.mask_channels:
+            raise ValueError(f"layout {self.layout.name!r} has no mask channels: no {SINCE_LAST} channels")
+
+    @property
+    def key(self) -> str:
+        """The input key (:func:`input_key`)."""
+        return input_key(self.kind, self.extras)
+
+    @property
+    def width(self) -> int:
+        """Channels of the model input: the layout's, plus one per mask channel for ``since_last``."""
+        extra = len(self.layout.mask_channels) if SINCE_LAST in self.extras else 0
+        return self.layout.width + extra
+
+    @property
+    def channel_names(self) -> tuple[str, ...]:
+        names = tuple(self.layout.names)
+        return names + since_last_names(self.layout) if SINCE_LAST in self.extras else names
 
     @classmethod
     def fit(cls, kind: str, X_train: np.ndarray, layout: ChannelLayout, *, robust: bool = False, source=None):
-        """Fit the normalizer on the training tensor ``X_train`` (N, T, C) only.
+        """Fit the normalizer on the training tensor ``X_train`` (N, T, C) only; ``kind`` is an
+        input kind or key (``"sequence+since_last"``).
 
         Raises ``ValueError`` naming the channel when the training data gives a non-finite
         statistic (see :meth:`Normalizer.fit`).
         """
+        kind, extras = parse_input_key(kind)
         normalizer = Normalizer.for_layout(layout, robust=robust).fit(X_train)
-        return cls(kind=kind, layout=layout, normalizer=normalizer, source=dict(source or {}))
+        return cls(kind=kind, layout=layout, normalizer=normalizer, source=dict(source or {}), extras=extras)
 
     def transform(self, X: np.ndarray) -> np.ndarray:
         """Raw (N, T, C) tensor -> the model's float32 input."""
@@ -67,18 +116,23 @@ class ModelInputs:
         Z = self.normalizer.transform(X)
         if self.kind == "features":
             return dnn_features(Z, self.layout)
+        if SINCE_LAST in self.extras:
+            Z = np.concatenate([Z, since_last_channels(X, self.layout)], axis=-1)
         return Z.astype(np.float32, copy=False)
 
     def input_shape(self, timesteps: int) -> tuple[int, ...]:
-        return (timesteps, self.layout.width) if self.kind == "sequence" else (self.layout.width,)
+        return (timesteps, self.width) if self.kind == "sequence" else (self.layout.width,)
 
     def to_json(self) -> dict:
-        return {
+        record = {
             "kind": self.kind,
             "layout": self.layout.to_json(),
             "normalizer": self.normalizer.to_json(),
             "source": self.source,
         }
+        if self.extras:  # written only when used: files of models without extras stay as they were
+            record["extras"] = list(self.extras)
+        return record
 
     @classmethod
     def from_json(cls, obj: dict) -> "ModelInputs":
@@ -87,6 +141,7 @@ class ModelInputs:
             layout=ChannelLayout.from_json(obj["layout"]),
             normalizer=Normalizer.from_json(obj["normalizer"]),
             source=obj.get("source", {}),
+            extras=tuple(obj.get("extras", ())),
         )
 
     def save(self, path) -> None:

@@ -67,13 +67,15 @@ def score_metrics(y: np.ndarray, p: np.ndarray, seed: int) -> dict:
     return summarize(y, p, n_resamples=BOOTSTRAP_RESAMPLES, seed=seed)
 
 
-def train_on_dataset(config: TrainConfig, dataset: Dataset, *, verbose: int = 1, on_epoch=None, prepared=None):
+def train_on_dataset(config: TrainConfig, dataset: Dataset, *, verbose: int = 1, on_epoch=None, prepared=None,
+                     log=None):
     """Train one model on a loaded dataset; returns (model, inputs, record) without writing.
 
     ``record`` is the manifest body: config, params, timings, selection, pruning, metrics and
     the test-set probabilities under ``"p_test"`` (dropped before writing the manifest).
     ``prepared``: ``(inputs, arrays)`` of :func:`fit_inputs` / :func:`prepared_splits` for the
     config's input kind, when the caller already made them (the benchmark prepares each kind once).
+    ``log(message)`` reports the distillation teachers (:mod:`condense.distill`), if any.
     """
     from condense.evaluate.measure import param_count
 
@@ -100,7 +102,13 @@ def train_on_dataset(config: TrainConfig, dataset: Dataset, *, verbose: int = 1,
         )
         predict = model.predict_proba
     else:
-        result = fit(config, x["train"], y["train"], x["val"], y["val"], verbose=verbose, on_epoch=on_epoch)
+        y_fit = y["train"]
+        if config.distilled:  # the student learns from the labels mixed with its teachers' probabilities
+            from condense.distill import distill_targets, teacher_probabilities
+
+            p_teacher, record["distillation"] = teacher_probabilities(config, dataset, prepared=(inputs, x), log=log)
+            y_fit = distill_targets(y_fit, p_teacher, config.distill_alpha, config.distill_temperature)
+        result = fit(config, x["train"], y_fit, x["val"], y["val"], verbose=verbose, on_epoch=on_epoch)
         model = result.model
         record.update(
             params=param_count(model), epoch_seconds=result.epoch_seconds, train_seconds=result.train_seconds,
@@ -136,7 +144,7 @@ def train_run(*, data: str, out_dir, strict: bool = False, cache_dir=None, verbo
         dataset.require_labels()  # unlabelled records or a single-class split: refused before training
         log(f"data {dataset.source}: train {len(dataset.train)}, val {len(dataset.val)}, test {len(dataset.test)} "
             f"episodes; {_training_text(config)}")
-        model, inputs, record = train_on_dataset(config, dataset, verbose=verbose, on_epoch=on_epoch)
+        model, inputs, record = train_on_dataset(config, dataset, verbose=verbose, on_epoch=on_epoch, log=log)
         record.pop("p_test")
         manifest = {
             **record,
@@ -153,8 +161,15 @@ def _training_text(config: TrainConfig) -> str:
     if config.model not in PRUNABLE_MODELS:
         return f"fitting {config.model}"
     stopping = "no early stopping" if config.patience is None else f"early stopping after {config.patience}"
-    return (f"training {config.model} for {config.epochs} epoch(s), batch {config.batch_size}, protocol "
+    text = (f"training {config.model} for {config.epochs} epoch(s), batch {config.batch_size}, protocol "
             f"{config.protocol} ({config.select} epoch, {stopping})")
+    if config.time_since_last:
+        text += ", with time-since-last-observation channels"
+    if config.distilled:
+        folds = f"{config.teacher_folds}-fold out-of-fold" if config.teacher_folds else "in-sample"
+        text += (f", distilled from {len(config.teachers)} teacher(s) (alpha {config.distill_alpha:g}, temperature "
+                 f"{config.distill_temperature:g}, {folds} teacher predictions)")
+    return text
 
 
 def _training_data(manifest: dict, model_dir) -> tuple[str, str | None]:

@@ -31,7 +31,7 @@ def test_import_condense_caps_onednn_at_avx2_unless_the_user_chose():
     assert _python(probe, ONEDNN_MAX_CPU_ISA="ALL") == "ALL AVX2"
 
 
-def test_the_cap_changes_what_a_matrix_product_computes_only_through_onednn():
+def test_a_matrix_product_under_the_cap_reproduces_bitwise_and_agrees_with_uncapped_to_rounding():
     """Same inputs, capped and uncapped: the results agree to float32 rounding (the cap picks
     kernels, it does not change the math) — and a run under the cap reproduces bitwise."""
     code = (

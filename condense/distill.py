@@ -1,0 +1,199 @@
+"""Knowledge distillation: a small student trained on its labels mixed with teachers' probabilities.
+
+The student's training target for record ``i`` is
+
+    target_i = alpha * y_i + (1 - alpha) * soften(mean over teachers of p_teacher_i, T)
+
+with ``soften(p, T) = sigmoid(logit(p) / T)`` (``T > 1`` pulls the teachers' probabilities
+towards 0.5; exact at 0 and 1). The student's loss is its usual binary cross-entropy against
+this soft target — which equals ``alpha * BCE(y, s) + (1 - alpha) * BCE(soft, s)``, since
+cross-entropy is linear in its target — so the student model is an ordinary Keras model (no
+custom loss in the saved file) and a teacher that outputs the labels gives exactly the plain
+loss. Validation AUROC, epoch selection, pruning and export use the real labels and are
+unchanged.
+
+**Cross-fitting.** A teacher scoring the records it was fitted on hands the student its
+overfit (a gradient-boosting model fits its training records almost perfectly). With
+``folds = K`` (the default 5) each teacher is refitted K times from its own configuration, each
+time on the training records of K - 1 folds (stratified by label, seeded by the student's
+seed), and scores the held-out fold: every training record gets a prediction from a teacher
+that never saw it. Early stopping of a refit still watches the validation split. ``folds = 0``
+uses the teacher as saved (in-sample predictions; measured in docs/distillation.md).
+
+Teachers are model directories written by ``condense train`` (any model: gbm, lr, a wider
+LSTM/hLSTM, several seeds) or a feature peer named ``peer:gbm`` / ``peer:lr``, fitted here on
+the student's training split with the student's seed. A directory must have been trained on
+the same cohort and split as the student (its data fingerprint is checked).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from condense.data import Dataset
+from condense.data.inputs import ModelInputs
+from condense.train import PEER_MODELS, TrainConfig
+
+#: A teacher named ``peer:<model>`` is that feature peer, fitted here (not a directory).
+PEER_PREFIX = "peer:"
+
+__all__ = ["PEER_PREFIX", "Teacher", "distill_targets", "fold_assignment", "resolve_teachers", "soften", "teacher_probabilities"]
+
+
+def soften(p: np.ndarray, temperature: float) -> np.ndarray:
+    """``sigmoid(logit(p) / T)``, computed as ``p^(1/T) / (p^(1/T) + (1-p)^(1/T))`` (exact at 0, 1)."""
+    p = np.clip(np.asarray(p, dtype=np.float64), 0.0, 1.0)
+    if temperature == 1.0:
+        return p
+    a, b = p ** (1.0 / temperature), (1.0 - p) ** (1.0 / temperature)
+    return a / (a + b)
+
+
+def distill_targets(y: np.ndarray, p_teacher: np.ndarray, alpha: float, temperature: float = 1.0) -> np.ndarray:
+    """The student's training target: ``alpha * y + (1 - alpha) * soften(p_teacher, T)``, float32."""
+    y = np.asarray(y, dtype=np.float64)
+    p_teacher = np.asarray(p_teacher, dtype=np.float64)
+    if y.shape != p_teacher.shape:
+        raise ValueError(f"labels {y.shape} and teacher probabilities {p_teacher.shape} differ in shape")
+    if not np.all(np.isfinite(p_teacher)) or p_teacher.min() < 0 or p_teacher.max() > 1:
+        raise ValueError("teacher probabilities must be finite and in [0, 1]")
+    return (alpha * y + (1.0 - alpha) * soften(p_teacher, temperature)).astype(np.float32)
+
+
+def fold_assignment(y: np.ndarray, folds: int, seed: int) -> np.ndarray:
+    """(N,) fold number of every record: stratified by label, shuffled with ``seed``."""
+    y = np.asarray(y)
+    rng = np.random.default_rng([int(seed), 0x5EED_F01D])
+    fold = np.empty(len(y), dtype=np.int64)
+    for label in np.unique(y):
+        idx = np.flatnonzero(y == label)
+        rng.shuffle(idx)
+        fold[idx] = np.arange(len(idx)) % folds
+    return fold
+
+
+@dataclass
+class Teacher:
+    """One teacher: how to (re)fit it and the preprocessing it reads.
+
+    ``model_dir`` is None for a peer named on the command line (fitted here); ``inputs`` is the
+    directory's saved preprocessing, or None (fitted on the student's training split).
+    """
+
+    name: str
+    config: TrainConfig
+    model_dir: Path | None = None
+    inputs: ModelInputs | None = None
+
+
+def resolve_teachers(config: TrainConfig, dataset: Dataset) -> list[Teacher]:
+    """The student's teachers, each checked: a directory trained on another cohort or split, or a
+    distilled one that cross-fitting would have to refit with its own teachers, is refused."""
+    from condense.runs.model_dir import PREPROCESSING_FILE, load_manifest
+
+    teachers = []
+    for name in config.teachers:
+        if name.startswith(PEER_PREFIX):
+            peer = name[len(PEER_PREFIX):]
+            if peer not in PEER_MODELS:
+                raise ValueError(f"teacher {name}: unknown peer {peer!r}; known: "
+                                 f"{', '.join(PEER_PREFIX + p for p in sorted(PEER_MODELS))}")
+            teachers.append(Teacher(name, TrainConfig(model=peer, seed=config.seed)))
+            continue
+        model_dir = Path(name)
+        if not model_dir.is_dir():
+            raise FileNotFoundError(f"teacher {name}: no such model directory (a peer fitted here is named "
+                                    f"{' or '.join(PEER_PREFIX + p for p in sorted(PEER_MODELS))})")
+        manifest = load_manifest(model_dir)
+        recorded = (manifest.get("data") or {}).get("fingerprint")
+        if recorded and recorded != dataset.fingerprint:
+            raise ValueError(
+                f"teacher {model_dir} was trained on another cohort or split (fingerprint {recorded[:12]}…, the "
+                f"student's data {dataset.fingerprint[:12]}…): train the teacher on the same data with the "
+                f"student's --seed ({config.seed})"
+            )
+        try:
+            teacher_config = TrainConfig.from_json(manifest["config"])
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ValueError(f"teacher {model_dir}: its manifest has no usable training configuration ({exc})") from None
+        if teacher_config.teachers and config.teacher_folds:
+            raise ValueError(f"teacher {model_dir} was itself distilled: cross-fitting it would refit its own "
+                             "teachers too; use --teacher-folds 0 or an undistilled teacher")
+        inputs = ModelInputs.load(model_dir / PREPROCESSING_FILE)
+        if inputs.layout.to_json() != dataset.layout.to_json():
+            raise ValueError(f"teacher {model_dir} reads layout {inputs.layout.name!r}, the data is "
+                             f"{dataset.layout.name!r}")
+        teachers.append(Teacher(str(model_dir), teacher_config, model_dir, inputs))
+    return teachers
+
+
+def _fit_predict(config: TrainConfig, x_fit, y_fit, x_val, y_val, layout, x_out) -> tuple[np.ndarray, bool]:
+    """Fit ``config``'s model on (x_fit, y_fit) and score x_out; (probabilities, whether Keras ran)."""
+    from condense.train import fit, fit_gbm, fit_logistic, predict_proba
+
+    if config.model == "lr":
+        peer, _ = fit_logistic(config, x_fit, y_fit, layout)
+        return peer.predict_proba(x_out), False
+    if config.model == "gbm":
+        peer, _ = fit_gbm(config, x_fit, y_fit, x_val, y_val, layout)
+        return peer.predict_proba(x_out), False
+    result = fit(config, x_fit, y_fit, x_val, y_val, verbose=0)
+    return predict_proba(result.model, x_out), True
+
+
+def _in_sample(teacher: Teacher, x: dict, y: dict, layout) -> tuple[np.ndarray, bool]:
+    if teacher.model_dir is None:
+        return _fit_predict(teacher.config, x["train"], y["train"], x["val"], y["val"], layout, x["train"])
+    from condense.runs.scoring import SavedModel
+
+    return SavedModel(teacher.model_dir).predict_inputs(x["train"]), False
+
+
+def teacher_probabilities(config: TrainConfig, dataset: Dataset, *, prepared=None, log=None) -> tuple[np.ndarray, dict]:
+    """The mean teacher probability of every training record, and what the manifest records.
+
+    ``prepared``: ``(ModelInputs, arrays)`` the student already made; a peer teacher of the same
+    input key reuses them. ``log(message)`` reports each teacher.
+    """
+    from condense.evaluate.metrics import auroc
+    from condense.runs.workflow import fit_inputs, prepared_splits
+
+    y = {name: dataset.split(name).y for name in ("train", "val")}
+    folds = config.teacher_folds
+    fold = fold_assignment(y["train"], folds, config.seed) if folds else None
+    rows, probabilities, keras_ran = [], [], False
+    for teacher in resolve_teachers(config, dataset):
+        inputs = teacher.inputs
+        if inputs is None and prepared is not None and prepared[0].key == teacher.config.input_kind:
+            inputs, x = prepared
+        else:
+            inputs = inputs or fit_inputs(dataset, teacher.config.input_kind)
+            x = prepared_splits(dataset, inputs)
+        if fold is None:
+            p, ran = _in_sample(teacher, x, y, dataset.layout)
+            keras_ran |= ran
+        else:
+            p = np.empty(len(y["train"]), dtype=np.float64)
+            for k in range(folds):
+                held = fold == k
+                p[held], ran = _fit_predict(teacher.config, x["train"][~held], y["train"][~held], x["val"],
+                                            y["val"], dataset.layout, x["train"][held])
+                keras_ran |= ran
+        p = np.asarray(p, dtype=np.float64).reshape(-1)
+        rows.append({"teacher": teacher.name, "model": teacher.config.model, "seed": teacher.config.seed,
+                     "train_auroc": float(auroc(y["train"], p))})
+        if log is not None:
+            how = f"out of fold ({folds} folds)" if folds else "in sample"
+            log(f"teacher {teacher.name} ({teacher.config.model}): train AUROC {rows[-1]['train_auroc']:.4f} {how}")
+        probabilities.append(p)
+    if keras_ran:  # the student's layer names restart as if no teacher had been built in this process
+        import keras
+
+        keras.backend.clear_session()
+    mean = np.mean(probabilities, axis=0)
+    info = {"teachers": rows, "alpha": float(config.distill_alpha), "temperature": float(config.distill_temperature),
+            "teacher_folds": int(folds), "teacher_train_auroc": float(auroc(y["train"], mean))}
+    return mean, info

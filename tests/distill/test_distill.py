@@ -1,0 +1,166 @@
+"""condense.distill and ``condense train --teacher``: the loss target, cross-fitting, teachers refused."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from condense import distill
+from condense.distill import distill_targets, fold_assignment, soften
+from condense.train import TrainConfig
+
+
+def test_the_target_mixes_labels_and_softened_teacher_probabilities():
+    y = np.array([0, 1, 1, 0])
+    p = np.array([0.2, 0.9, 0.5, 0.0])
+    np.testing.assert_allclose(distill_targets(y, p, 0.25), 0.25 * y + 0.75 * p, rtol=1e-6)
+    np.testing.assert_allclose(distill_targets(y, p, 1.0), y)
+    np.testing.assert_allclose(distill_targets(y, p, 0.0), p, rtol=1e-6)
+    logit = np.log(0.9 / 0.1)
+    assert soften(np.array([0.9]), 2.0)[0] == pytest.approx(1 / (1 + np.exp(-logit / 2)))
+    assert soften(np.array([0.0, 0.5, 1.0]), 3.0).tolist() == [0.0, 0.5, 1.0]
+    with pytest.raises(ValueError, match="in \\[0, 1\\]"):
+        distill_targets(y, np.array([0.2, 1.5, 0.1, 0.0]), 0.5)
+
+
+@pytest.mark.parametrize("alpha, temperature", [(0.5, 1.0), (0.3, 1.0), (0.0, 4.0)])
+def test_a_teacher_that_outputs_the_labels_gives_exactly_the_labels(alpha, temperature):
+    y = np.array([0, 1, 1, 0, 1])
+    target = distill_targets(y, y.astype(np.float64), alpha, temperature)
+    assert target.dtype == np.float32 and np.array_equal(target, y.astype(np.float32))
+
+
+def test_folds_are_stratified_balanced_and_seeded():
+    y = np.array([1] * 30 + [0] * 70)
+    fold = fold_assignment(y, 5, seed=3)
+    for k in range(5):
+        assert (fold == k).sum() == 20 and y[fold == k].sum() == 6
+    assert np.array_equal(fold, fold_assignment(y, 5, seed=3))
+    assert not np.array_equal(fold, fold_assignment(y, 5, seed=4))
+
+
+def test_distillation_settings_are_checked_where_made():
+    with pytest.raises(ValueError, match="distill_alpha"):
+        TrainConfig(model="lstm", teachers=("peer:gbm",), distill_alpha=1.5)
+    with pytest.raises(ValueError, match="distill_temperature"):
+        TrainConfig(model="lstm", teachers=("peer:gbm",), distill_temperature=0)
+    with pytest.raises(ValueError, match="teacher_folds"):
+        TrainConfig(model="lstm", teachers=("peer:gbm",), teacher_folds=1)
+    with pytest.raises(ValueError, match="students"):
+        TrainConfig(model="gbm", teachers=("peer:lr",))
+    with pytest.raises(ValueError, match="time_since_last"):
+        TrainConfig(model="dnn", time_since_last=True)
+    config = TrainConfig(model="hlstm", teachers=["peer:gbm"], time_since_last=True)
+    assert config.teachers == ("peer:gbm",) and config.input_kind == "sequence+since_last"
+    assert TrainConfig.from_json(config.to_json()) == config
+
+
+def _splits(dataset):
+    from condense.runs.workflow import fit_inputs, prepared_splits
+
+    inputs = fit_inputs(dataset, "sequence")
+    return inputs, prepared_splits(dataset, inputs)
+
+
+@pytest.mark.slow
+def test_a_student_taught_the_labels_trains_exactly_like_the_plain_model(tiny_dataset, monkeypatch):
+    """The loss target is the mix: with a teacher that outputs the labels, the student's training
+    is bit-for-bit the undistilled model's (same weights, same validation history)."""
+    from condense.runs.workflow import train_on_dataset
+
+    prepared = _splits(tiny_dataset)
+    base = TrainConfig(model="lstm", epochs=2, batch_size=32, seed=1)
+    _, _, plain = train_on_dataset(base, tiny_dataset, verbose=0, prepared=prepared)
+    labels = tiny_dataset.train.y.astype(np.float64)
+    seen = {}
+
+    def label_teacher(config, dataset, *, prepared=None, log=None):
+        seen["config"] = config
+        return labels, {"teachers": [], "alpha": config.distill_alpha}
+
+    monkeypatch.setattr(distill, "teacher_probabilities", label_teacher)
+    student = TrainConfig(model="lstm", epochs=2, batch_size=32, seed=1, teachers=("peer:gbm",), distill_alpha=0.3,
+                          distill_temperature=2.0)
+    _, _, taught = train_on_dataset(student, tiny_dataset, verbose=0, prepared=prepared)
+    assert seen["config"] is student and taught["distillation"]["alpha"] == 0.3
+    assert taught["val_auroc_history"] == plain["val_auroc_history"]
+    assert np.array_equal(taught["p_test"], plain["p_test"])
+
+    # ...and a teacher that says something else changes what the student learns
+    monkeypatch.setattr(distill, "teacher_probabilities",
+                        lambda config, dataset, **kw: (np.full(len(labels), 0.5), {"teachers": []}))
+    _, _, other = train_on_dataset(student, tiny_dataset, verbose=0, prepared=prepared)
+    assert not np.array_equal(other["p_test"], plain["p_test"])
+
+
+@pytest.mark.slow
+def test_out_of_fold_teacher_predictions_come_from_models_that_never_saw_the_record(tiny_dataset):
+    """Cross-fitting: the gradient-boosting teacher scores its own training records far better
+    than records it was not fitted on; out of fold, its training-split AUROC is an honest one."""
+    prepared = _splits(tiny_dataset)
+    oof, info = distill.teacher_probabilities(
+        TrainConfig(model="lstm", seed=0, teachers=("peer:lr",), teacher_folds=4), tiny_dataset, prepared=prepared)
+    inside, info_inside = distill.teacher_probabilities(
+        TrainConfig(model="lstm", seed=0, teachers=("peer:lr",), teacher_folds=0), tiny_dataset, prepared=prepared)
+    assert oof.shape == inside.shape == (len(tiny_dataset.train),)
+    assert info["teacher_folds"] == 4 and info_inside["teacher_folds"] == 0
+    assert info_inside["teacher_train_auroc"] > info["teacher_train_auroc"]
+    # every fold's predictions are those of an LR fitted without that fold
+    from condense.train import fit_logistic
+
+    x, y = prepared[1]["train"], tiny_dataset.train.y
+    fold = fold_assignment(y, 4, 0)
+    peer, _ = fit_logistic(TrainConfig(model="lr", seed=0), x[fold != 2], y[fold != 2], tiny_dataset.layout)
+    np.testing.assert_allclose(oof[fold == 2], peer.predict_proba(x[fold == 2]), rtol=1e-12)
+
+
+def test_teachers_that_cannot_teach_are_refused_by_name(tiny_dataset, tmp_path):
+    with pytest.raises(ValueError, match="unknown peer 'xgb'.*peer:gbm, peer:lr"):
+        distill.resolve_teachers(TrainConfig(model="lstm", teachers=("peer:xgb",)), tiny_dataset)
+    with pytest.raises(FileNotFoundError, match="no-such-dir: no such model directory"):
+        distill.resolve_teachers(TrainConfig(model="lstm", teachers=(str(tmp_path / "no-such-dir"),)), tiny_dataset)
+
+
+def _cli(*args, cwd=None):
+    proc = subprocess.run([sys.executable, "-m", "condense.cli", *args], capture_output=True, text=True, timeout=900,
+                          cwd=cwd)
+    return proc
+
+
+@pytest.mark.slow
+def test_condense_train_with_a_teacher_directory_as_a_new_user(tiny_cohort, tmp_path):
+    """Train a teacher, then a distilled pruned hLSTM from it and a peer; the manifest says what ran;
+    the student exports and evaluates like any model; a teacher of another cohort is refused."""
+    teacher = tmp_path / "lr"
+    proc = _cli("train", "--data", str(tiny_cohort), "--model", "lr", "--seed", "2", "--quiet", "--out", str(teacher))
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    student = tmp_path / "student"
+    proc = _cli("train", "--data", str(tiny_cohort), "--model", "hlstm", "--prune-quantile", "0.5", "--epochs", "2",
+                "--batch-size", "32", "--seed", "2", "--teacher", str(teacher), "--teacher", "peer:gbm",
+                "--distill-alpha", "0.4", "--teacher-folds", "3", "--time-since-last", "--out", str(student))
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "distilled (teachers' train AUROC" in proc.stdout
+    assert f"teacher {teacher} (lr): train AUROC" in proc.stderr and "out of fold (3 folds)" in proc.stderr
+    manifest = json.loads((student / "manifest.json").read_text())
+    d = manifest["distillation"]
+    assert [t["model"] for t in d["teachers"]] == ["lr", "gbm"] and d["alpha"] == 0.4 and d["teacher_folds"] == 3
+    assert manifest["config"]["teachers"] == [str(teacher), "peer:gbm"] and manifest["config"]["time_since_last"]
+    prep = json.loads((student / "preprocessing.json").read_text())
+    assert prep["extras"] == ["since_last"]
+    proc = _cli("export", "--model", str(student), "--format", "int8")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    proc = _cli("evaluate", "--model", str(student), "--format", "int8")
+    assert proc.returncode == 0 and "[int8]: test AUROC" in proc.stdout, proc.stderr[-2000:]
+
+    from condense.data.synthetic import write_cohort
+
+    other = write_cohort(tmp_path / "other" / "in-hospital-mortality", episodes=120, seed=9)
+    proc = _cli("train", "--data", str(other), "--model", "lstm", "--epochs", "1", "--teacher", str(teacher),
+                "--out", str(tmp_path / "refused"))
+    assert proc.returncode != 0
+    assert f"teacher {teacher} was trained on another cohort or split" in proc.stderr
+    assert not (tmp_path / "refused").exists()
