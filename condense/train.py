@@ -36,7 +36,7 @@ PROTOCOLS = {
     "paper": {"select": "last", "patience": None},
 }
 #: Distillation defaults (:mod:`condense.distill`; chosen on validation, docs/distillation.md).
-DEFAULT_ALPHA = 0.5
+DEFAULT_ALPHA = 0.2
 DEFAULT_TEMPERATURE = 1.0
 DEFAULT_FOLDS = 5
 PRUNABLE_MODELS = ("lstm", "hlstm", "dnn")

@@ -18,15 +18,16 @@ from condense.bench.profiles import PROFILES, get_profile
 from condense.bench.report import COLUMNS
 from condense.bench.compare import compare_tables
 from condense.io import sha256_file
+from condense.train import DEFAULT_ALPHA
 
 REAL_RUN_PEER = _JobRunner._run_peer  # the smoke fixture breaks the LR for the module; one test needs it back
 EXPECTED_ROWS = [
-    "lstm", "lstm-prune25", "lstm-prune50", "hlstm", "hlstm-input", "hlstm-prune50",
+    "lstm", "lstm-prune25", "lstm-prune50", "hlstm", "hlstm-input", "hlstm-prune50", "hlstm-prune50-distill",
     "dnn", "dnn-prune25", "dnn-prune50",
     "dnn-int8", "lstm-int8", "lstm-prune25-int8", "lstm-prune50-int8", "hlstm-int8", "hlstm-input-int8",
-    "hlstm-prune50-int8",
+    "hlstm-prune50-int8", "hlstm-prune50-distill-int8",
     "lstm-dynamic", "lstm-prune25-dynamic", "lstm-prune50-dynamic", "hlstm-dynamic", "hlstm-input-dynamic",
-    "hlstm-prune50-dynamic",
+    "hlstm-prune50-dynamic", "hlstm-prune50-distill-dynamic",
     "dnn-dynamic", "lstm-keras3", "lstm-keras3-int8", "tfmot-prune-dnn", "tfmot-prune-lstm", "tfmot-qat-dnn", "lr",
     "gbm",
 ]
@@ -136,6 +137,27 @@ def test_gradient_boosting_row(smoke_run):
     assert gbm["keras_latency_us_median"] == "" and gbm["litert_latency_us_median"] == ""
     [fields] = [r for r in json.loads((out_dir / "rows.json").read_text())["per_seed"][0] if r["row"] == "gbm"]
     assert 0 < fields["peer_latency_us_median"] <= fields["peer_latency_us_p95"]
+
+
+def test_distilled_row(smoke_run):
+    """The pruned hLSTM taught by the gradient-boosting peer (cross-fitted in its own job): same
+    architecture as its undistilled baseline, the distillation in its manifest, its .tflite rows,
+    and paired differences against its baseline and the GBM peer."""
+    out_dir, _, rows = smoke_run
+    by_row = {r["row"]: r for r in rows}
+    row = by_row["hlstm-prune50-distill"]
+    assert row["status"] == "ok" and row["baseline"] == "hlstm-prune50" and row["family"] == "hlstm"
+    assert row["params"] == by_row["hlstm-prune50"]["params"]
+    assert row["auroc_diff"] != "" and row["auroc_diff_gbm"] != ""
+    assert by_row["gbm"]["auroc_diff_gbm"] == "", "no difference of a row against itself"
+    assert by_row["hlstm-prune50-distill-int8"]["baseline"] == "hlstm-prune50-distill"
+    assert by_row["hlstm-prune50-distill-int8"]["tflite_format"] == "int8"
+    manifest = json.loads((out_dir / "models" / "seed0" / "hlstm-prune50-distill" / "manifest.json").read_text())
+    d = manifest["distillation"]
+    assert manifest["config"]["teachers"] == ["peer:gbm"] and d["teacher_folds"] == 5 and d["alpha"] == DEFAULT_ALPHA
+    assert [t["model"] for t in d["teachers"]] == ["gbm"] and 0.0 <= d["teacher_train_auroc"] <= 1.0
+    undistilled = json.loads((out_dir / "models" / "seed0" / "hlstm-prune50" / "manifest.json").read_text())
+    assert "distillation" not in undistilled
 
 
 def test_deployable_file_columns_routes_ratios_and_tflm(smoke_run):
