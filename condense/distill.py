@@ -36,11 +36,9 @@ import numpy as np
 from condense.data import Dataset
 from condense.data.inputs import ModelInputs
 from condense.train import PEER_MODELS, TrainConfig
+from condense.train import TEACHER_PEER_PREFIX as PEER_PREFIX
 
-#: A teacher named ``peer:<model>`` is that feature peer, fitted here (not a directory).
-PEER_PREFIX = "peer:"
-
-__all__ = ["PEER_PREFIX", "Teacher", "distill_targets", "fold_assignment", "resolve_teachers", "soften", "teacher_probabilities"]
+__all__ = ["PEER_PREFIX", "Teacher", "check_teacher_dirs", "distill_targets", "fold_assignment", "resolve_teachers", "soften", "teacher_probabilities"]
 
 
 def soften(p: np.ndarray, temperature: float) -> np.ndarray:
@@ -89,6 +87,18 @@ class Teacher:
     inputs: ModelInputs | None = None
 
 
+def check_teacher_dirs(config: TrainConfig) -> None:
+    """Every teacher directory exists and holds a readable manifest: checked before the data is read."""
+    from condense.runs.model_dir import load_manifest
+
+    for name in config.teachers:
+        if not name.startswith(PEER_PREFIX):
+            if not Path(name).is_dir():
+                raise FileNotFoundError(f"teacher {name}: no such model directory (a peer fitted here is named "
+                                        f"{' or '.join(PEER_PREFIX + p for p in sorted(PEER_MODELS))})")
+            load_manifest(name)
+
+
 def resolve_teachers(config: TrainConfig, dataset: Dataset) -> list[Teacher]:
     """The student's teachers, each checked: a directory trained on another cohort or split, or a
     distilled one that cross-fitting would have to refit with its own teachers, is refused."""
@@ -96,17 +106,11 @@ def resolve_teachers(config: TrainConfig, dataset: Dataset) -> list[Teacher]:
 
     teachers = []
     for name in config.teachers:
-        if name.startswith(PEER_PREFIX):
-            peer = name[len(PEER_PREFIX):]
-            if peer not in PEER_MODELS:
-                raise ValueError(f"teacher {name}: unknown peer {peer!r}; known: "
-                                 f"{', '.join(PEER_PREFIX + p for p in sorted(PEER_MODELS))}")
-            teachers.append(Teacher(name, TrainConfig(model=peer, seed=config.seed)))
+        if name.startswith(PEER_PREFIX):  # a known peer: TrainConfig checked the name
+            teachers.append(Teacher(name, TrainConfig(model=name[len(PEER_PREFIX):], seed=config.seed)))
             continue
         model_dir = Path(name)
-        if not model_dir.is_dir():
-            raise FileNotFoundError(f"teacher {name}: no such model directory (a peer fitted here is named "
-                                    f"{' or '.join(PEER_PREFIX + p for p in sorted(PEER_MODELS))})")
+        check_teacher_dirs(TrainConfig(model=config.model, teachers=(name,)))
         manifest = load_manifest(model_dir)
         recorded = (manifest.get("data") or {}).get("fingerprint")
         if recorded and recorded != dataset.fingerprint:

@@ -25,6 +25,8 @@ from condense.checks import check_choice, check_fraction, check_int, check_posit
 INPUT_KIND = {"lstm": "sequence", "hlstm": "sequence", "dnn": "features", "lr": "sequence", "gbm": "sequence"}
 #: Peers fitted on hand-made features (:mod:`condense.peers`), not Keras models: their names.
 PEER_MODELS = {"lr": "the logistic regression", "gbm": "the gradient-boosting model"}
+#: A distillation teacher named ``peer:<model>`` is that peer, fitted with the student (:mod:`condense.distill`).
+TEACHER_PEER_PREFIX = "peer:"
 SELECT_CHOICES = ("last", "best")
 #: Early-stopping patience of the ``best`` protocol, measured on PhysioNet 2012 set A
 #: (docs/protocol.md): the validation AUROC of the selected epoch against stopping later.
@@ -99,6 +101,10 @@ class TrainConfig:
         if isinstance(self.teachers, str) or not all(isinstance(t, str) and t for t in self.teachers):
             raise invalid_argument("teachers", "a sequence of model directories or peer names", self.teachers)
         self.teachers = tuple(self.teachers)
+        for name in self.teachers:  # peers by name are known here; directories are read by condense.distill
+            if name.startswith(TEACHER_PEER_PREFIX) and name[len(TEACHER_PEER_PREFIX):] not in PEER_MODELS:
+                known = ", ".join(TEACHER_PEER_PREFIX + p for p in sorted(PEER_MODELS))
+                raise invalid_argument("teachers", f"model directories or one of {known}", list(self.teachers))
         if not (isinstance(self.distill_alpha, (int, float)) and not isinstance(self.distill_alpha, bool)
                 and 0.0 <= self.distill_alpha <= 1.0):
             raise invalid_argument("distill_alpha", "a number in [0, 1]", self.distill_alpha)

@@ -140,6 +140,10 @@ def train_run(*, data: str, out_dir, strict: bool = False, cache_dir=None, verbo
     # A second writer of out_dir fails here, at once (before the configuration's Keras import).
     with model_dir_lock(out_dir):
         config = TrainConfig(**config_kwargs)  # validate arguments before the (slow) data load
+        if config.distilled:
+            from condense.distill import check_teacher_dirs
+
+            check_teacher_dirs(config)
         dataset = load_dataset(data, seed=config.seed, strict=strict, cache_dir=cache_dir, quiet=quiet)
         dataset.require_labels()  # unlabelled records or a single-class split: refused before training
         log(f"data {dataset.source}: train {len(dataset.train)}, val {len(dataset.val)}, test {len(dataset.test)} "

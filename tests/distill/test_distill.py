@@ -119,8 +119,10 @@ def test_out_of_fold_teacher_predictions_come_from_models_that_never_saw_the_rec
 
 
 def test_teachers_that_cannot_teach_are_refused_by_name(tiny_dataset, tmp_path):
-    with pytest.raises(ValueError, match="unknown peer 'xgb'.*peer:gbm, peer:lr"):
-        distill.resolve_teachers(TrainConfig(model="lstm", teachers=("peer:xgb",)), tiny_dataset)
+    with pytest.raises(ValueError, match="Argument `teachers` must be model directories or one of peer:gbm, peer:lr"):
+        TrainConfig(model="lstm", teachers=("peer:xgb",))
+    with pytest.raises(FileNotFoundError, match="no-such-dir: no such model directory"):
+        distill.check_teacher_dirs(TrainConfig(model="lstm", teachers=(str(tmp_path / "no-such-dir"),)))
     with pytest.raises(FileNotFoundError, match="no-such-dir: no such model directory"):
         distill.resolve_teachers(TrainConfig(model="lstm", teachers=(str(tmp_path / "no-such-dir"),)), tiny_dataset)
 
