@@ -87,22 +87,27 @@ class Teacher:
     inputs: ModelInputs | None = None
 
 
-def check_teacher_dirs(config: TrainConfig) -> None:
-    """Every teacher directory exists and holds a readable manifest: checked before the data is read."""
+def _teacher_manifest(name: str) -> dict:
+    """The manifest of teacher directory ``name`` (a clear error when it is none)."""
     from condense.runs.model_dir import load_manifest
 
+    if not Path(name).is_dir():
+        raise FileNotFoundError(f"teacher {name}: no such model directory (a peer fitted here is named "
+                                f"{' or '.join(PEER_PREFIX + p for p in sorted(PEER_MODELS))})")
+    return load_manifest(name)
+
+
+def check_teacher_dirs(config: TrainConfig) -> None:
+    """Every teacher directory exists and holds a readable manifest: checked before the data is read."""
     for name in config.teachers:
         if not name.startswith(PEER_PREFIX):
-            if not Path(name).is_dir():
-                raise FileNotFoundError(f"teacher {name}: no such model directory (a peer fitted here is named "
-                                        f"{' or '.join(PEER_PREFIX + p for p in sorted(PEER_MODELS))})")
-            load_manifest(name)
+            _teacher_manifest(name)
 
 
 def resolve_teachers(config: TrainConfig, dataset: Dataset) -> list[Teacher]:
     """The student's teachers, each checked: a directory trained on another cohort or split, or a
     distilled one that cross-fitting would have to refit with its own teachers, is refused."""
-    from condense.runs.model_dir import PREPROCESSING_FILE, load_manifest
+    from condense.runs.model_dir import PREPROCESSING_FILE
 
     teachers = []
     for name in config.teachers:
@@ -110,8 +115,7 @@ def resolve_teachers(config: TrainConfig, dataset: Dataset) -> list[Teacher]:
             teachers.append(Teacher(name, TrainConfig(model=name[len(PEER_PREFIX):], seed=config.seed)))
             continue
         model_dir = Path(name)
-        check_teacher_dirs(TrainConfig(model=config.model, teachers=(name,)))
-        manifest = load_manifest(model_dir)
+        manifest = _teacher_manifest(name)
         recorded = (manifest.get("data") or {}).get("fingerprint")
         if recorded and recorded != dataset.fingerprint:
             raise ValueError(

@@ -19,6 +19,8 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
+from condense.data.gaps import SINCE_LAST
+from condense.data.inputs import input_key
 from condense.checks import check_choice, check_fraction, check_int, check_positive, invalid_argument
 
 #: Which input each model family takes (see :mod:`condense.data.inputs`).
@@ -142,7 +144,7 @@ class TrainConfig:
     def input_kind(self) -> str:
         """The input key the model reads (:func:`condense.data.inputs.input_key`): its family's
         kind, with ``+since_last`` when :attr:`time_since_last`."""
-        return INPUT_KIND[self.model] + ("+since_last" if self.time_since_last else "")
+        return input_key(INPUT_KIND[self.model], (SINCE_LAST,) if self.time_since_last else ())
 
     @property
     def distilled(self) -> bool:
