@@ -18,24 +18,11 @@ import sys
 from pathlib import Path
 
 import pytest
+from fresh_condense import RUNNER, condense_command
 
 from condense.cli import build_parser, flag_worded, main
 
 REPO = Path(__file__).resolve().parents[1]
-
-#: Runs `python -m condense ARGS` in this interpreter, then reports which heavy modules it loaded.
-RUNNER = r"""
-import runpy, sys
-sys.argv = ["condense", *sys.argv[1:]]
-code = 0
-try:
-    runpy.run_module("condense", run_name="__main__", alter_sys=True)
-except SystemExit as exc:
-    code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
-heavy = sorted(m for m in sys.modules if m.split(".")[0] in ("tensorflow", "keras", "tf_keras"))
-print("HEAVY_MODULES=" + ",".join(heavy), file=sys.stderr)
-sys.exit(code)
-"""
 
 #: Lines TensorFlow / absl print at start-up when nobody silences them.
 TF_NOISE = re.compile(r"absl::InitializeLog|^[IWEF]0000 |cpu_feature_guard|oneDNN custom operations|"
@@ -50,7 +37,7 @@ def _env(**extra) -> dict[str, str]:
 
 
 def run_condense(*args, cwd=None, timeout=120, **env) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-c", RUNNER, *map(str, args)], capture_output=True, text=True,
+    return subprocess.run(condense_command(*args), capture_output=True, text=True,
                           cwd=cwd, env=_env(**env), timeout=timeout)
 
 
@@ -138,7 +125,7 @@ def piped_training(tiny_cohort, tmp_path_factory):
 
 
 def _without_runner_line(text: str) -> str:
-    return "\n".join(ln for ln in text.splitlines() if not ln.startswith("HEAVY_MODULES="))
+    return "\n".join(ln for ln in text.splitlines() if not ln.startswith(("HEAVY_MODULES=", "RAY_IMPORTED=")))
 
 
 def test_training_without_verbose_prints_no_tensorflow_noise(piped_training):

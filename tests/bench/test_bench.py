@@ -97,6 +97,7 @@ def monkeypatch_module():
     mp.undo()
 
 
+@pytest.mark.e2e  # the whole smoke profile
 def test_table_has_every_row_and_column(smoke_run):
     out_dir, _, rows = smoke_run
     assert [r["row"] for r in rows] == EXPECTED_ROWS
@@ -126,6 +127,7 @@ def test_table_has_every_row_and_column(smoke_run):
     assert int(by_row["dnn-int8"]["tflite_bytes"]) * 3 < int(by_row["dnn"]["tflite_bytes"])
 
 
+@pytest.mark.e2e  # the whole smoke profile
 def test_gradient_boosting_row(smoke_run):
     """The GBM peer: its booster file is its deployable form, a paired difference against its
     baseline, and a batch-1 latency of its own (rows.json; not a Keras latency)."""
@@ -139,6 +141,7 @@ def test_gradient_boosting_row(smoke_run):
     assert 0 < fields["peer_latency_us_median"] <= fields["peer_latency_us_p95"]
 
 
+@pytest.mark.e2e  # the whole smoke profile
 def test_distilled_row(smoke_run):
     """The pruned hLSTM taught by the gradient-boosting peer (cross-fitted in its own job): same
     architecture as its undistilled baseline, the distillation in its manifest, its .tflite rows,
@@ -160,6 +163,7 @@ def test_distilled_row(smoke_run):
     assert "distillation" not in undistilled
 
 
+@pytest.mark.e2e  # the whole smoke profile
 def test_deployable_file_columns_routes_ratios_and_tflm(smoke_run):
     out_dir, _, rows = smoke_run
     by_row = {r["row"]: r for r in rows}
@@ -194,12 +198,14 @@ def test_deployable_file_columns_routes_ratios_and_tflm(smoke_run):
     assert "## Deployable files: LiteRT and TensorFlow Lite for Microcontrollers" in (out_dir / "table.md").read_text()
 
 
+@pytest.mark.e2e  # the whole smoke profile
 def test_a_killed_run_s_temporary_files_are_removed_by_the_next_run(smoke_run):
     out_dir, _, _ = smoke_run
     killed = out_dir.parent / "killed-run" / "models" / "seed0" / "lstm"
     assert killed.is_dir() and not list(killed.iterdir())
 
 
+@pytest.mark.e2e  # the whole smoke profile
 def test_failing_row_is_kept_with_its_reason_and_the_run_goes_on(smoke_run):
     _, ok, rows = smoke_run
     by_row = {r["row"]: r for r in rows}
@@ -210,6 +216,7 @@ def test_failing_row_is_kept_with_its_reason_and_the_run_goes_on(smoke_run):
     assert all(r["status"] == "ok" for r in others), [(r["row"], r["error"]) for r in others if r["status"] != "ok"]
 
 
+@pytest.mark.e2e  # the whole smoke profile
 def test_outputs_and_manifest(smoke_run, tiny_dataset):
     from sklearn.metrics import roc_auc_score
 
@@ -245,6 +252,7 @@ def test_outputs_and_manifest(smoke_run, tiny_dataset):
         assert auroc == pytest.approx(float(by_row[row]["auroc"]), abs=1e-6), row
 
 
+@pytest.mark.e2e  # the whole smoke profile
 def test_compare_accepts_the_table_against_itself(smoke_run):
     out_dir, _, _ = smoke_run
     assert compare_tables(out_dir / "table.csv", out_dir / "table.csv").ok

@@ -19,7 +19,7 @@ import pytest
 
 from condense.bench.compare import compare_tables
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.e2e]  # three benchmark runs
 
 DATA = "synthetic:1500:0"
 ROWS = "lstm,dnn"

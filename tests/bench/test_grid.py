@@ -6,7 +6,6 @@ path never importing Ray."""
 from __future__ import annotations
 
 import contextlib
-import csv
 import dataclasses
 import json
 import os
@@ -15,10 +14,20 @@ import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import numpy as np
 import pytest
+from grid_runs import (
+    FINISHED_LINE,
+    SHARED_GRID_JOBS,
+    SHARED_GRID_ROWS,
+    condense_command,
+    condense_env,
+    read_npz,
+    read_table,
+    run_condense,
+    small_profile,
+)
 
 from condense.bench.executors import RAY_MISSING, GridProgress, LocalExecutor, RayMissing, make_executor
 from condense.bench.jobs import Job, JobContext, JobResult, plan_jobs
@@ -28,53 +37,8 @@ from condense.bench.store import RunStore, RunStoreError
 from condense.cli import main
 from condense.io import sha256_file
 
-REPO = Path(__file__).resolve().parents[2]
 #: A small grid that trains fast: 3 jobs (seed0/dnn carries dnn-int8, seed0/dnn-prune25, seed0/lr).
 GRID_ROWS = ("dnn", "dnn-int8", "dnn-prune25", "lr")
-GRID_JOBS = ("dnn", "dnn-prune25", "lr")
-#: Runs `python -m condense ARGS` in a fresh interpreter and reports whether Ray got imported.
-RUNNER = r"""
-import runpy, sys
-sys.argv = ["condense", *sys.argv[1:]]
-code = 0
-try:
-    runpy.run_module("condense", run_name="__main__", alter_sys=True)
-except SystemExit as exc:
-    code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
-print("RAY_IMPORTED=" + str("ray" in sys.modules), file=sys.stderr)
-sys.exit(code)
-"""
-#: A progress line of a job that ran: ``[1/3 done, ...] seed0/dnn ok (10 s)``.
-FINISHED_LINE = re.compile(r"^\[\d+/\d+ done[^\]]*\] (seed\d+/\S+) (ok|FAILED)", re.M)
-
-
-def _env() -> dict[str, str]:
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
-    return env
-
-
-def condense_command(*args) -> list[str]:
-    return [sys.executable, "-c", RUNNER, *map(str, args)]
-
-
-def run_condense(*args, timeout=600) -> subprocess.CompletedProcess:
-    return subprocess.run(condense_command(*args), capture_output=True, text=True, env=_env(), timeout=timeout)
-
-
-def read_table(out_dir: Path) -> dict[str, dict]:
-    with open(out_dir / "table.csv", newline="") as fh:
-        return {r["row"]: r for r in csv.DictReader(fh)}
-
-
-def read_npz(path: Path) -> dict[str, np.ndarray]:
-    with np.load(path, allow_pickle=False) as npz:
-        return {k: npz[k] for k in npz.files}
-
-
-def small_profile(data: str):
-    return dataclasses.replace(get_profile("smoke", data=data), latency_repeats=5, latency_warmup=1,
-                               bootstrap_resamples=200, calibration=32)
 
 
 # -- plan_jobs --------------------------------------------------------------------------------------
@@ -206,38 +170,29 @@ def test_run_store_check_new_refuses_an_unfinished_run_and_clears_a_finished_one
 
 
 # -- the command line -------------------------------------------------------------------------------
-@pytest.fixture(scope="module")
-def full_run(tiny_cohort, tmp_path_factory):
-    """The small grid, uninterrupted, in a fresh interpreter (which reports whether Ray got imported)."""
-    base = tmp_path_factory.mktemp("grid")
-    out = base / "full"
-    proc = run_condense("bench", "--profile", "smoke", "--data", tiny_cohort, "--rows", ",".join(GRID_ROWS),
-                        "--out", out, "--cache-dir", base / "cache")
-    assert proc.returncode == 0, proc.stderr[-4000:]
-    return out, proc
-
-
-def test_the_local_executor_never_imports_ray(full_run):
-    out, proc = full_run
-    assert "RAY_IMPORTED=False" in proc.stderr.splitlines()
-    assert [m.group(1) for m in FINISHED_LINE.finditer(proc.stderr)] == [f"seed0/{j}" for j in GRID_JOBS]
+@pytest.mark.e2e
+def test_the_local_executor_never_imports_ray(local_grid):
+    out, stderr = local_grid
+    assert "RAY_IMPORTED=False" in stderr.splitlines()
+    assert [m.group(1) for m in FINISHED_LINE.finditer(stderr)] == [f"seed0/{j}" for j in SHARED_GRID_JOBS]
     grid = json.loads((out / "manifest.json").read_text())["grid"]
-    assert (grid["executor"], grid["workers"], grid["jobs"], grid["resumed"]) == ("local", 1, 3, 0)
+    assert (grid["executor"], grid["workers"], grid["jobs"], grid["resumed"]) == ("local", 1, 4, 0)
     assert all(r["status"] == "ok" for r in read_table(out).values())
     helped = run_condense("bench", "--help", timeout=120)
     assert helped.returncode == 0 and "--resume DIR" in helped.stdout
     assert "RAY_IMPORTED=False" in helped.stderr.splitlines()
 
 
-def test_a_killed_run_resumes_with_only_the_missing_jobs(full_run, tiny_cohort, tmp_path, capsys):
-    full, _ = full_run
+@pytest.mark.e2e
+def test_a_killed_run_resumes_with_only_the_missing_jobs(local_grid, tiny_cohort, tmp_path, capsys):
+    full, _ = local_grid
     out, cache = tmp_path / "killed", tmp_path / "cache"
     records = out / "rows" / "seed0"
     with open(tmp_path / "killed.log", "w") as log:
         proc = subprocess.Popen(
-            condense_command("bench", "--profile", "smoke", "--data", tiny_cohort, "--rows", ",".join(GRID_ROWS),
+            condense_command("bench", "--profile", "smoke", "--data", tiny_cohort, "--rows", ",".join(SHARED_GRID_ROWS),
                              "--out", out, "--cache-dir", cache),
-            stdout=log, stderr=subprocess.STDOUT, env=_env(), start_new_session=True)
+            stdout=log, stderr=subprocess.STDOUT, env=condense_env(), start_new_session=True)
         try:
             deadline = time.monotonic() + 600  # a guard against a hung run, not a measurement
             while not list(records.glob("*.json")) and proc.poll() is None and time.monotonic() < deadline:
@@ -249,37 +204,37 @@ def test_a_killed_run_resumes_with_only_the_missing_jobs(full_run, tiny_cohort, 
     log_text = (tmp_path / "killed.log").read_text()
     kept = sorted(p.stem for p in records.glob("*.json"))  # read after the kill
     assert kept, f"the run ended ({proc.returncode}) without recording a job:\n{log_text[-3000:]}"
-    assert set(kept) <= set(GRID_JOBS)
+    assert set(kept) <= set(SHARED_GRID_JOBS)
     before = {name: (records / f"{name}.json").read_bytes() for name in kept}
-    missing = [j for j in GRID_JOBS if j not in kept]
+    missing = [j for j in SHARED_GRID_JOBS if j not in kept]
     if missing:  # the usual case: killed mid-grid. A new run into the folder is refused.
         assert json.loads((out / "rows" / "plan.json").read_text())["finished"] is None
         assert main(["bench", "--profile", "smoke", "--data", str(tiny_cohort), "--out", str(out), "--quiet"]) == 2
         assert f"`condense bench --resume {out}`" in capsys.readouterr().err
 
-    print(f"killed with {len(kept)} of {len(GRID_JOBS)} jobs recorded: {kept}")  # shown by pytest -rP
+    print(f"killed with {len(kept)} of {len(SHARED_GRID_JOBS)} jobs recorded: {kept}")  # shown by pytest -rP
     resumed = run_condense("bench", "--resume", out, "--cache-dir", cache)
     assert resumed.returncode == 0, resumed.stderr[-4000:]
     assert f"({len(kept)} done by the earlier run, {len(missing)} to run)" in resumed.stderr
     assert [m.group(1) for m in FINISHED_LINE.finditer(resumed.stderr)] == [f"seed0/{j}" for j in missing]
     assert "RAY_IMPORTED=False" in resumed.stderr.splitlines()
     grid = json.loads((out / "manifest.json").read_text())["grid"]
-    assert (grid["executor"], grid["jobs"], grid["resumed"]) == ("local", len(GRID_JOBS), len(kept))
+    assert (grid["executor"], grid["jobs"], grid["resumed"]) == ("local", len(SHARED_GRID_JOBS), len(kept))
     assert {name: (records / f"{name}.json").read_bytes() for name in kept} == before, "kept jobs did not run again"
     assert json.loads((out / "rows" / "plan.json").read_text())["finished"]
 
     table, reference = read_table(out), read_table(full)
-    assert list(table) == list(reference) and set(table) == set(GRID_ROWS)
+    assert list(table) == list(reference) and set(table) == set(SHARED_GRID_ROWS)
     for row, fields in table.items():
         assert fields["status"] == "ok", (row, fields["error"])
         for col in ("auroc", "auroc_low", "auroc_high", "params", "keras_bytes", "tflite_bytes"):
             assert fields[col] == reference[row][col], (row, col)
     # the scores of every job, kept or run now, are those of the uninterrupted run, bit for bit
     predictions, uninterrupted = read_npz(out / "predictions.npz"), read_npz(full / "predictions.npz")
-    assert set(predictions) == set(uninterrupted) == {"ids", "y", *(f"{r}@0" for r in GRID_ROWS)}
+    assert set(predictions) == set(uninterrupted) == {"ids", "y", *(f"{r}@0" for r in SHARED_GRID_ROWS)}
     for key, value in uninterrupted.items():
         assert predictions[key].tobytes() == value.tobytes(), key
-    for name in GRID_JOBS:
+    for name in SHARED_GRID_JOBS:
         for row, p in read_npz(records / f"{name}.npz").items():
             assert predictions[f"{row}@0"].tobytes() == p.tobytes(), row
 

@@ -17,24 +17,31 @@ from condense.bench.jobs import Job, JobContext  # noqa: E402
 from condense.bench.rows import plan_rows  # noqa: E402
 from condense.cli import main  # noqa: E402
 
-from test_grid import FINISHED_LINE, read_npz, read_table, run_condense, small_profile  # noqa: E402
+from grid_runs import (  # noqa: E402
+    FINISHED_LINE,
+    SHARED_GRID_JOBS,
+    SHARED_GRID_ROWS,
+    read_npz,
+    read_table,
+    run_condense,
+    small_profile,
+)
 
 #: 4 jobs: seed0/lstm (with lstm-int8), seed0/dnn, seed0/dnn-prune25, seed0/lr.
-RAY_ROWS = ("lstm", "lstm-int8", "dnn", "dnn-prune25", "lr")
+RAY_ROWS = SHARED_GRID_ROWS
+pytestmark = pytest.mark.e2e  # Ray clusters
 
 
 @pytest.fixture(scope="module")
-def local_and_ray(tiny_cohort, tmp_path_factory):
-    """The same grid run by the local executor and on a private 2-CPU Ray cluster, each from the
-    command line in a fresh process (TensorFlow's thread pools set the same way in both)."""
+def local_and_ray(local_grid, tiny_cohort, tmp_path_factory):
+    """The same grid run by the local executor (the shared ``local_grid``) and on a private 2-CPU Ray
+    cluster, each from the command line in a fresh process (TensorFlow's thread pools set the same
+    way in both)."""
     base = tmp_path_factory.mktemp("ray-grid")
-    common = ("bench", "--profile", "smoke", "--data", tiny_cohort, "--rows", ",".join(RAY_ROWS),
-              "--cache-dir", base / "cache")
-    local = run_condense(*common, "--out", base / "local")
-    assert local.returncode == 0, local.stderr[-4000:]
-    on_ray = run_condense(*common, "--out", base / "ray", "--executor", "ray", "--workers", "2")
+    on_ray = run_condense("bench", "--profile", "smoke", "--data", tiny_cohort, "--rows", ",".join(RAY_ROWS),
+                          "--cache-dir", base / "cache", "--out", base / "ray", "--executor", "ray", "--workers", "2")
     assert on_ray.returncode == 0, on_ray.stderr[-4000:]
-    return base / "local", base / "ray", on_ray
+    return local_grid[0], base / "ray", on_ray
 
 
 def test_ray_grid_equals_the_local_grid(local_and_ray, capsys):
@@ -58,9 +65,9 @@ def test_ray_grid_equals_the_local_grid(local_and_ray, capsys):
     assert json.loads((local / "manifest.json").read_text())["grid"]["executor"] == "local"
     assert "ray: 2 job(s) at a time on 2 CPU(s)" in proc.stderr
     assert sorted(m.group(1) for m in FINISHED_LINE.finditer(proc.stderr)) == sorted(
-        f"seed0/{r}" for r in ("lstm", "dnn", "dnn-prune25", "lr"))
+        f"seed0/{r}" for r in SHARED_GRID_JOBS)
     # the workers' files reached the run folder, and its records say what they hold
-    for name in ("lstm", "dnn", "dnn-prune25", "lr"):
+    for name in SHARED_GRID_JOBS:
         record = json.loads((on_ray / "rows" / "seed0" / f"{name}.json").read_text())
         assert record["ok"] and record["files"], name
         for rel, entry in record["files"].items():

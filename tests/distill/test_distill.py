@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 
 import numpy as np
 import pytest
 
 from condense import distill
+from condense.cli import main
 from condense.distill import distill_targets, fold_assignment, soften
 from condense.train import TrainConfig
 
@@ -127,42 +126,46 @@ def test_teachers_that_cannot_teach_are_refused_by_name(tiny_dataset, tmp_path):
         distill.resolve_teachers(TrainConfig(model="lstm", teachers=(str(tmp_path / "no-such-dir"),)), tiny_dataset)
 
 
-def _cli(*args, cwd=None):
-    proc = subprocess.run([sys.executable, "-m", "condense.cli", *args], capture_output=True, text=True, timeout=900,
-                          cwd=cwd)
-    return proc
+def _cli(capsys, *args) -> tuple[int, str, str]:
+    """``condense ARGS`` in this process (main() is what the console script runs): code, stdout, stderr."""
+    capsys.readouterr()
+    code = main(list(map(str, args)))
+    out, err = capsys.readouterr()
+    return code, out, err
 
 
 @pytest.mark.slow
-def test_condense_train_with_a_teacher_directory_as_a_new_user(tiny_cohort, tmp_path):
+def test_condense_train_with_a_teacher_directory_as_a_new_user(tiny_cohort, tiny_cache, tmp_path, capsys):
     """Train a teacher, then a distilled pruned hLSTM from it and a peer; the manifest says what ran;
     the student exports and evaluates like any model; a teacher of another cohort is refused."""
     teacher = tmp_path / "lr"
-    proc = _cli("train", "--data", str(tiny_cohort), "--model", "lr", "--seed", "2", "--quiet", "--out", str(teacher))
-    assert proc.returncode == 0, proc.stderr[-2000:]
+    code, _, err = _cli(capsys, "train", "--data", tiny_cohort, "--model", "lr", "--seed", "2", "--quiet", "--out",
+                        teacher, "--cache-dir", tiny_cache)
+    assert code == 0, err[-2000:]
     student = tmp_path / "student"
-    proc = _cli("train", "--data", str(tiny_cohort), "--model", "hlstm", "--prune-quantile", "0.5", "--epochs", "2",
-                "--batch-size", "32", "--seed", "2", "--teacher", str(teacher), "--teacher", "peer:gbm",
-                "--distill-alpha", "0.4", "--teacher-folds", "3", "--time-since-last", "--out", str(student))
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    assert "distilled (teachers' train AUROC" in proc.stdout
-    assert f"teacher {teacher} (lr): train AUROC" in proc.stderr and "out of fold (3 folds)" in proc.stderr
+    code, out, err = _cli(capsys, "train", "--data", tiny_cohort, "--model", "hlstm", "--prune-quantile", "0.5",
+                          "--epochs", "2", "--batch-size", "32", "--seed", "2", "--teacher", teacher,
+                          "--teacher", "peer:gbm", "--distill-alpha", "0.4", "--teacher-folds", "3",
+                          "--time-since-last", "--out", student, "--cache-dir", tiny_cache)
+    assert code == 0, err[-2000:]
+    assert "distilled (teachers' train AUROC" in out
+    assert f"teacher {teacher} (lr): train AUROC" in err and "out of fold (3 folds)" in err
     manifest = json.loads((student / "manifest.json").read_text())
     d = manifest["distillation"]
     assert [t["model"] for t in d["teachers"]] == ["lr", "gbm"] and d["alpha"] == 0.4 and d["teacher_folds"] == 3
     assert manifest["config"]["teachers"] == [str(teacher), "peer:gbm"] and manifest["config"]["time_since_last"]
     prep = json.loads((student / "preprocessing.json").read_text())
     assert prep["extras"] == ["since_last"]
-    proc = _cli("export", "--model", str(student), "--format", "int8")
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    proc = _cli("evaluate", "--model", str(student), "--format", "int8")
-    assert proc.returncode == 0 and "[int8]: test AUROC" in proc.stdout, proc.stderr[-2000:]
+    code, _, err = _cli(capsys, "export", "--model", student, "--format", "int8", "--cache-dir", tiny_cache)
+    assert code == 0, err[-2000:]
+    code, out, err = _cli(capsys, "evaluate", "--model", student, "--format", "int8", "--cache-dir", tiny_cache)
+    assert code == 0 and "[int8]: test AUROC" in out, err[-2000:]
 
     from condense.data.synthetic import write_cohort
 
     other = write_cohort(tmp_path / "other" / "in-hospital-mortality", episodes=120, seed=9)
-    proc = _cli("train", "--data", str(other), "--model", "lstm", "--epochs", "1", "--teacher", str(teacher),
-                "--out", str(tmp_path / "refused"))
-    assert proc.returncode != 0
-    assert f"teacher {teacher} was trained on another cohort or split" in proc.stderr
+    code, _, err = _cli(capsys, "train", "--data", other, "--model", "lstm", "--epochs", "1", "--teacher", teacher,
+                        "--out", tmp_path / "refused", "--cache-dir", tmp_path / "cache")
+    assert code != 0
+    assert f"teacher {teacher} was trained on another cohort or split" in err
     assert not (tmp_path / "refused").exists()

@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 
 import pytest
+from build_once import copy_of
 
 from condense.cli import main
 from condense.io import read_json, sha256_file
@@ -54,10 +55,10 @@ def dnn_dirs(tiny_cohort, tmp_path_factory):
 
 
 @pytest.fixture
-def lr_dir(tiny_cohort, tmp_path):
-    out = tmp_path / "models" / "lr"
-    _train(tiny_cohort, out, tmp_path / "cache")
-    return out
+def lr_dir(trained_lr, tmp_path):
+    """A logistic-regression directory of this test's own (a copy of the one trained per test run)."""
+    (tmp_path / "models").mkdir()
+    return copy_of(trained_lr, tmp_path / "models" / "lr")
 
 
 # -- written as one unit, under a lock ----------------------------------------------------------

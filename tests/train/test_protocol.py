@@ -5,32 +5,30 @@ changed (docs/protocol.md)."""
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 
 import pytest
 
+from condense.cli import main
+from condense.runs.workflow import train_run
 from condense.train import BEST_PATIENCE, PROTOCOLS, TrainConfig
 
 pytestmark = pytest.mark.slow
 
 
-def _train_cli(tiny_cohort, out, *extra):
-    command = [sys.executable, "-m", "condense.cli", "train", "--data", str(tiny_cohort), "--model", "dnn",
-               "--epochs", "4", "--batch-size", "32", "--quiet", "--out", str(out), *extra]
-    proc = subprocess.run(command, capture_output=True, text=True, timeout=600, env=dict(os.environ))
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    return json.loads((out / "manifest.json").read_text()), proc.stdout
+def _train_cli(tiny_cohort, cache, out, capsys, *extra):
+    """``condense train`` (in this process: main() is what the console script runs)."""
+    capsys.readouterr()
+    code = main(["train", "--data", str(tiny_cohort), "--model", "dnn", "--epochs", "4", "--batch-size", "32",
+                 "--quiet", "--out", str(out), "--cache-dir", str(cache), *extra])
+    printed, err = capsys.readouterr()
+    assert code == 0, err[-3000:]
+    return json.loads((out / "manifest.json").read_text()), printed
 
 
-def _train_library_defaults(tiny_cohort, out):
+def _train_library_defaults(tiny_cohort, cache, out):
     """Training as it was before ``--protocol`` existed: the library's TrainConfig defaults."""
-    code = ("import sys; from condense.runs.workflow import train_run; "
-            "train_run(data=sys.argv[1], out_dir=sys.argv[2], model='dnn', epochs=4, batch_size=32, verbose=0)")
-    proc = subprocess.run([sys.executable, "-c", code, str(tiny_cohort), str(out)], capture_output=True, text=True,
-                          timeout=600)
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    train_run(data=str(tiny_cohort), out_dir=out, model="dnn", epochs=4, batch_size=32, verbose=0, cache_dir=cache,
+              log=lambda m: None)
     return json.loads((out / "manifest.json").read_text())
 
 
@@ -43,9 +41,10 @@ def test_protocols_are_named_settings_and_the_config_says_which_ran():
     assert TrainConfig(model="lstm", select="best", patience=5).to_json()["protocol"] == "best"
 
 
-def test_protocol_paper_reproduces_the_previous_last_epoch_training_exactly(tiny_cohort, tmp_path):
-    paper, printed = _train_cli(tiny_cohort, tmp_path / "paper", "--protocol", "paper")
-    before = _train_library_defaults(tiny_cohort, tmp_path / "before")
+def test_protocol_paper_reproduces_the_previous_last_epoch_training_exactly(tiny_cohort, tiny_cache, tmp_path,
+                                                                          capsys):
+    paper, printed = _train_cli(tiny_cohort, tiny_cache, tmp_path / "paper", capsys, "--protocol", "paper")
+    before = _train_library_defaults(tiny_cohort, tiny_cache, tmp_path / "before")
     assert paper["protocol"] == "paper" and paper["config"]["select"] == "last" and paper["config"]["patience"] is None
     assert paper["selected_epoch"] == 4 and len(paper["epoch_seconds"]) == 4
     assert paper["val_auroc_history"] == before["val_auroc_history"]
@@ -54,15 +53,15 @@ def test_protocol_paper_reproduces_the_previous_last_epoch_training_exactly(tiny
     assert "epoch 4 of 4 (protocol paper)" in printed
 
 
-def test_the_default_protocol_keeps_the_best_validation_epoch(tiny_cohort, tmp_path):
-    best, printed = _train_cli(tiny_cohort, tmp_path / "best")
+def test_the_default_protocol_keeps_the_best_validation_epoch(tiny_cohort, tiny_cache, tmp_path, capsys):
+    best, printed = _train_cli(tiny_cohort, tiny_cache, tmp_path / "best", capsys)
     history = best["val_auroc_history"]
     assert best["protocol"] == "best"
     assert best["config"]["select"] == "best" and best["config"]["patience"] == BEST_PATIENCE
     assert best["selected_epoch"] == history.index(max(history)) + 1
     assert "(protocol best)" in printed
     # an explicit override wins over the protocol's setting, and is recorded as such
-    custom, _ = _train_cli(tiny_cohort, tmp_path / "custom", "--patience", "2")
+    custom, _ = _train_cli(tiny_cohort, tiny_cache, tmp_path / "custom", capsys, "--patience", "2")
     assert custom["config"]["patience"] == 2 and custom["protocol"] == "custom"
     stopped = custom["val_auroc_history"]
     best_epoch = stopped.index(max(stopped)) + 1
