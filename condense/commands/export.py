@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 # Pure Python: `condense export --help` starts no TensorFlow.
-from condense.export.formats import FORMATS, ROUTES, format_names
+from condense.export.formats import FORMATS, FORMS, ROUTES, format_names
 
 
 def format_help(prefix: str = "") -> str:
@@ -24,6 +24,10 @@ def register(sub) -> None:
     p.add_argument("--format", required=True, choices=format_names(), help=format_help())
     p.add_argument("--calibration", type=int, default=300,
                    help="training samples that calibrate int8 and on which dropping Masking is checked (default 300)")
+    p.add_argument("--form", choices=FORMS, default="sequence",
+                   help="recurrent models: sequence (default: all hours in one call, model.<format>.tflite) or step "
+                        "(one hour per call, the recurrent state as float inputs and outputs, batch 1: "
+                        "model.<format>.step.tflite; small full-int8 files that run on TFLM and in the browser)")
     p.add_argument("--int8-io", action="store_true",
                    help="full-integer formats only: int8 input and output tensors (integer-only NPUs and microcontrollers)")
     p.add_argument("--route", choices=ROUTES, default="auto",
@@ -40,9 +44,14 @@ def cmd_export(args: argparse.Namespace) -> int:
 
     if args.int8_io and not FORMATS[args.format].integer_only:  # before the data is read
         raise ValueError(f"--int8-io needs a full-integer format (int8), got --format {args.format}")
+    if args.form == "step" and (args.int8_io or args.route != "auto"):
+        raise ValueError("--form step takes neither --int8-io nor --route: a step file is the step's equations, "
+                         "its state float between calls")
     report = export_run(args.model, args.format, calibration=args.calibration, data=args.data,
                         cache_dir=args.cache_dir, int8_io=args.int8_io, route=args.route, quiet=args.quiet,
-                        verbose=getattr(args, "verbose", False))
+                        verbose=getattr(args, "verbose", False), form=args.form)
+    if args.form == "step":
+        return _print_step(report)
     print(
         f"{report['path']}: {report['bytes']:,} bytes ({report['format']}, route: {report['route']}); vs Keras on "
         f"{report['n']} test samples: max |diff| {report['max_abs_diff']:.2e}, AUROC {report['auroc_tflite']:.4f} "
@@ -57,6 +66,31 @@ def cmd_export(args: argparse.Namespace) -> int:
     if "arena_bytes" in tflm:
         print(f"  TensorFlow Lite for Microcontrollers: runs with a {tflm['arena_bytes']:,}-byte arena; "
               f"max |diff| vs LiteRT on {tflm['n']} samples {tflm['max_abs_vs_litert']:.2e}")
+    else:
+        print(f"  TensorFlow Lite for Microcontrollers: {tflm['note']}")
+    for warning in report["warnings"]:
+        print(f"  warning: {warning}")
+    return 0
+
+
+def _print_step(report: dict) -> int:
+    """What ``export --form step`` says: the file, its contract, parity over the chained steps, TFLM."""
+    steps = report["steps"]
+    print(f"{report['path']}: {report['bytes']:,} bytes ({report['format']}, one step per call); ops: "
+          f"{', '.join(report['ops'])}")
+    states = ", ".join(f"{s['name']} ({s['units']})" for s in report["states"])
+    print(f"  inputs: x (1 hour) and the state {states}, float, batch 1; outputs: p and each state + '_out'; "
+          "start every patient from zero state")
+    print(f"  vs Keras on {report['n']} test sequences chained over {steps} steps: max |diff| "
+          f"{report['max_abs_diff']:.2e}, AUROC {report['auroc_tflite']:.4f} (Keras {report['auroc_keras']:.4f}, "
+          f"difference {report['auroc_tflite'] - report['auroc_keras']:+.4f})")
+    latency = report["step_latency"]
+    print(f"  LiteRT, 1 thread: {latency['median_us']:.1f} us per step (median; {steps} steps "
+          f"{steps * latency['median_us']:.0f} us)")
+    tflm = report["tflm"]
+    if "arena_bytes" in tflm:
+        print(f"  TensorFlow Lite for Microcontrollers: runs with a {tflm['arena_bytes']:,}-byte arena; "
+              f"max |diff| vs LiteRT on {tflm['n']} sequences {tflm['max_abs_vs_litert']:.2e}")
     else:
         print(f"  TensorFlow Lite for Microcontrollers: {tflm['note']}")
     for warning in report["warnings"]:

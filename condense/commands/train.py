@@ -7,7 +7,7 @@ import sys
 
 from condense.commands.export import format_help
 from condense.commands.paths import output_file, output_folder
-from condense.export.formats import score_format_names
+from condense.export.formats import FORMS, score_format_names
 from condense.train import (
     BEST_PATIENCE, DEFAULT_ALPHA, DEFAULT_FOLDS, DEFAULT_TEMPERATURE, INPUT_KIND, PROTOCOLS, SELECT_CHOICES,
 )
@@ -70,6 +70,9 @@ def register(sub) -> None:
     e.add_argument("--data", default=None, help="data to score (default: the data the model was trained on)")
     e.add_argument("--format", default="keras", choices=score_format_names(),
                    help=format_help("keras (the saved Keras model, the default); "))
+    e.add_argument("--form", choices=FORMS, default="sequence",
+                   help="with a .tflite format: the whole-sequence file (default) or the step file (condense export "
+                        "--form step), chained over the hours")
     e.add_argument("--json", default=None, type=output_file, help="also write the metrics to this JSON file")
     e.add_argument("--cache-dir", default=None)
     e.add_argument("--quiet", action="store_true")
@@ -84,6 +87,8 @@ def register(sub) -> None:
     r.add_argument("--model", required=True, help="model directory written by condense train")
     r.add_argument("--format", default="keras", choices=score_format_names(),
                    help=format_help("keras (the saved Keras model, the default); "))
+    r.add_argument("--form", choices=FORMS, default="sequence",
+                   help="with a .tflite format: the whole-sequence file (default) or the step file, chained over the hours")
     r.add_argument("--data", required=True, help="IHM folder, synthetic[:N[:SEED]] or physionet2012:PATH")
     r.add_argument("--out", required=True, type=output_file, help="CSV file to write")
     r.add_argument("--strict", action="store_true", help="stop at the first bad input cell")
@@ -163,14 +168,20 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _format_label(args: argparse.Namespace) -> str:
+    """``int8``, or ``int8 step`` for a step file."""
+    return args.format + (f" {args.form}" if args.form != "sequence" else "")
+
+
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from condense.io import write_json
     from condense.runs.workflow import evaluate_run
 
-    metrics = evaluate_run(args.model, data=args.data, fmt=args.format, cache_dir=args.cache_dir, quiet=args.quiet)
+    metrics = evaluate_run(args.model, data=args.data, fmt=args.format, cache_dir=args.cache_dir, quiet=args.quiet,
+                           form=args.form)
     test = metrics["test"]
     print(
-        f"{args.model} [{args.format}]: test AUROC {test['auroc']:.4f} [{test['auroc_ci'][0]:.4f}, "
+        f"{args.model} [{_format_label(args)}]: test AUROC {test['auroc']:.4f} [{test['auroc_ci'][0]:.4f}, "
         f"{test['auroc_ci'][1]:.4f}], AUPRC {test['auprc']:.4f}, Brier {test['brier']:.4f}, n={test['n']}"
     )
     if args.json:
@@ -181,13 +192,13 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 def cmd_predict(args: argparse.Namespace) -> int:
     from condense.runs.workflow import predict_run
 
-    summary = predict_run(args.model, data=args.data, out_csv=args.out, fmt=args.format, strict=args.strict,
-                          cache_dir=args.cache_dir, quiet=args.quiet)
+    summary = predict_run(args.model, data=args.data, out_csv=args.out, fmt=args.format, form=args.form,
+                          strict=args.strict, cache_dir=args.cache_dir, quiet=args.quiet)
     if summary["issues"]:
         counts = ", ".join(f"{kind} {n:,}" for kind, n in sorted(summary["issues"].items()))
         _log(args, f"input problems counted and treated as missing or clipped: {counts}")
     n, labelled = summary["n"], summary["labelled"]
-    line = f"scored {n:,} records [{args.format}] -> {args.out}"
+    line = f"scored {n:,} records [{_format_label(args)}] -> {args.out}"
     m = summary["metrics"]
     if m is not None:
         line += f"; AUROC {m['auroc']:.4f} [{m['auroc_ci'][0]:.4f}, {m['auroc_ci'][1]:.4f}] on {labelled:,} labelled"

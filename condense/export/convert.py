@@ -32,7 +32,7 @@ import numpy as np
 
 from condense.checks import check_choice
 from condense._child import ChildError, child_main, error_result, run_child, write_result
-from condense.export.formats import FORMATS, ROUTES, get_format
+from condense.export.formats import FORMATS, FORMS, ROUTES, get_format
 from condense.io import atomic_path, work_folder
 
 __all__ = [
@@ -99,10 +99,15 @@ class ExportJob:
     int8_io: bool = False
     route: str = "auto"
     input_percentile: float | None = DEFAULT_INPUT_PERCENTILE
+    form: str = "sequence"
 
     def __post_init__(self) -> None:  # settings are checked where they enter; files and data at export time
         spec = get_format(self.fmt)
         check_choice("route", self.route, ROUTES)
+        check_choice("form", self.form, FORMS)
+        if self.form == "step" and (self.route != "auto" or self.int8_io):
+            raise ValueError(f"form='step' takes no route and no int8_io (exporting {self.model_path}): a step file "
+                             "is one graph of the step equations, its state float between calls.")
         if self.route == "while" and spec.integer_only:
             raise ValueError(f"route='while' cannot be {self.fmt} (exporting {self.model_path}): full-integer "
                              "calibration of a WHILE loop crashes the converter; use route='auto' or 'unrolled'.")
@@ -211,6 +216,7 @@ def export_tflite_many(jobs: Iterable[ExportJob], *, timeout: float = DEFAULT_TI
                 "fmt": job.fmt,
                 "int8_io": bool(job.int8_io),
                 "route": job.route,
+                "form": job.form,
                 "calibration": None,
                 "out_path": str(tmp_out),
             }
@@ -351,6 +357,8 @@ def _convert(request: dict) -> dict:
                          f"the model expects {sample_shape}")
     recurrent = _is_recurrent(model)
     spec = get_format(fmt)
+    if request.get("form", "sequence") == "step":
+        return _convert_step(request, model, calibration, spec, sample_shape, started)
     float_head = spec.integer_only and not request["int8_io"]
     if recurrent:
         plan = _plan_recurrent(model, request, calibration, float_head)
@@ -404,6 +412,32 @@ def _convert(request: dict) -> dict:
         "masking": plan["masking"], "cell_state_max_abs": plan.get("cell_state_max_abs"),
         "warnings": plan["warnings"],
         "bytes": len(data), "constant_bytes": stats["bytes"],
+        "seconds": round(time.perf_counter() - started, 3),
+    }
+
+
+def _convert_step(request: dict, model, calibration, spec, sample_shape: tuple, started: float) -> dict:
+    """The step form (:mod:`condense.export.step_export`): convert, check, write."""
+    from condense.export.step_export import check_step_file, convert_step
+
+    if not _is_recurrent(model):
+        raise ValueError(f"{request['model_path']} has no recurrent layer: a step file steps a recurrent state "
+                         "hour by hour (export the sequence form)")
+    data, plan = convert_step(model, calibration, spec, request["model_path"])
+    ops = _op_names(data)
+    stats = _constant_stats(data)
+    if spec.integer_only:
+        _check_int8_weights_only(_ConvertedFile(data, model, plan, ops, stats, sample_shape, True, calibration))
+    measured = check_step_file(data, ops, model, calibration, request["fmt"])
+    with open(request["out_path"], "wb") as fh:
+        fh.write(data)
+        fh.flush()
+        os.fsync(fh.fileno())
+    return {
+        "fmt": request["fmt"], "form": "step", "route": plan["route"], "recurrent": True, "ops": sorted(set(ops)),
+        "input_shape": [1, sample_shape[-1]], "steps": plan["steps"], "states": plan["states"], "io": "float32",
+        "masking": plan["masking"], "cell_state_max_abs": None, "warnings": plan["warnings"],
+        "bytes": len(data), "constant_bytes": stats["bytes"], **measured,
         "seconds": round(time.perf_counter() - started, 3),
     }
 

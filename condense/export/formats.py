@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 from condense.checks import check_choice
 
-__all__ = ["ExportFormat", "FORMATS", "ROUTES", "format_names", "get_format", "is_quantized", "register_format",
+__all__ = ["ExportFormat", "FORMATS", "FORMS", "ROUTES", "format_names", "get_format", "is_quantized", "register_format",
            "score_format_names"]
 
 
@@ -66,6 +66,9 @@ class ExportFormat:
 #: Masking where that is exact); ``fused`` that op or an error; ``while`` / ``unrolled`` the
 #: Keras 3 default conversion, Masking kept. Models without recurrent layers ignore it.
 ROUTES = ("auto", "fused", "while", "unrolled")
+#: Forms of a recurrent model's file: the whole sequence in one call, or one time step per call with
+#: the state as inputs and outputs (:mod:`condense.export.step_graph`).
+FORMS = ("sequence", "step")
 
 #: Every format, in the order the CLI and tables list them.
 FORMATS: dict[str, ExportFormat] = {}

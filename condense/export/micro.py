@@ -88,8 +88,12 @@ def micro_problem(path) -> str:
     return ""
 
 
-def run_micro(path, x, *, search_arena: bool = True, timeout: float = 600.0) -> dict:
+def run_micro(path, x, *, search_arena: bool = True, step: bool = False, timeout: float = 600.0) -> dict:
     """Run ``x`` (N, *sample_shape), one sample at a time, through the file on TFLM.
+
+    ``step=True``: the file is a step file (:mod:`condense.export.step_graph`) and ``x`` holds whole
+    sequences (N, T, C): each runs hour by hour from zero state, the state fed back between calls;
+    ``outputs`` are the outputs after the last hour.
 
     Float inputs are quantized with the file's input scale and zero point when the file has
     int8 input, and int8 outputs dequantized (as :class:`condense.export.convert.TFLiteModel` does).
@@ -112,7 +116,7 @@ def run_micro(path, x, *, search_arena: bool = True, timeout: float = 600.0) -> 
         work = Path(work)
         np.save(work / "x.npy", np.ascontiguousarray(np.asarray(x, dtype=np.float32)))
         request = {"path": str(path.resolve()), "x": str(work / "x.npy"), "search_arena": bool(search_arena),
-                   "outputs": str(work / "outputs.npy")}
+                   "outputs": str(work / "outputs.npy"), "step": bool(step)}
         run = run_child("condense.export.micro", request, what=f"TFLM on {path.name}", timeout=timeout, work=work)
         try:
             result = run.check()
@@ -190,8 +194,44 @@ def _run_micro_child(request: dict) -> dict:
     path = request["path"]
     generous = 4 * Path(path).stat().st_size + (1 << 20)
     interpreter = runtime.Interpreter.from_file(path, arena_size=generous)
-    inp, out = interpreter.get_input_details(0), interpreter.get_output_details(0)
     x = np.load(request["x"])
+    if request.get("step"):
+        outputs = _run_steps(interpreter, Path(path).read_bytes(), x)
+    else:
+        outputs = _run_sequences(interpreter, x)
+    np.save(request["outputs"], np.stack(outputs))
+    reported = _allocation_report(interpreter)
+    arena = smallest_arena(path, reported) if request["search_arena"] else None
+    return {"arena_bytes": arena, "allocation_bytes": reported}
+
+
+def _run_steps(interpreter, data: bytes, x: np.ndarray) -> list:
+    """A step file (float I/O) over sequences ``x`` (N, T, C): each from zero state, the state
+    outputs fed back as inputs, the output after the last step per sequence."""
+    from condense.export.step_graph import INPUT_NAME, OUTPUT_NAME, STATE_OUT_SUFFIX
+    from condense.export.step_runner import step_io_names
+
+    inputs, outputs = step_io_names(data)
+    shapes = {name: tuple(interpreter.get_input_details(k)["shape"]) for k, name in enumerate(inputs)}
+    results = []
+    for sequence in x:
+        state = {name: np.zeros(shape, np.float32) for name, shape in shapes.items() if name != INPUT_NAME}
+        y = None
+        for x_t in sequence:
+            feed = {INPUT_NAME: x_t.reshape(shapes[INPUT_NAME]).astype(np.float32), **state}
+            for k, name in enumerate(inputs):
+                interpreter.set_input(np.ascontiguousarray(feed[name]), k)
+            interpreter.invoke()
+            got = {name: np.array(interpreter.get_output(k), np.float32) for k, name in enumerate(outputs)}
+            state = {name: got[name + STATE_OUT_SUFFIX] for name in state}
+            y = got[OUTPUT_NAME]
+        results.append(y.reshape(-1))
+    return results
+
+
+def _run_sequences(interpreter, x: np.ndarray) -> list:
+    """A whole-sequence file, one sample at a time (state reset before each)."""
+    inp, out = interpreter.get_input_details(0), interpreter.get_output_details(0)
     outputs = []
     for sample in x:
         interpreter.reset()  # clears variable tensors: a fused LSTM's state
@@ -207,10 +247,7 @@ def _run_micro_child(request: dict) -> dict:
             scale, zero = out["quantization_parameters"]["scales"][0], out["quantization_parameters"]["zero_points"][0]
             y = (y.astype(np.float32) - zero) * scale
         outputs.append(y.astype(np.float32).reshape(-1))
-    np.save(request["outputs"], np.stack(outputs))
-    reported = _allocation_report(interpreter)
-    arena = smallest_arena(path, reported) if request["search_arena"] else None
-    return {"arena_bytes": arena, "allocation_bytes": reported}
+    return outputs
 
 
 if __name__ == "__main__":

@@ -70,8 +70,9 @@ class ModelDirBusy(ModelDirError):
     """Another process holds the model directory's lock."""
 
 
-def tflite_file(fmt: str) -> str:
-    return f"model.{fmt}.tflite"
+def tflite_file(fmt: str, form: str = "sequence") -> str:
+    """``model.<fmt>.tflite`` (the whole sequence) or ``model.<fmt>.step.tflite`` (one step)."""
+    return f"model.{fmt}.tflite" if form == "sequence" else f"model.{fmt}.{form}.tflite"
 
 
 def git_commit() -> str | None:
@@ -450,7 +451,7 @@ def check_recorded_hash(model_dir, manifest: dict, name: str) -> None:
         )
 
 
-def check_export(model_dir, manifest: dict, fmt: str) -> Path:
+def check_export(model_dir, manifest: dict, fmt: str, form: str = "sequence") -> Path:
     """The path of ``model.<fmt>.tflite``, checked to be the current model's export.
 
     A file the manifest does not list, whose own hash differs from its entry, or whose recorded
@@ -459,10 +460,11 @@ def check_export(model_dir, manifest: dict, fmt: str) -> Path:
     (no ``manifest_version``) use an unlisted file as it is.
     """
     model_dir = Path(model_dir)
-    path = model_dir / tflite_file(fmt)
-    refresh = f"re-run condense export --model {model_dir} --format {fmt}"
+    path = model_dir / tflite_file(fmt, form)
+    command = f"condense export --model {model_dir} --format {fmt}" + (f" --form {form}" if form != "sequence" else "")
+    refresh = f"re-run {command}"
     if not path.exists():
-        raise FileNotFoundError(f"{path} does not exist: run `condense export --model {model_dir} --format {fmt}` first")
+        raise FileNotFoundError(f"{path} does not exist: run `{command}` first")
     entry = manifest["files"].get(path.name)
     if not entry:
         if manifest.get("manifest_version", 1) >= 2:

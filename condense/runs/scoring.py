@@ -22,13 +22,15 @@ class SavedModel:
             ``.tflite`` format (:mod:`condense.export.formats`; run with LiteRT).
     """
 
-    def __init__(self, model_dir, fmt: str = "keras", *, num_threads: int = 1):
+    def __init__(self, model_dir, fmt: str = "keras", *, num_threads: int = 1, form: str = "sequence"):
         if fmt not in score_format_names():
             raise ValueError(f"Argument `fmt` must be one of {score_format_names()}, got fmt={fmt!r}.")
         self.model_dir = Path(model_dir)
         self.model, self.inputs, self.manifest = load_run(self.model_dir)
-        self.fmt = fmt
+        self.fmt, self.form = fmt, form
         self._tflite = None
+        if form != "sequence" and fmt == "keras":
+            raise ValueError(f"form={form!r} is a .tflite file's form: give a .tflite format (float32, dynamic, int8)")
         if fmt != "keras":
             from condense.train import PEER_MODELS
 
@@ -36,10 +38,15 @@ class SavedModel:
             if peer in PEER_MODELS:
                 raise ValueError(f"{model_dir}: {PEER_MODELS[peer]} has no .tflite export; score the saved model "
                                  "itself (format 'keras')")
-            path = check_export(self.model_dir, self.manifest, fmt)  # missing or stale: a clear error
-            from condense.export.convert import TFLiteModel
+            path = check_export(self.model_dir, self.manifest, fmt, form)  # missing or stale: a clear error
+            if form == "step":
+                from condense.export.step_runner import StepModel
 
-            self._tflite = TFLiteModel(path, num_threads=num_threads)
+                self._tflite = StepModel(path, num_threads=num_threads)
+            else:
+                from condense.export.convert import TFLiteModel
+
+                self._tflite = TFLiteModel(path, num_threads=num_threads)
 
     def predict_inputs(self, x: np.ndarray) -> np.ndarray:
         """Probabilities (N,) float64 for already-preprocessed model inputs."""

@@ -202,11 +202,12 @@ def _load_data_for(model_dir, manifest: dict, data: str | None, *, cache_dir, qu
     return spec, dataset
 
 
-def evaluate_run(model_dir, *, data: str | None = None, fmt: str = "keras", cache_dir=None, quiet: bool = False) -> dict:
+def evaluate_run(model_dir, *, data: str | None = None, fmt: str = "keras", cache_dir=None, quiet: bool = False,
+                 form: str = "sequence") -> dict:
     """Reload a model directory and recompute its test metrics (same bootstrap seed as training)."""
     from condense.runs.scoring import SavedModel
 
-    saved = SavedModel(model_dir, fmt)
+    saved = SavedModel(model_dir, fmt, form=form)
     manifest = saved.manifest
     spec, dataset = _load_data_for(model_dir, manifest, data, cache_dir=cache_dir, quiet=quiet)
     if dataset.layout.to_json() != saved.inputs.layout.to_json():
@@ -217,12 +218,13 @@ def evaluate_run(model_dir, *, data: str | None = None, fmt: str = "keras", cach
     if not dataset.test.has_labels:
         raise ValueError(f"data={spec!r}: the test split has no labels to evaluate against")
     p = saved.predict_raw(dataset.test.X)
-    return {"format": fmt, "model_dir": str(Path(model_dir)), "data": spec,
+    return {"format": fmt, "form": form, "model_dir": str(Path(model_dir)), "data": spec,
             "test": score_metrics(dataset.test.y, p, manifest["seed"])}
 
 
 def export_run(model_dir, fmt: str, *, calibration: int = 300, data: str | None = None, cache_dir=None,
-               int8_io: bool = False, route: str = "auto", quiet: bool = False, verbose: bool = False) -> dict:
+               int8_io: bool = False, route: str = "auto", quiet: bool = False, verbose: bool = False,
+               form: str = "sequence") -> dict:
     """Export a model directory to ``model.<fmt>.tflite`` and check it against the Keras model.
 
     The first ``calibration`` training samples (preprocessed with the model's saved state)
@@ -231,11 +233,13 @@ def export_run(model_dir, fmt: str, *, calibration: int = 300, data: str | None 
     the whole test split (LiteRT) and, when ``tflite-micro`` is installed, run on TensorFlow Lite
     for Microcontrollers (smallest arena, agreement with LiteRT). Returns sizes, the route and
     the parity numbers; records the file in the manifest, with the hash of the model.keras it
-    came from. ``quiet`` silences the data loading's progress; the converter's own output is
+    came from. ``form="step"`` writes ``model.<fmt>.step.tflite``, one time step with the state as
+    inputs and outputs (:mod:`condense.export.step_graph`), checked chained over the test sequences. ``quiet`` silences the data loading's progress; the converter's own output is
     shown only with ``verbose``. Holds the directory's lock (a retrain cannot replace it meanwhile).
     """
     from condense.export import micro
     from condense.export.convert import ExportJob, TFLiteModel, export_tflite_many
+    from condense.export.step_runner import StepModel
     from condense.evaluate.metrics import auroc
     from condense.io import sha256_file
     from condense.runs.model_dir import KERAS_FILE, record_file, tflite_file
@@ -252,25 +256,33 @@ def export_run(model_dir, fmt: str, *, calibration: int = 300, data: str | None 
         x_train = saved.inputs.transform(dataset.train.X[:calibration])
         source = Path(model_dir) / KERAS_FILE
         source_sha256 = sha256_file(source)  # checked against the manifest by SavedModel; the lock keeps it
-        job = ExportJob(source, Path(model_dir) / tflite_file(fmt), fmt, calibration_x=x_train,
-                        int8_io=int8_io, route=route)
+        job = ExportJob(source, Path(model_dir) / tflite_file(fmt, form), fmt, calibration_x=x_train,
+                        int8_io=int8_io, route=route, form=form)
         path, info = export_tflite_many([job], quiet=not verbose, details=True)[0]
         record_file(model_dir, path.name, source_sha256=source_sha256)
     x_test = saved.inputs.transform(dataset.test.X)
     p_keras = saved.predict_inputs(x_test)
-    p_tfl = np.asarray(TFLiteModel(path).predict(x_test), dtype=np.float64).reshape(-1)
+    runner = TFLiteModel(path) if form == "sequence" else StepModel(path)
+    p_tfl = np.asarray(runner.predict(x_test), dtype=np.float64).reshape(-1)
     report = {
-        "path": str(path), "format": fmt, "bytes": path.stat().st_size, "n": len(x_test),
+        "path": str(path), "format": fmt, "form": form, "bytes": path.stat().st_size, "n": len(x_test),
         "route": info["route"], "ops": info["ops"], "masking": info["masking"],
         "cell_state_max_abs": info.get("cell_state_max_abs"), "warnings": info.get("warnings", []),
         "max_abs_diff": float(np.max(np.abs(p_tfl - p_keras))), "tied_probabilities": int(len(p_tfl) - len(np.unique(p_tfl))),
         "auroc_keras": auroc(dataset.test.y, p_keras), "auroc_tflite": auroc(dataset.test.y, p_tfl),
         "tflm": {"note": "not checked: tflite-micro is not installed"},
     }
+    if form == "step":
+        from condense.evaluate.measure import measure_latency
+
+        x_one = np.asarray(x_test[0, 0], np.float32)
+        report["states"], report["steps"] = info["states"], int(x_test.shape[1])
+        report["step_latency"] = measure_latency(lambda: runner.step(x_one))
+        runner.start()
     if micro.available():
         n = min(MICRO_CHECK_SAMPLES, len(x_test))
         try:
-            run = micro.run_micro(path, x_test[:n])
+            run = micro.run_micro(path, x_test[:n], step=form == "step")
             report["tflm"] = {"arena_bytes": run["arena_bytes"], "n": n,
                               "max_abs_vs_litert": float(np.max(np.abs(run["outputs"][:, 0] - p_tfl[:n])))}
         except micro.MicroError as exc:
@@ -283,7 +295,7 @@ MICRO_CHECK_SAMPLES = 32
 
 
 def predict_run(model_dir, *, data: str, out_csv, fmt: str = "keras", strict: bool = False, cache_dir=None,
-                quiet: bool = False) -> dict:
+                quiet: bool = False, form: str = "sequence") -> dict:
     """Score every record of ``data`` with a saved model; write ``id,probability[,label]`` rows.
 
     Preprocessing is the model's saved state, never refitted on ``data``. The ``label`` column is
@@ -298,7 +310,7 @@ def predict_run(model_dir, *, data: str, out_csv, fmt: str = "keras", strict: bo
     from condense.io import atomic_write
     from condense.runs.scoring import SavedModel
 
-    saved = SavedModel(model_dir, fmt)
+    saved = SavedModel(model_dir, fmt, form=form)
     split, id_column, issues = load_records(data, source_state=saved.inputs.source, strict=strict,
                                             cache_dir=cache_dir, quiet=quiet)
     if split.X.shape[-1] != saved.inputs.layout.width:
