@@ -58,10 +58,16 @@ def convert_step(model, calibration, spec, name: str) -> tuple[bytes, dict]:
     import tensorflow as tf
 
     from condense.export.recurrent_graphs import analyse
-    from condense.export.step_graph import StepGraph
+    from condense.export.step_graph import OUTPUT_NAME, StepGraph, step_problem
 
     chain = analyse(model)
-    graph = StepGraph(chain)  # raises ValueError naming the layer that cannot be stepped
+    # full int8 stops before a sigmoid/linear Dense head and appends it in float after conversion:
+    # an int8 probability has 256 levels, and most patients would tie
+    head = None
+    if spec.integer_only and not step_problem(chain) and chain.head is not None:
+        kernel, bias = (np.asarray(w, np.float32) for w in chain.head.get_weights())
+        head = (kernel, bias, chain.head_activation)
+    graph = StepGraph(chain, head=head is None)  # raises ValueError naming the layer that cannot be stepped
     masking = _masking_checked(chain, calibration, name)
     fn, module = graph.concrete_function()
     converter = tf.lite.TFLiteConverter.from_concrete_functions([fn], module)
@@ -79,7 +85,13 @@ def convert_step(model, calibration, spec, name: str) -> tuple[bytes, dict]:
         converter.inference_input_type = tf.float32  # the state stays float between calls
         converter.inference_output_type = tf.float32
     data = bytes(converter.convert())
-    plan = {"route": "step", "masking": masking, "warnings": [],
+    if head is not None:
+        from condense.export import tflite_edit
+
+        edited = tflite_edit.read_model(data)
+        tflite_edit.append_dense_head(edited, *head, output=OUTPUT_NAME)
+        data = tflite_edit.write_model(edited)
+    plan = {"route": "step" + (" + float head" if head is not None else ""), "masking": masking, "warnings": [],
             "states": [{"name": s.name, "output": s.output, "units": s.units, "layer": s.layer}
                        for s in graph.states],
             "steps": chain.timesteps}

@@ -81,18 +81,24 @@ def _gate_order(units: int) -> np.ndarray:
 class StepGraph:
     """The step equations of a recurrent chain with its weights as constants (see the module docstring).
 
+    ``head=False`` stops before the final Dense layer: ``p`` is then the features it takes (the
+    converter's caller appends the head in float, see :func:`condense.export.tflite_edit.append_dense_head`).
     ``step(x, state)`` runs on TensorFlow tensors of any batch (eagerly or traced);
     :meth:`concrete_function` is the batch-1 function the converter takes; :meth:`run` chains the
     steps over whole sequences in NumPy in, NumPy out (parity checks, calibration pairs).
     """
 
-    def __init__(self, chain: Chain):
+    def __init__(self, chain: Chain, head: bool = True):
         problem = step_problem(chain)
         if problem:
             raise ValueError(f"cannot build a step graph: {problem}")
+        if not head and chain.head is None:
+            raise ValueError("the model does not end in a sigmoid or linear Dense head to stop before")
         self.chain = chain
         self.features = chain.features
         self.layers = [layer for layer in chain.layers if _kind(layer) != "masking"]
+        if not head:  # the caller appends the head in float (full int8: untied probabilities)
+            self.layers = self.layers[: self.layers.index(chain.head)]
         self.weights = {id(layer): _weights(layer) for layer in self.layers}
         self.states: list[StateTensor] = []
         for k, layer in enumerate(chain.recurrent, start=1):

@@ -168,22 +168,35 @@ def _new_tensor(subgraph, shape, name: str, buffer: int = 0) -> int:
     return len(subgraph.tensors) - 1
 
 
-def append_dense_head(model, kernel: np.ndarray, bias: np.ndarray, activation: str) -> None:
-    """Append ``activation(x @ kernel + bias)`` in float32 after the single float output of the
-    main subgraph; the result becomes the model's output.
+def _decoded(name) -> str:
+    return name.decode() if isinstance(name, bytes) else str(name)
+
+
+def append_dense_head(model, kernel: np.ndarray, bias: np.ndarray, activation: str, output: str | None = None) -> None:
+    """Append ``activation(x @ kernel + bias)`` in float32 after a float output of the main
+    subgraph; the result takes that output's place.
 
     Args:
         kernel: ``(in, out)`` as in Keras (stored transposed, TFLite's ``(out, in)``).
         bias: ``(out,)``.
         activation: ``"sigmoid"`` or ``"linear"``.
+        output: the signature name of the output to build on (a step file's ``"p"``); ``None``:
+            the model's single output. Other signature outputs that name the same tensor keep it.
     """
     schema = _schema()
     if activation not in ("sigmoid", "linear"):
         raise ValueError(f"append_dense_head supports sigmoid or linear heads, got activation={activation!r}")
     subgraph = model.subgraphs[0]
-    if len(subgraph.outputs) != 1:
-        raise ValueError(f"append_dense_head needs a single-output model, got {len(subgraph.outputs)} outputs")
-    features = subgraph.outputs[0]
+    maps = [m for signature in model.signatureDefs or [] for m in signature.outputs or []]
+    if output is None:
+        if len(subgraph.outputs) != 1:
+            raise ValueError(f"append_dense_head needs a single-output model, got {len(subgraph.outputs)} outputs")
+        features, replaced = subgraph.outputs[0], maps
+    else:
+        replaced = [m for m in maps if _decoded(m.name) == output]
+        if len(replaced) != 1:
+            raise ValueError(f"append_dense_head: the model has no signature output named {output!r}")
+        features = replaced[0].tensorIndex
     if subgraph.tensors[features].type != schema.TensorType.FLOAT32:
         raise ValueError("append_dense_head needs a float32 output to build on")
     kernel = np.asarray(kernel, dtype=np.float32)
@@ -205,10 +218,18 @@ def append_dense_head(model, kernel: np.ndarray, bias: np.ndarray, activation: s
         sigmoid.opcodeIndex = _opcode_index(model, schema.BuiltinOperator.LOGISTIC)
         sigmoid.inputs, sigmoid.outputs = [logit], [out]
         subgraph.operators.append(sigmoid)
-    subgraph.outputs = [out]
-    for signature in model.signatureDefs or []:
-        for tensor_map in signature.outputs or []:
-            tensor_map.tensorIndex = out
+    # the converter lists a tensor that two signature names share (a step file's ``p`` before its
+    # head and the last ``h`` state) once per name: replace one entry, keep one per other name
+    shared = sum(1 for m in maps if m.tensorIndex == features and m not in replaced)
+    outputs = list(subgraph.outputs)
+    positions = [k for k, tensor in enumerate(outputs) if tensor == features]
+    if len(positions) > shared:
+        outputs[positions[-1]] = out
+    else:
+        outputs.append(out)
+    subgraph.outputs = outputs
+    for tensor_map in replaced:
+        tensor_map.tensorIndex = out
 
 
 def strip_names(model) -> None:
