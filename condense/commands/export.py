@@ -62,15 +62,7 @@ def cmd_export(args: argparse.Namespace) -> int:
         print(f"  Masking {'dropped' if masking.get('dropped') else 'kept'}: {masking.get('reason', '')}")
     if report["cell_state_max_abs"] is not None:
         print(f"  largest LSTM cell state on the calibration data: {report['cell_state_max_abs']:.2f}")
-    tflm = report["tflm"]
-    if "arena_bytes" in tflm:
-        print(f"  TensorFlow Lite for Microcontrollers: runs with a {tflm['arena_bytes']:,}-byte arena; "
-              f"max |diff| vs LiteRT on {tflm['n']} samples {tflm['max_abs_vs_litert']:.2e}")
-    else:
-        print(f"  TensorFlow Lite for Microcontrollers: {tflm['note']}")
-    for warning in report["warnings"]:
-        print(f"  warning: {warning}")
-    return 0
+    return _print_tflm_and_warnings(report, "samples")
 
 
 def _print_step(report: dict) -> int:
@@ -87,10 +79,14 @@ def _print_step(report: dict) -> int:
     latency = report["step_latency"]
     print(f"  LiteRT, 1 thread: {latency['median_us']:.1f} us per step (median; {steps} steps "
           f"{steps * latency['median_us']:.0f} us)")
+    return _print_tflm_and_warnings(report, "sequences")
+
+
+def _print_tflm_and_warnings(report: dict, what: str) -> int:
     tflm = report["tflm"]
     if "arena_bytes" in tflm:
         print(f"  TensorFlow Lite for Microcontrollers: runs with a {tflm['arena_bytes']:,}-byte arena; "
-              f"max |diff| vs LiteRT on {tflm['n']} sequences {tflm['max_abs_vs_litert']:.2e}")
+              f"max |diff| vs LiteRT on {tflm['n']} {what} {tflm['max_abs_vs_litert']:.2e}")
     else:
         print(f"  TensorFlow Lite for Microcontrollers: {tflm['note']}")
     for warning in report["warnings"]:
