@@ -100,6 +100,7 @@ class ExportJob:
     route: str = "auto"
     input_percentile: float | None = DEFAULT_INPUT_PERCENTILE
     form: str = "sequence"
+    metadata: dict | None = None
 
     def __post_init__(self) -> None:  # settings are checked where they enter; files and data at export time
         spec = get_format(self.fmt)
@@ -217,6 +218,7 @@ def export_tflite_many(jobs: Iterable[ExportJob], *, timeout: float = DEFAULT_TI
                 "int8_io": bool(job.int8_io),
                 "route": job.route,
                 "form": job.form,
+                "metadata": job.metadata,
                 "calibration": None,
                 "out_path": str(tmp_out),
             }
@@ -395,6 +397,10 @@ def _convert(request: dict) -> dict:
         raise RuntimeError(f"injected converter error ({FAULT_ENV}=error)")
 
     data = _edit(bytes(converter.convert()), fmt, plan)
+    if request.get("metadata"):
+        from condense.export.metadata import with_metadata
+
+        data = with_metadata(data, {**request["metadata"], "route": plan["route"]})
     ops = _op_names(data)
     stats = _constant_stats(data)
     file = _ConvertedFile(data=data, model=model, plan=plan, ops=ops, stats=stats, sample_shape=sample_shape,
@@ -424,6 +430,12 @@ def _convert_step(request: dict, model, calibration, spec, sample_shape: tuple, 
         raise ValueError(f"{request['model_path']} has no recurrent layer: a step file steps a recurrent state "
                          "hour by hour (export the sequence form)")
     data, plan = convert_step(model, calibration, spec, request["model_path"])
+    if request.get("metadata"):
+        from condense.export.metadata import with_metadata
+
+        data = with_metadata(data, {**request["metadata"], "route": plan["route"], "states": plan["states"],
+                                    "inputs": ["x", *(s["name"] for s in plan["states"])],
+                                    "outputs": ["p", *(s["output"] for s in plan["states"])]})
     ops = _op_names(data)
     stats = _constant_stats(data)
     if spec.integer_only:

@@ -239,7 +239,10 @@ def export_run(model_dir, fmt: str, *, calibration: int = 300, data: str | None 
     """
     from condense.export import micro
     from condense.export.convert import ExportJob, TFLiteModel, export_tflite_many
+    from condense.data.inputs import PREPROCESSING_FILE
+    from condense.export.metadata import file_metadata
     from condense.export.step_runner import StepModel
+    from condense.io import read_json
     from condense.evaluate.metrics import auroc
     from condense.io import sha256_file
     from condense.runs.model_dir import KERAS_FILE, record_file, tflite_file
@@ -256,8 +259,10 @@ def export_run(model_dir, fmt: str, *, calibration: int = 300, data: str | None 
         x_train = saved.inputs.transform(dataset.train.X[:calibration])
         source = Path(model_dir) / KERAS_FILE
         source_sha256 = sha256_file(source)  # checked against the manifest by SavedModel; the lock keeps it
+        metadata = file_metadata(saved.manifest, read_json(Path(model_dir) / PREPROCESSING_FILE), fmt=fmt, form=form,
+                                 steps=int(x_train.shape[1]) if x_train.ndim == 3 else None)
         job = ExportJob(source, Path(model_dir) / tflite_file(fmt, form), fmt, calibration_x=x_train,
-                        int8_io=int8_io, route=route, form=form)
+                        int8_io=int8_io, route=route, form=form, metadata=metadata)
         path, info = export_tflite_many([job], quiet=not verbose, details=True)[0]
         record_file(model_dir, path.name, source_sha256=source_sha256)
     x_test = saved.inputs.transform(dataset.test.X)

@@ -218,3 +218,37 @@ def test_condense_export_form_step_then_evaluate_and_predict(hlstm_dir, tiny_coh
     assert "--format float32 --form step` first" in capsys.readouterr().err
     assert main(["export", "--model", str(hlstm_dir), "--format", "int8", "--form", "step", "--int8-io"]) == 2
     assert "--form step takes neither --int8-io nor --route" in capsys.readouterr().err
+
+
+def test_exported_files_carry_their_input_contract(hlstm_dir, tiny_cache, step_files, tmp_path, capsys):
+    """``condense export`` writes the contract into the file; ``condense inspect`` and
+    :func:`read_metadata` read it; a file without it (or with a damaged one) still loads and says so."""
+    from condense.export.metadata import read_metadata, with_metadata
+    from condense.io import read_json
+
+    assert main(["export", "--model", str(hlstm_dir), "--format", "float32", "--form", "step", "--quiet",
+                 "--cache-dir", str(tiny_cache)]) == 0
+    path = hlstm_dir / "model.float32.step.tflite"
+    metadata, note = read_metadata(path)
+    assert note == "" and metadata["form"] == "step" and metadata["format"] == "float32" and metadata["steps"] == 48
+    assert metadata["preprocessing"] == read_json(hlstm_dir / "preprocessing.json")
+    assert [s["name"] for s in metadata["states"]] == ["h1", "c1"] and metadata["inputs"] == ["x", "h1", "c1"]
+    manifest = read_json(hlstm_dir / "manifest.json")
+    assert metadata["data_fingerprint"] == manifest["data"]["fingerprint"]
+    assert metadata["test_auroc"] == manifest["metrics"]["test"]["auroc"] and metadata["model"] == "hlstm"
+    capsys.readouterr()
+    assert main(["inspect", str(path), "--json", str(tmp_path / "m.json")]) == 0
+    out = capsys.readouterr().out
+    assert "in x: [1, 76] float32" in out and "out p: [1, 1] float32" in out
+    assert "condense metadata: hlstm float32 step file, 48 steps of 1 hour" in out and "h1 (8), c1 (8)" in out
+    assert read_json(tmp_path / "m.json") == metadata
+    # a file made outside `condense export`, and one whose entry is damaged: they load, the note says why
+    bare = step_files["models"]["lstm"]["float32"]
+    assert read_metadata(bare) == (None, "no condense metadata in the file (not exported by condense export): "
+                                         "metadata missing")
+    assert main(["inspect", str(bare)]) == 0 and "metadata missing" in capsys.readouterr().out
+    entry = with_metadata(path.read_bytes(), {"x": 1})  # a known entry whose compressed bytes we then break
+    start = entry.rfind(__import__("zlib").compress(b'{"x":1}', 9))
+    broken = entry[:start] + b"\x00" * 8 + entry[start + 8:]
+    assert read_metadata(broken)[0] is None and "does not parse" in read_metadata(broken)[1]
+    assert StepModel(broken).predict(step_files["x_test"][:1, :, :].astype("float32")).shape == (1,)

@@ -1,0 +1,99 @@
+"""The input contract a ``.tflite`` file carries: a JSON entry in the flatbuffer's metadata.
+
+``condense export`` writes a ``"condense"`` metadata entry into every file it makes from a model
+directory, so a device app needs nothing beside the file: the form (sequence or step), format,
+hours per step, the channels in order (``preprocessing.layout``: names, which are continuous), the
+preprocessing exactly as
+``preprocessing.json`` holds it (normalizer mean / scale per continuous channel, the source's
+imputation and categorical state), the state tensors of a step file, what the output means, the
+training data's fingerprint, the model's test AUROC and the condense version.
+
+:func:`read_metadata` reads it without TensorFlow (LiteRT's flatbuffer schema); a file without
+the entry, or with one that does not parse, still loads: the note says the metadata is missing.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import zlib
+from pathlib import Path
+
+__all__ = ["METADATA_NAME", "read_metadata", "with_metadata", "file_metadata"]
+
+#: Name of the metadata entry (``Model.metadata[].name``) that holds condense's JSON, zlib-compressed
+#: (RFC 1950: Python's ``zlib``, the browser's ``DecompressionStream("deflate")``): the channel names
+#: repeat, and a microcontroller's flash counts every byte (about 7 KB of JSON becomes about 2 KB).
+METADATA_NAME = "condense.json.zlib"
+#: Version of the JSON's layout.
+METADATA_VERSION = 1
+
+
+def file_metadata(manifest: dict, preprocessing: dict, *, fmt: str, form: str, steps: int | None) -> dict:
+    """The contract of a file exported from a model directory (``manifest.json``,
+    ``preprocessing.json``); the conversion child adds the step file's state tensors."""
+    from condense import __version__
+
+    layout = preprocessing.get("layout", {})
+    test = (manifest.get("metrics") or {}).get("test") or {}
+    return {
+        "metadata_version": METADATA_VERSION,
+        "condense_version": __version__,
+        "model": manifest.get("model"),
+        "format": fmt,
+        "form": form,
+        "hours_per_step": 1,
+        "steps": None if steps is None else int(steps),
+        "channels": "preprocessing.layout.names",
+        "normalizer_folded": False,
+        "preprocessing": preprocessing,
+        "output": "probability of in-hospital death; trained for the value after the last of the steps",
+        "data_fingerprint": (manifest.get("data") or {}).get("fingerprint"),
+        "test_auroc": test.get("auroc"),
+    }
+
+
+def with_metadata(data: bytes, entry: dict) -> bytes:
+    """``data`` (a ``.tflite`` file's bytes) with ``entry`` as its ``"condense"`` metadata (replacing
+    an earlier one). Child side: needs TensorFlow's flatbuffer tools."""
+    import numpy as np
+
+    from condense.export import tflite_edit
+
+    model = tflite_edit.read_model(data)
+    schema = tflite_edit._schema()
+    model.metadata = [m for m in (model.metadata or []) if _name(m.name) != METADATA_NAME]
+    buffer = schema.BufferT()
+    packed = zlib.compress(json.dumps(entry, sort_keys=True, separators=(",", ":")).encode(), 9)
+    buffer.data = np.frombuffer(packed, dtype=np.uint8)
+    model.buffers.append(buffer)
+    meta = schema.MetadataT()
+    meta.name, meta.buffer = METADATA_NAME, len(model.buffers) - 1
+    model.metadata.append(meta)
+    return tflite_edit.write_model(model)
+
+
+def _name(value) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def read_metadata(source: str | os.PathLike | bytes) -> tuple[dict | None, str]:
+    """``(metadata, note)``: the file's condense metadata, or ``None`` and why (no entry, or one
+    that does not parse); ``note`` is empty when the metadata was read."""
+    from ai_edge_litert import schema_py_generated as schema
+
+    data = bytes(source) if isinstance(source, (bytes, bytearray)) else Path(source).read_bytes()
+    model = schema.Model.GetRootAs(data, 0)
+    for k in range(model.MetadataLength()):
+        entry = model.Metadata(k)
+        if _name(entry.Name()) != METADATA_NAME:
+            continue
+        raw = model.Buffers(entry.Buffer()).DataAsNumpy()
+        try:
+            parsed = json.loads(zlib.decompress(bytes(raw)).decode())
+        except (TypeError, ValueError, UnicodeDecodeError, zlib.error) as exc:
+            return None, f"the condense metadata does not parse ({type(exc).__name__}): metadata missing"
+        if not isinstance(parsed, dict):
+            return None, "the condense metadata is not a JSON object: metadata missing"
+        return parsed, ""
+    return None, "no condense metadata in the file (not exported by condense export): metadata missing"
