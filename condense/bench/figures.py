@@ -48,6 +48,7 @@ ROC_PANELS = (("lstm", "LSTM"), ("hlstm", "hLSTM"), ("dnn", "DNN"), ("peer", "pe
 #: Groups of the summary figure, in order: (group, heading).
 METHODS = (("pruning", "pruning"), ("hlstm", "hLSTM"), ("distillation", "distillation"),
            ("quantization", "quantization (.tflite files)"),
+           ("step", "step files (one hour per call)"),
            ("peer", "peers"), ("other", "other"))
 #: Colours of the curves within one ROC panel (tab10 without its grey, then tab20's light shades).
 CURVE_COLOURS = ("tab:blue", "tab:orange", "tab:green", "tab:red", "tab:purple", "tab:brown", "tab:pink",
@@ -117,10 +118,13 @@ def root(row: dict, by_name: dict[str, dict]) -> str:
 
 
 def method_group(row: dict) -> str:
-    """The summary's group of a condensed row: pruning, hLSTM, distillation, quantization, peers (or other)."""
+    """The summary's group of a condensed row: pruning, hLSTM, distillation, quantization, step files,
+    peers (or other)."""
     method = str(row.get("method") or "")
     if is_peer(row):
         return "peer"
+    if "one step per call" in method:
+        return "step"
     if " -> " in method:
         return "quantization"
     if "distilled" in method:

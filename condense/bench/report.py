@@ -34,7 +34,8 @@ COLUMNS = (
     "auroc_diff", "auroc_diff_low", "auroc_diff_high", "auroc_diff_lr", "auroc_diff_lr_low", "auroc_diff_lr_high",
     "auroc_diff_gbm", "auroc_diff_gbm_low", "auroc_diff_gbm_high",
     "parity_max_abs", "n_test", "seeds",
-    "route", "litert_batch_us", "latency_ratio", "file_ratio", "tflm_arena_bytes", "tflm_max_abs", "tflm_note",
+    "route", "litert_batch_us", "latency_ratio", "file_ratio", "step_sequence_us", "step_latency_ratio",
+    "tflm_arena_bytes", "tflm_max_abs", "tflm_note",
     "cell_state_max_abs", "p_ties",
 )
 #: Text columns (everything else is numeric).
@@ -186,6 +187,7 @@ def table_markdown(table: list[dict], header: dict) -> str:
             f"{_f(train, ',.1f', 'n/a')} | {_auroc_text(row)} |"
         )
     lines += deployable_markdown(table)
+    lines += step_markdown(table)
     lines += calibration_markdown(table)
     lines += [
         "",
@@ -315,7 +317,7 @@ def deployable_markdown(table: list[dict]) -> list[str]:
         "|---|---|---|---:|---:|---:|---:|---:|---|---:|---:|---|",
     ]
     for row in table:
-        if row["status"] != "ok" or _num(row, "tflite_bytes") is None:
+        if row["status"] != "ok" or _num(row, "tflite_bytes") is None or _is_step(row):
             continue
         arena = _num(row, "tflm_arena_bytes")
         arena_text = f"{arena:,.0f}" if arena is not None else (row.get("tflm_note") or "–")
@@ -324,6 +326,41 @@ def deployable_markdown(table: list[dict]) -> list[str]:
             f"{_f(_num(row, 'file_ratio'), '.2f')} | {_f(_num(row, 'litert_latency_us_median'), ',.0f')} | "
             f"{_f(_num(row, 'latency_ratio'), '.2f')} | {_f(_num(row, 'litert_batch_us'), ',.0f')} | {arena_text} | "
             f"{_f(_num(row, 'p_ties'), ',.0f')} | {_f(_num(row, 'parity_max_abs'), '.1e')} | {_auroc_text(row)} |"
+        )
+    return lines
+
+
+def _is_step(row: dict) -> bool:
+    return (row.get("route") or "").startswith("step")
+
+
+def step_markdown(table: list[dict]) -> list[str]:
+    """The section on the step files (one hour per call, the state as inputs and outputs)."""
+    steps = [row for row in table if row["status"] == "ok" and _is_step(row)]
+    if not steps:
+        return []
+    lines = [
+        "",
+        "## Step files: one hour per call (docs/streaming.md)",
+        "",
+        "The recurrent state as float inputs and outputs, batch 1, no loop and no state inside the file. LiteRT: "
+        "one step, one thread, median µs, the state carried from call to call; × sequence: / the same model's "
+        "whole-sequence file of the same format; 48 steps: one step × the hours. Max abs vs Keras: the test "
+        "split chained over every hour from zero state.",
+        "",
+        "| row | format | file B | × float32 | LiteRT µs / step | steps µs | × sequence | TFLM arena B "
+        "| tied p | max abs vs Keras | AUROC |",
+        "|---|---|---:|---:|---:|---:|---:|---|---:|---:|---|",
+    ]
+    for row in steps:
+        arena = _num(row, "tflm_arena_bytes")
+        arena_text = f"{arena:,.0f}" if arena is not None else (row.get("tflm_note") or "–")
+        lines.append(
+            f"| {row['row']} | {row['tflite_format']} | {_f(_num(row, 'tflite_bytes'), ',.0f')} | "
+            f"{_f(_num(row, 'file_ratio'), '.2f')} | {_f(_num(row, 'litert_latency_us_median'), ',.1f')} | "
+            f"{_f(_num(row, 'step_sequence_us'), ',.0f')} | {_f(_num(row, 'step_latency_ratio'), '.3f')} | "
+            f"{arena_text} | {_f(_num(row, 'p_ties'), ',.0f')} | {_f(_num(row, 'parity_max_abs'), '.1e')} | "
+            f"{_auroc_text(row)} |"
         )
     return lines
 

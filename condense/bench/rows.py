@@ -14,6 +14,8 @@ from condense.bench.profiles import Profile
 from condense.export.formats import FORMATS
 
 RECURRENT = ("lstm", "hlstm")
+#: Formats of the step-file rows ``{row}-step`` (float32) and ``{row}-int8-step`` of every recurrent row.
+STEP_FORMATS = ("float32", "int8")
 #: The row whose LiteRT latency every file's latency ratio refers to (the baseline LSTM's float32 file).
 LATENCY_REFERENCE = "lstm"
 #: Every model row also gets paired AUROC differences against these peers: {row: column prefix}
@@ -47,6 +49,7 @@ class RowSpec:
     source: str | None = None
     fmt: str | None = None
     route: str = "auto"  # the export route of a "convert" row (condense.export.convert.ROUTES)
+    form: str = "sequence"  # a "convert" row's file: the whole sequence, or one step (condense.export.step_graph)
     weight: float = 1.0  # relative cost, for the time-left estimate
 
 
@@ -88,6 +91,12 @@ def plan_rows(profile: Profile, reference_scores: dict[str, str] | None = None) 
         for src in [r for group in fmt.bench_sources for r in sources[group]]:
             rows.append(RowSpec(f"{src.row}-{fmt.name}", src.model, f"{src.method} -> {fmt.label}", "convert",
                                 src.family, src.row, source=src.row, fmt=fmt.name, weight=0.1))
+    for fmt in STEP_FORMATS:  # one step per call, the state as inputs and outputs (docs/streaming.md)
+        label = "float32" if fmt == "float32" else FORMATS[fmt].label
+        for src in sources["recurrent"]:
+            name = f"{src.row}-step" if fmt == "float32" else f"{src.row}-{fmt}-step"
+            rows.append(RowSpec(name, src.model, f"{src.method} -> {label}, one step per call", "convert",
+                                src.family, src.row, source=src.row, fmt=fmt, form="step", weight=0.1))
     if profile.peers:
         rows.append(RowSpec("dnn-dynamic", "DNN", "peer: TFLite dynamic-range quantization", "convert",
                             "dnn", "dnn", source="dnn", fmt="dynamic", weight=0.1))

@@ -265,8 +265,8 @@ class SeedTable:
         peer on hand-made features (``peer_latency_us_*``, this process), LiteRT batched time of
         every file, then batch-1 LiteRT latency of every file in interleaved rounds: one pass,
         nothing else running, so the ratios between rows are comparable."""
+        from condense.bench.jobs import file_runner
         from condense.evaluate import measure
-        from condense.export.convert import TFLiteModel
         from condense.runs.model_dir import KERAS_FILE
 
         timed = [s for s in rows if self._ok(s.row)]
@@ -288,7 +288,7 @@ class SeedTable:
                     path = self.out_dir / res["tflite_file"]
                     x_test = self.ctx.arrays(res["latency_input"])["test"]
                     t0 = time.perf_counter()
-                    TFLiteModel(path).predict(x_test)
+                    file_runner(path).predict(x_test)
                     res["litert_batch_us"] = (time.perf_counter() - t0) / len(x_test) * 1e6
                     files[spec.row] = (path, x_test[:1])
             except Exception as exc:  # noqa: BLE001 - the row is reported failed, the table is written
@@ -336,14 +336,24 @@ class SeedTable:
 
     def add_file_ratios(self, rows: list[RowSpec]) -> None:
         """``latency_ratio``: LiteRT batch-1 latency / the baseline LSTM's float32 file's;
-        ``file_ratio``: file bytes / the float32 file of the same model (the source row's)."""
+        ``file_ratio``: file bytes / the float32 file of the same model (the source row's).
+        A step file's latency is one step's: ``step_sequence_us`` is that times the hours, and
+        ``step_latency_ratio`` one step / the same model's whole-sequence file of the same format."""
         reference = self.results.get(LATENCY_REFERENCE, {}).get("litert_latency_us_median")
+        by_file = {(s.source or s.row, s.fmt or "float32", s.form): s.row for s in rows
+                   if s.kind in ("train", "convert") and s.route == "auto"}
         for spec in rows:
             res = self.results[spec.row]
             if res.get("status") != "ok" or not res.get("tflite_bytes"):
                 continue
             if reference and res.get("litert_latency_us_median"):
                 res["latency_ratio"] = res["litert_latency_us_median"] / reference
+            if spec.form == "step" and res.get("litert_latency_us_median"):
+                steps = int(self.ctx.arrays(res["latency_input"])["test"].shape[1])
+                res["step_sequence_us"] = res["litert_latency_us_median"] * steps
+                sequence = self.results.get(by_file.get((spec.source, spec.fmt, "sequence"), ""), {})
+                if sequence.get("litert_latency_us_median"):
+                    res["step_latency_ratio"] = res["litert_latency_us_median"] / sequence["litert_latency_us_median"]
             own = self.results.get(spec.source or spec.row, {})
             if spec.kind in ("train", "convert") and own.get("status") == "ok" and own.get("tflite_bytes"):
                 res["file_ratio"] = res["tflite_bytes"] / own["tflite_bytes"]

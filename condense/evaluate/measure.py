@@ -165,6 +165,18 @@ def tflite_latency(
     return {**measure_latency(call, warmup=warmup, repeats=repeats), "num_threads": num_threads}
 
 
+def _single_call(path, x_one, num_threads: int):
+    """One prediction of a whole-sequence file, or one hour of a step file (``*.step.tflite``: the
+    last hour of ``x_one``, the state carried from call to call as an app does)."""
+    from condense.export.convert import TFLiteModel
+    from condense.export.step_runner import StepModel
+
+    if str(path).endswith(".step.tflite"):
+        runner = StepModel(path, num_threads=num_threads)
+        return runner.single_step_call(np.asarray(x_one).reshape(-1, runner.features)[-1])
+    return TFLiteModel(path, num_threads=num_threads).single_sample_call(x_one)
+
+
 def tflite_latency_interleaved(
     files: dict, *, num_threads: int = 1, warmup: int = DEFAULT_WARMUP, repeats: int = DEFAULT_REPEATS,
     block: int = 10,
@@ -184,14 +196,11 @@ def tflite_latency_interleaved(
     Returns:
         ``{key: measure_latency's dict + "num_threads"}``.
     """
-    from condense.export.convert import TFLiteModel
-
     _check_counts(warmup, repeats)
     if isinstance(block, bool) or not isinstance(block, int) or block < 1:
         raise ValueError(f"Argument `block` must be a positive integer, got block={block!r}.")
     keys = list(files)
-    calls = {key: TFLiteModel(path, num_threads=num_threads).single_sample_call(x_one)
-             for key, (path, x_one) in files.items()}
+    calls = {key: _single_call(path, x_one, num_threads) for key, (path, x_one) in files.items()}
     for key in keys:
         for _ in range(warmup):
             calls[key]()

@@ -73,6 +73,8 @@ class StepModel:
 
     def __init__(self, source: str | os.PathLike | bytes, *, num_threads: int = 1, steps: int | None = None):
         self.name = "<bytes>" if isinstance(source, (bytes, bytearray)) else str(source)
+        self._source = bytes(source) if isinstance(source, (bytes, bytearray)) else source
+        self._num_threads = num_threads
         self._interpreter = _interpreter(source, num_threads)
         signatures = self._interpreter.get_signature_list()
         if len(signatures) != 1:
@@ -92,6 +94,33 @@ class StepModel:
         self.steps = steps
         self.state: dict[str, np.ndarray] = {}
         self.start()
+
+    def single_step_call(self, x_t):
+        """A zero-argument function that runs one hour ``x_t`` the way an app does: set the hour and
+        the state from the previous call's outputs, invoke, read the output and the new state (raw
+        tensor indices: no per-call dictionaries). Used for per-step latency."""
+        x_t = np.ascontiguousarray(np.asarray(x_t, np.float32).reshape(1, self.features))
+        # a plain interpreter of its own: LiteRT refuses invoke() on one a signature runner holds
+        data = self._source if isinstance(self._source, bytes) else Path(self._source).read_bytes()
+        interpreter = _interpreter(data, self._num_threads)
+        interpreter.allocate_tensors()
+        input_names, output_names = step_io_names(data)
+        inputs = {name: d["index"] for name, d in zip(input_names, interpreter.get_input_details())}
+        outputs = {name: d["index"] for name, d in zip(output_names, interpreter.get_output_details())}
+        x_index, p_index = inputs[INPUT_NAME], outputs[OUTPUT_NAME]
+        carry = [(inputs[name], outputs[name + STATE_OUT_SUFFIX]) for name in self.states]
+        state = {index: np.zeros((1, units), np.float32) for (index, _), units in zip(carry, self.states.values())}
+
+        def call() -> np.ndarray:
+            interpreter.set_tensor(x_index, x_t)
+            for in_index, _ in carry:
+                interpreter.set_tensor(in_index, state[in_index])
+            interpreter.invoke()
+            for in_index, out_index in carry:
+                state[in_index] = interpreter.get_tensor(out_index).copy()  # no view into the interpreter
+            return interpreter.get_tensor(p_index).copy()
+
+        return call
 
     def zero_state(self) -> dict[str, np.ndarray]:
         return {name: np.zeros((1, units), np.float32) for name, units in self.states.items()}

@@ -21,6 +21,7 @@ from condense.io import sha256_file
 from condense.train import DEFAULT_ALPHA
 
 REAL_RUN_PEER = _JobRunner._run_peer  # the smoke fixture breaks the LR for the module; one test needs it back
+RECURRENT_ROWS = ("lstm", "lstm-prune25", "lstm-prune50", "hlstm", "hlstm-input", "hlstm-prune50", "hlstm-prune50-distill")
 EXPECTED_ROWS = [
     "lstm", "lstm-prune25", "lstm-prune50", "hlstm", "hlstm-input", "hlstm-prune50", "hlstm-prune50-distill",
     "dnn", "dnn-prune25", "dnn-prune50",
@@ -28,6 +29,7 @@ EXPECTED_ROWS = [
     "hlstm-prune50-int8", "hlstm-prune50-distill-int8",
     "lstm-dynamic", "lstm-prune25-dynamic", "lstm-prune50-dynamic", "hlstm-dynamic", "hlstm-input-dynamic",
     "hlstm-prune50-dynamic", "hlstm-prune50-distill-dynamic",
+    *(f"{r}-step" for r in RECURRENT_ROWS), *(f"{r}-int8-step" for r in RECURRENT_ROWS),
     "dnn-dynamic", "lstm-keras3", "lstm-keras3-int8", "tfmot-prune-dnn", "tfmot-prune-lstm", "tfmot-qat-dnn", "lr",
     "gbm",
 ]
@@ -196,6 +198,38 @@ def test_deployable_file_columns_routes_ratios_and_tflm(smoke_run):
         assert "REDUCE_ANY" in by_row["lstm-keras3"]["tflm_note"]
         assert "WHILE" in by_row["hlstm"]["tflm_note"]
     assert "## Deployable files: LiteRT and TensorFlow Lite for Microcontrollers" in (out_dir / "table.md").read_text()
+
+
+@pytest.mark.e2e  # the whole smoke profile
+def test_step_file_rows(smoke_run):
+    """Every recurrent model's float32 and int8 step files: exact / small, TFLM, per-step timings."""
+    out_dir, _, rows = smoke_run
+    by_row = {r["row"]: r for r in rows}
+    for source in RECURRENT_ROWS:
+        step, int8 = by_row[f"{source}-step"], by_row[f"{source}-int8-step"]
+        assert step["status"] == int8["status"] == "ok", (source, step["error"], int8["error"])
+        assert step["baseline"] == int8["baseline"] == source and step["params"] == by_row[source]["params"]
+        assert (step["tflite_format"], step["route"]) == ("float32", "step")
+        assert (int8["tflite_format"], int8["route"]) == ("int8", "step + float head")
+        assert float(step["parity_max_abs"]) <= 1e-5, source
+        assert int(int8["tflite_bytes"]) < int(step["tflite_bytes"]), source
+        assert int(int8["p_ties"]) == 0 or int(int8["p_ties"]) < int(int8["n_test"]) // 4, source
+        for fmt in ("float32", "int8"):
+            assert (out_dir / "models" / "seed0" / source / f"model.{fmt}.step.tflite").is_file(), (source, fmt)
+        for row in (step, int8):
+            us = float(row["litert_latency_us_median"])
+            assert float(row["step_sequence_us"]) == pytest.approx(us * 48, rel=1e-9)
+            sequence = by_row[source if row is step else f"{source}-int8"]
+            assert float(row["step_latency_ratio"]) == pytest.approx(
+                us / float(sequence["litert_latency_us_median"]), rel=1e-9)
+    try:
+        import tflite_micro  # noqa: F401
+    except ImportError:
+        return
+    for source in RECURRENT_ROWS:  # every step file runs on TFLM, the gates-form hLSTM's included
+        for row in (f"{source}-step", f"{source}-int8-step"):
+            assert int(by_row[row]["tflm_arena_bytes"]) > 0 and by_row[row]["tflm_note"] == "", row
+    assert "## Step files: one hour per call" in (out_dir / "table.md").read_text()
 
 
 @pytest.mark.e2e  # the whole smoke profile
