@@ -319,8 +319,7 @@ def deployable_markdown(table: list[dict]) -> list[str]:
     for row in table:
         if row["status"] != "ok" or _num(row, "tflite_bytes") is None or _is_step(row):
             continue
-        arena = _num(row, "tflm_arena_bytes")
-        arena_text = f"{arena:,.0f}" if arena is not None else (row.get("tflm_note") or "–")
+        arena_text = _arena_text(row)
         lines.append(
             f"| {row['row']} | {row['tflite_format']} | {row.get('route') or '–'} | {_f(_num(row, 'tflite_bytes'), ',.0f')} | "
             f"{_f(_num(row, 'file_ratio'), '.2f')} | {_f(_num(row, 'litert_latency_us_median'), ',.0f')} | "
@@ -328,6 +327,12 @@ def deployable_markdown(table: list[dict]) -> list[str]:
             f"{_f(_num(row, 'p_ties'), ',.0f')} | {_f(_num(row, 'parity_max_abs'), '.1e')} | {_auroc_text(row)} |"
         )
     return lines
+
+
+def _arena_text(row: dict) -> str:
+    """The TFLM arena in bytes, or why TFLM cannot run the file."""
+    arena = _num(row, "tflm_arena_bytes")
+    return f"{arena:,.0f}" if arena is not None else (row.get("tflm_note") or "–")
 
 
 def _is_step(row: dict) -> bool:
@@ -353,8 +358,7 @@ def step_markdown(table: list[dict]) -> list[str]:
         "|---|---|---:|---:|---:|---:|---:|---|---:|---:|---|",
     ]
     for row in steps:
-        arena = _num(row, "tflm_arena_bytes")
-        arena_text = f"{arena:,.0f}" if arena is not None else (row.get("tflm_note") or "–")
+        arena_text = _arena_text(row)
         lines.append(
             f"| {row['row']} | {row['tflite_format']} | {_f(_num(row, 'tflite_bytes'), ',.0f')} | "
             f"{_f(_num(row, 'file_ratio'), '.2f')} | {_f(_num(row, 'litert_latency_us_median'), ',.1f')} | "
