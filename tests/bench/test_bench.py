@@ -218,10 +218,10 @@ def test_step_file_rows(smoke_run):
             assert (out_dir / "models" / "seed0" / source / f"model.{fmt}.step.tflite").is_file(), (source, fmt)
         for row in (step, int8):
             us = float(row["litert_latency_us_median"])
-            assert float(row["step_sequence_us"]) == pytest.approx(us * 48, rel=1e-9)
+            assert float(row["step_sequence_us"]) == pytest.approx(us * 48, rel=1e-5)  # the CSV keeps 6 digits
             sequence = by_row[source if row is step else f"{source}-int8"]
             assert float(row["step_latency_ratio"]) == pytest.approx(
-                us / float(sequence["litert_latency_us_median"]), rel=1e-9)
+                us / float(sequence["litert_latency_us_median"]), rel=1e-5)
     try:
         import tflite_micro  # noqa: F401
     except ImportError:
