@@ -28,6 +28,9 @@ def register(sub) -> None:
                    help="recurrent models: sequence (default: all hours in one call, model.<format>.tflite) or step "
                         "(one hour per call, the recurrent state as float inputs and outputs, batch 1: "
                         "model.<format>.step.tflite; small full-int8 files that run on TFLM and in the browser)")
+    p.add_argument("--dynamic-batch", action="store_true",
+                   help="models without a time axis (DNN): a batched file with a dynamic batch dimension (server-side "
+                        "scoring); by default every file has batch 1, which LiteRT.js and TFLM need")
     p.add_argument("--int8-io", action="store_true",
                    help="full-integer formats only: int8 input and output tensors (integer-only NPUs and microcontrollers)")
     p.add_argument("--route", choices=ROUTES, default="auto",
@@ -44,12 +47,14 @@ def cmd_export(args: argparse.Namespace) -> int:
 
     if args.int8_io and not FORMATS[args.format].integer_only:  # before the data is read
         raise ValueError(f"--int8-io needs a full-integer format (int8), got --format {args.format}")
+    if args.form == "step" and args.dynamic_batch:
+        raise ValueError("--form step files have batch 1: drop --dynamic-batch")
     if args.form == "step" and (args.int8_io or args.route != "auto"):
         raise ValueError("--form step takes neither --int8-io nor --route: a step file is the step's equations, "
                          "its state float between calls")
     report = export_run(args.model, args.format, calibration=args.calibration, data=args.data,
                         cache_dir=args.cache_dir, int8_io=args.int8_io, route=args.route, quiet=args.quiet,
-                        verbose=getattr(args, "verbose", False), form=args.form)
+                        verbose=getattr(args, "verbose", False), form=args.form, dynamic_batch=args.dynamic_batch)
     if args.form == "step":
         return _print_step(report)
     print(

@@ -101,6 +101,7 @@ class ExportJob:
     input_percentile: float | None = DEFAULT_INPUT_PERCENTILE
     form: str = "sequence"
     metadata: dict | None = None
+    dynamic_batch: bool = False
 
     def __post_init__(self) -> None:  # settings are checked where they enter; files and data at export time
         spec = get_format(self.fmt)
@@ -112,6 +113,10 @@ class ExportJob:
         if self.route == "while" and spec.integer_only:
             raise ValueError(f"route='while' cannot be {self.fmt} (exporting {self.model_path}): full-integer "
                              "calibration of a WHILE loop crashes the converter; use route='auto' or 'unrolled'.")
+        if not isinstance(self.dynamic_batch, bool):
+            raise ValueError(f"Argument `dynamic_batch` must be True or False, got dynamic_batch={self.dynamic_batch!r}.")
+        if self.dynamic_batch and self.form == "step":
+            raise ValueError(f"a step file has batch 1 (exporting {self.model_path}): dynamic_batch=True is refused")
         if self.int8_io and not spec.integer_only:
             raise ValueError(f"Argument `int8_io=True` needs a full-integer format (int8), got fmt={self.fmt!r} "
                              f"(exporting {self.model_path}).")
@@ -219,6 +224,7 @@ def export_tflite_many(jobs: Iterable[ExportJob], *, timeout: float = DEFAULT_TI
                 "route": job.route,
                 "form": job.form,
                 "metadata": job.metadata,
+                "dynamic_batch": bool(job.dynamic_batch),
                 "calibration": None,
                 "out_path": str(tmp_out),
             }
@@ -364,9 +370,14 @@ def _convert(request: dict) -> dict:
     float_head = spec.integer_only and not request["int8_io"]
     if recurrent:
         plan = _plan_recurrent(model, request, calibration, float_head)
-    else:
+    elif request.get("dynamic_batch") or model.inputs[0].shape[0] is not None:
         route = "dynamic batch" if model.inputs[0].shape[0] is None else f"batch {model.inputs[0].shape[0]}"
         plan = {"route": route, "graph": model, "head": None, "masking": None, "warnings": []}
+    else:  # batch 1 unless a batched file is asked for: LiteRT.js and TFLM take a fixed shape
+        from condense.models import rebuild_with_batch
+
+        plan = {"route": "batch 1", "graph": rebuild_with_batch(model, batch_size=1), "head": None, "masking": None,
+                "warnings": []}
 
     graph = plan["graph"]
     if isinstance(graph, keras.Model):
@@ -413,7 +424,7 @@ def _convert(request: dict) -> dict:
         os.fsync(fh.fileno())
     return {
         "fmt": fmt, "route": plan["route"], "recurrent": recurrent, "ops": sorted(set(ops)),
-        "input_shape": [1, *sample_shape] if recurrent else [None if d is None else int(d) for d in model.inputs[0].shape],
+        "input_shape": [None, *sample_shape] if plan["route"] == "dynamic batch" else [1, *sample_shape],
         "io": "int8" if request.get("int8_io") else "float32",
         "masking": plan["masking"], "cell_state_max_abs": plan.get("cell_state_max_abs"),
         "warnings": plan["warnings"],

@@ -224,7 +224,7 @@ def evaluate_run(model_dir, *, data: str | None = None, fmt: str = "keras", cach
 
 def export_run(model_dir, fmt: str, *, calibration: int = 300, data: str | None = None, cache_dir=None,
                int8_io: bool = False, route: str = "auto", quiet: bool = False, verbose: bool = False,
-               form: str = "sequence") -> dict:
+               form: str = "sequence", dynamic_batch: bool = False) -> dict:
     """Export a model directory to ``model.<fmt>.tflite`` and check it against the Keras model.
 
     The first ``calibration`` training samples (preprocessed with the model's saved state)
@@ -262,7 +262,7 @@ def export_run(model_dir, fmt: str, *, calibration: int = 300, data: str | None 
         metadata = file_metadata(saved.manifest, read_json(Path(model_dir) / PREPROCESSING_FILE), fmt=fmt, form=form,
                                  steps=int(x_train.shape[1]) if x_train.ndim == 3 else None)
         job = ExportJob(source, Path(model_dir) / tflite_file(fmt, form), fmt, calibration_x=x_train,
-                        int8_io=int8_io, route=route, form=form, metadata=metadata)
+                        int8_io=int8_io, route=route, form=form, metadata=metadata, dynamic_batch=dynamic_batch)
         path, info = export_tflite_many([job], quiet=not verbose, details=True)[0]
         record_file(model_dir, path.name, source_sha256=source_sha256)
     x_test = saved.inputs.transform(dataset.test.X)

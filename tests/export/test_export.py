@@ -132,6 +132,8 @@ def float_exports(tmp_path_factory):
     out["lstm_pruned_8_8"]["dynamic"] = folder / "lstm_pruned_8_8.dynamic.tflite"
     jobs.append(ExportJob(out["lstm_pruned_8_8"]["keras_path"], out["lstm_pruned_8_8"]["dynamic"], "dynamic",
                           calibration_x=x))
+    out["dnn"]["batched"] = folder / "dnn.batched.float32.tflite"  # a dynamic batch, asked for by name
+    jobs.append(ExportJob(out["dnn"]["keras_path"], out["dnn"]["batched"], "float32", dynamic_batch=True))
     out["lstm"]["while"] = folder / "lstm.while.float32.tflite"
     jobs.append(ExportJob(out["lstm"]["keras_path"], out["lstm"]["while"], "float32", route="while"))
     outcomes = {path: info for path, info in export_tflite_many(jobs, details=True)}
@@ -207,15 +209,21 @@ def test_float32_matches_keras_within_1e5(float_exports, name):
 
 
 @pytest.mark.slow
-def test_recurrent_files_have_batch_one_and_dnn_keeps_dynamic_batch(float_exports):
+def test_every_file_has_batch_one_and_a_dynamic_batch_only_by_name(float_exports):
+    """LiteRT.js and TFLM take a fixed shape: every file has batch 1 (the DNN too, since the step-file
+    issue); a batched DNN file is made only when asked for (``dynamic_batch=True``)."""
     for name in ("lstm", "lstm_relu", "hlstm_gates", "hlstm_input", "lstm_pruned_8_8"):
         runner = TFLiteModel(float_exports[name]["tflite"])
         assert runner.input_shape == (1, T, C)
         assert not runner.dynamic_batch
     for name in ("dnn", "dnn_pruned_128_64_32"):
         runner = TFLiteModel(float_exports[name]["tflite"])
-        assert runner.input_shape == (None, C)
-        assert runner.dynamic_batch
+        assert runner.input_shape == (1, C) and not runner.dynamic_batch
+        assert float_exports[name]["route"] == "batch 1"
+    batched = TFLiteModel(float_exports["dnn"]["batched"])
+    assert batched.input_shape == (None, C) and batched.dynamic_batch
+    x = float_exports["dnn"]["x"]
+    np.testing.assert_allclose(batched.predict(x), TFLiteModel(float_exports["dnn"]["tflite"]).predict(x), atol=1e-6)
 
 
 @pytest.mark.slow
