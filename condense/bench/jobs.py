@@ -358,13 +358,14 @@ class _JobRunner:
         """Everything measured on one .tflite file but its timings: size, route, parity with
         Keras on the whole test split, ties among the probabilities, TFLM."""
         from condense.evaluate import measure
+        from condense.export.step_runner import open_tflite
 
         out = exported.get(spec.row)
         if isinstance(out, Exception):
             raise out
         path, info = out
         x_test = self.ctx.arrays(kind)["test"]
-        p = np.asarray(file_runner(path).predict(x_test), dtype=np.float64).reshape(-1)
+        p = np.asarray(open_tflite(path).predict(x_test), dtype=np.float64).reshape(-1)
         measured = {
             "tflite_format": fmt, "tflite_bytes": measure.file_bytes(path), "deploy_bytes": measure.file_bytes(path),
             "route": info.get("route", ""), "cell_state_max_abs": info.get("cell_state_max_abs"),
@@ -375,18 +376,6 @@ class _JobRunner:
         return measured, p
 
 
-def file_runner(path: Path):
-    """The LiteRT runner of a benchmark file: :class:`~condense.export.step_runner.StepModel` for a step
-    file (``*.step.tflite``, chained over the hours), else :class:`~condense.export.convert.TFLiteModel`."""
-    if str(path).endswith(".step.tflite"):
-        from condense.export.step_runner import StepModel
-
-        return StepModel(path)
-    from condense.export.convert import TFLiteModel
-
-    return TFLiteModel(path)
-
-
 def _micro(path: Path, x: np.ndarray, p_litert: np.ndarray) -> dict:
     """TFLM arena and agreement with LiteRT, or why the file cannot run there."""
     from condense.export import micro
@@ -394,7 +383,7 @@ def _micro(path: Path, x: np.ndarray, p_litert: np.ndarray) -> dict:
     if not micro.available():
         return {"tflm_note": "tflite-micro not installed"}
     try:
-        run = micro.run_micro(path, x, step=str(path).endswith(".step.tflite"))
+        run = micro.run_micro(path, x)
     except micro.MicroError as exc:
         return {"tflm_note": str(exc)[:200]}
     deviation = float(np.max(np.abs(run["outputs"].reshape(len(x), -1)[:, 0] - p_litert)))

@@ -265,8 +265,8 @@ class SeedTable:
         peer on hand-made features (``peer_latency_us_*``, this process), LiteRT batched time of
         every file, then batch-1 LiteRT latency of every file in interleaved rounds: one pass,
         nothing else running, so the ratios between rows are comparable."""
-        from condense.bench.jobs import file_runner
         from condense.evaluate import measure
+        from condense.export.step_runner import open_tflite
         from condense.runs.model_dir import KERAS_FILE
 
         timed = [s for s in rows if self._ok(s.row)]
@@ -288,7 +288,7 @@ class SeedTable:
                     path = self.out_dir / res["tflite_file"]
                     x_test = self.ctx.arrays(res["latency_input"])["test"]
                     t0 = time.perf_counter()
-                    file_runner(path).predict(x_test)
+                    open_tflite(path).predict(x_test)
                     res["litert_batch_us"] = (time.perf_counter() - t0) / len(x_test) * 1e6
                     files[spec.row] = (path, x_test[:1])
             except Exception as exc:  # noqa: BLE001 - the row is reported failed, the table is written

@@ -4,7 +4,6 @@ contract condense wrote into it (:mod:`condense.export.metadata`)."""
 from __future__ import annotations
 
 import argparse
-import json
 
 from condense.commands.paths import output_file
 

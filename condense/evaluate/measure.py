@@ -166,15 +166,14 @@ def tflite_latency(
 
 
 def _single_call(path, x_one, num_threads: int):
-    """One prediction of a whole-sequence file, or one hour of a step file (``*.step.tflite``: the
-    last hour of ``x_one``, the state carried from call to call as an app does)."""
-    from condense.export.convert import TFLiteModel
-    from condense.export.step_runner import StepModel
+    """One prediction of a whole-sequence file, or one hour of a step file (the last hour of
+    ``x_one``, the state carried from call to call as an app does)."""
+    from condense.export.step_runner import StepModel, open_tflite
 
-    if str(path).endswith(".step.tflite"):
-        runner = StepModel(path, num_threads=num_threads)
+    runner = open_tflite(path, num_threads=num_threads)
+    if isinstance(runner, StepModel):
         return runner.single_step_call(np.asarray(x_one).reshape(-1, runner.features)[-1])
-    return TFLiteModel(path, num_threads=num_threads).single_sample_call(x_one)
+    return runner.single_sample_call(x_one)
 
 
 def tflite_latency_interleaved(

@@ -408,20 +408,14 @@ def _convert(request: dict) -> dict:
         raise RuntimeError(f"injected converter error ({FAULT_ENV}=error)")
 
     data = _edit(bytes(converter.convert()), fmt, plan)
-    if request.get("metadata"):
-        from condense.export.metadata import with_metadata
-
-        data = with_metadata(data, {**request["metadata"], "route": plan["route"]})
+    data = _with_request_metadata(data, request, route=plan["route"])
     ops = _op_names(data)
     stats = _constant_stats(data)
     file = _ConvertedFile(data=data, model=model, plan=plan, ops=ops, stats=stats, sample_shape=sample_shape,
                           recurrent=recurrent, calibration=calibration)
     for check in spec.checks:
         FILE_CHECKS[check](file)
-    with open(request["out_path"], "wb") as fh:
-        fh.write(data)
-        fh.flush()
-        os.fsync(fh.fileno())
+    _write_output(request["out_path"], data)
     return {
         "fmt": fmt, "route": plan["route"], "recurrent": recurrent, "ops": sorted(set(ops)),
         "input_shape": [None, *sample_shape] if plan["route"] == "dynamic batch" else [1, *sample_shape],
@@ -433,6 +427,24 @@ def _convert(request: dict) -> dict:
     }
 
 
+def _with_request_metadata(data: bytes, request: dict, **facts) -> bytes:
+    """``data`` with the job's metadata (:mod:`condense.export.metadata`) plus what the conversion
+    found (route, states), when the job carries metadata."""
+    if not request.get("metadata"):
+        return data
+    from condense.export.metadata import with_metadata
+
+    return with_metadata(data, {**request["metadata"], **facts})
+
+
+def _write_output(path: str, data: bytes) -> None:
+    """The checked file's bytes, on disk (the parent renames the temporary path into place)."""
+    with open(path, "wb") as fh:
+        fh.write(data)
+        fh.flush()
+        os.fsync(fh.fileno())
+
+
 def _convert_step(request: dict, model, calibration, spec, sample_shape: tuple, started: float) -> dict:
     """The step form (:mod:`condense.export.step_export`): convert, check, write."""
     from condense.export.step_export import check_step_file, convert_step
@@ -441,21 +453,15 @@ def _convert_step(request: dict, model, calibration, spec, sample_shape: tuple, 
         raise ValueError(f"{request['model_path']} has no recurrent layer: a step file steps a recurrent state "
                          "hour by hour (export the sequence form)")
     data, plan = convert_step(model, calibration, spec, request["model_path"])
-    if request.get("metadata"):
-        from condense.export.metadata import with_metadata
-
-        data = with_metadata(data, {**request["metadata"], "route": plan["route"], "states": plan["states"],
-                                    "inputs": ["x", *(s["name"] for s in plan["states"])],
-                                    "outputs": ["p", *(s["output"] for s in plan["states"])]})
+    data = _with_request_metadata(data, request, route=plan["route"], states=plan["states"],
+                                  inputs=["x", *(s["name"] for s in plan["states"])],
+                                  outputs=["p", *(s["output"] for s in plan["states"])])
     ops = _op_names(data)
     stats = _constant_stats(data)
     if spec.integer_only:
         _check_int8_weights_only(_ConvertedFile(data, model, plan, ops, stats, sample_shape, True, calibration))
     measured = check_step_file(data, ops, model, calibration, request["fmt"])
-    with open(request["out_path"], "wb") as fh:
-        fh.write(data)
-        fh.flush()
-        os.fsync(fh.fileno())
+    _write_output(request["out_path"], data)
     return {
         "fmt": request["fmt"], "form": "step", "route": plan["route"], "recurrent": True, "ops": sorted(set(ops)),
         "input_shape": [1, sample_shape[-1]], "steps": plan["steps"], "states": plan["states"], "io": "float32",

@@ -1,10 +1,9 @@
 """The input contract a ``.tflite`` file carries: a JSON entry in the flatbuffer's metadata.
 
-``condense export`` writes a ``"condense"`` metadata entry into every file it makes from a model
+``condense export`` writes a :data:`METADATA_NAME` metadata entry into every file it makes from a model
 directory, so a device app needs nothing beside the file: the form (sequence or step), format,
 hours per step, the channels in order (``preprocessing.layout``: names, which are continuous), the
-preprocessing exactly as
-``preprocessing.json`` holds it (normalizer mean / scale per continuous channel, the source's
+preprocessing exactly as ``preprocessing.json`` holds it (normalizer mean / scale per continuous channel, the source's
 imputation and categorical state), the state tensors of a step file, what the output means, the
 training data's fingerprint, the model's test AUROC and the condense version.
 
@@ -34,7 +33,6 @@ def file_metadata(manifest: dict, preprocessing: dict, *, fmt: str, form: str, s
     ``preprocessing.json``); the conversion child adds the step file's state tensors."""
     from condense import __version__
 
-    layout = preprocessing.get("layout", {})
     test = (manifest.get("metrics") or {}).get("test") or {}
     return {
         "metadata_version": METADATA_VERSION,
@@ -54,27 +52,19 @@ def file_metadata(manifest: dict, preprocessing: dict, *, fmt: str, form: str, s
 
 
 def with_metadata(data: bytes, entry: dict) -> bytes:
-    """``data`` (a ``.tflite`` file's bytes) with ``entry`` as its ``"condense"`` metadata (replacing
+    """``data`` (a ``.tflite`` file's bytes) with ``entry`` as its :data:`METADATA_NAME` metadata (replacing
     an earlier one). Child side: needs TensorFlow's flatbuffer tools."""
     import numpy as np
 
     from condense.export import tflite_edit
 
     model = tflite_edit.read_model(data)
-    schema = tflite_edit._schema()
-    model.metadata = [m for m in (model.metadata or []) if _name(m.name) != METADATA_NAME]
-    buffer = schema.BufferT()
+    model.metadata = [m for m in (model.metadata or []) if tflite_edit._decoded(m.name) != METADATA_NAME]
     packed = zlib.compress(json.dumps(entry, sort_keys=True, separators=(",", ":")).encode(), 9)
-    buffer.data = np.frombuffer(packed, dtype=np.uint8)
-    model.buffers.append(buffer)
-    meta = schema.MetadataT()
-    meta.name, meta.buffer = METADATA_NAME, len(model.buffers) - 1
+    meta = tflite_edit._schema().MetadataT()
+    meta.name, meta.buffer = METADATA_NAME, tflite_edit._new_buffer(model, np.frombuffer(packed, dtype=np.uint8))
     model.metadata.append(meta)
     return tflite_edit.write_model(model)
-
-
-def _name(value) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
 
 
 def read_metadata(source: str | os.PathLike | bytes) -> tuple[dict | None, str]:
@@ -82,11 +72,13 @@ def read_metadata(source: str | os.PathLike | bytes) -> tuple[dict | None, str]:
     that does not parse); ``note`` is empty when the metadata was read."""
     from ai_edge_litert import schema_py_generated as schema
 
+    from condense.export.tflite_edit import _decoded
+
     data = bytes(source) if isinstance(source, (bytes, bytearray)) else Path(source).read_bytes()
     model = schema.Model.GetRootAs(data, 0)
     for k in range(model.MetadataLength()):
         entry = model.Metadata(k)
-        if _name(entry.Name()) != METADATA_NAME:
+        if _decoded(entry.Name()) != METADATA_NAME:
             continue
         raw = model.Buffers(entry.Buffer()).DataAsNumpy()
         try:

@@ -88,12 +88,12 @@ def micro_problem(path) -> str:
     return ""
 
 
-def run_micro(path, x, *, search_arena: bool = True, step: bool = False, timeout: float = 600.0) -> dict:
+def run_micro(path, x, *, search_arena: bool = True, timeout: float = 600.0) -> dict:
     """Run ``x`` (N, *sample_shape), one sample at a time, through the file on TFLM.
 
-    ``step=True``: the file is a step file (:mod:`condense.export.step_graph`) and ``x`` holds whole
-    sequences (N, T, C): each runs hour by hour from zero state, the state fed back between calls;
-    ``outputs`` are the outputs after the last hour.
+    A step file (:mod:`condense.export.step_graph`, recognised by its signature) takes whole
+    sequences ``x`` (N, T, C): each runs hour by hour from zero state, the state fed back between
+    calls; ``outputs`` are the outputs after the last hour.
 
     Float inputs are quantized with the file's input scale and zero point when the file has
     int8 input, and int8 outputs dequantized (as :class:`condense.export.convert.TFLiteModel` does).
@@ -108,6 +108,8 @@ def run_micro(path, x, *, search_arena: bool = True, step: bool = False, timeout
     if not available():
         raise ImportError("TensorFlow Lite for Microcontrollers needs the `tflite-micro` package "
                           "(pip install tflite-micro; Linux x86_64 wheels)")
+    from condense.export.step_runner import is_step_file
+
     path = Path(path)
     problem = micro_problem(path)
     if problem:
@@ -116,7 +118,7 @@ def run_micro(path, x, *, search_arena: bool = True, step: bool = False, timeout
         work = Path(work)
         np.save(work / "x.npy", np.ascontiguousarray(np.asarray(x, dtype=np.float32)))
         request = {"path": str(path.resolve()), "x": str(work / "x.npy"), "search_arena": bool(search_arena),
-                   "outputs": str(work / "outputs.npy"), "step": bool(step)}
+                   "outputs": str(work / "outputs.npy"), "step": is_step_file(path)}
         run = run_child("condense.export.micro", request, what=f"TFLM on {path.name}", timeout=timeout, work=work)
         try:
             result = run.check()

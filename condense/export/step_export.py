@@ -106,7 +106,7 @@ def check_step_file(data: bytes, ops: list[str], model, calibration, fmt: str) -
     if held:
         raise RuntimeError(f"the step file holds {held}: a loop or state inside the file")
     runner = StepModel(data)
-    p0 = runner.predict(np.zeros((1, runner.steps or 1, runner.features), np.float32))
+    p0 = runner.predict(np.zeros((1, 1, runner.features), np.float32))
     if not np.all(np.isfinite(p0)):
         raise RuntimeError("the step file returns non-finite values")
     if fmt != "float32" or calibration is None:

@@ -67,8 +67,6 @@ def step_problem(chain: Chain) -> str:
     for layer in chain.recurrent:
         if layer.go_backwards or layer.stateful or layer.return_state:
             return f"layer {layer.name!r} is go_backwards, stateful or returns its state (cannot be stepped)"
-        if getattr(layer, "unroll", False) is None:  # pragma: no cover - Keras always sets it
-            return f"layer {layer.name!r} has no unroll setting"
     return ""
 
 
@@ -113,18 +111,10 @@ class StepGraph:
         u = int(cell.units)
         order = _gate_order(u)
         bias = w.get("bias", np.zeros(4 * u, np.float32))[order]
-        params = {"units": u, "W": w["kernel"], "U": w["recurrent_kernel"][:, order], "b": bias,
-                  "kind": _kind(layer) if _kind(layer) == "lstm" else f"hlstm-{cell.hidden}"}
-        if params["kind"] == "lstm":
-            params["W"] = w["kernel"][:, order]
-        elif params["kind"] == "hlstm-gates":
-            params["W"] = w["kernel"][:, order]
-            v = w["hidden_kernel"]
-            params["V"] = [v[:, k * u:(k + 1) * u] for k in (0, 1, 3, 2)]  # i, f, o, g: (u, u) blocks
-        else:  # hlstm-input: the hidden activation acts on x W per gate block, before V
-            v = w["hidden_kernel"]
-            params["W"] = w["kernel"][:, order]
-            params["V"] = [v[:, k * u:(k + 1) * u] for k in (0, 1, 3, 2)]
+        params = {"units": u, "W": w["kernel"][:, order], "U": w["recurrent_kernel"][:, order], "b": bias,
+                  "kind": "lstm" if _kind(layer) == "lstm" else f"hlstm-{cell.hidden}"}
+        if "hidden_kernel" in w:  # hLSTM: V's (u, u) blocks in gate order i, f, o, g
+            params["V"] = [w["hidden_kernel"][:, k * u:(k + 1) * u] for k in (0, 1, 3, 2)]
         return params
 
     def _recurrent_step(self, layer, x, h, c):

@@ -18,7 +18,11 @@ import numpy as np
 
 from condense.export.step_graph import INPUT_NAME, OUTPUT_NAME, STATE_OUT_SUFFIX
 
-__all__ = ["StepModel", "is_step_file", "step_io_names"]
+__all__ = ["StepModel", "is_step_file", "open_tflite", "step_io_names"]
+
+
+def _data(source) -> bytes:
+    return bytes(source) if isinstance(source, (bytes, bytearray)) else Path(source).read_bytes()
 
 
 def step_io_names(data: bytes) -> tuple[list[str], list[str]]:
@@ -27,7 +31,7 @@ def step_io_names(data: bytes) -> tuple[list[str], list[str]]:
     orders them as it likes, e.g. ``h1, h2, x, c2, c1``)."""
     from ai_edge_litert import schema_py_generated as schema
 
-    model = schema.Model.GetRootAs(data, 0)
+    model = schema.Model.GetRootAs(_data(data), 0)
     if model.SignatureDefsLength() != 1:
         raise ValueError(f"not a step file: {model.SignatureDefsLength()} signatures (a step file has one)")
     signature = model.SignatureDefs(0)
@@ -52,10 +56,26 @@ def _interpreter(source, num_threads: int):
 
 
 def is_step_file(source) -> bool:
-    """True when the ``.tflite`` file (path or bytes) has the step form's inputs (``x`` and a state)."""
-    signatures = _interpreter(source, 1).get_signature_list()
-    inputs = set(next(iter(signatures.values()), {}).get("inputs", ())) if signatures else set()
+    """True when the ``.tflite`` file (path or bytes) has the step form's inputs (``x`` and a state):
+    read from its signature, whatever the file is called."""
+    from ai_edge_litert import schema_py_generated as schema
+
+    model = schema.Model.GetRootAs(_data(source), 0)
+    if model.SignatureDefsLength() != 1:
+        return False
+    signature = model.SignatureDefs(0)
+    inputs = {signature.Inputs(k).Name().decode() for k in range(signature.InputsLength())}
     return INPUT_NAME in inputs and len(inputs) > 1
+
+
+def open_tflite(path, *, num_threads: int = 1):
+    """The LiteRT runner of any file condense writes: :class:`StepModel` for a step file (chained over
+    the hours), else :class:`~condense.export.convert.TFLiteModel` (the whole sequence, or a DNN)."""
+    if is_step_file(path):
+        return StepModel(path, num_threads=num_threads)
+    from condense.export.convert import TFLiteModel
+
+    return TFLiteModel(path, num_threads=num_threads)
 
 
 class StepModel:
@@ -64,14 +84,13 @@ class StepModel:
     Args:
         source: path of the file, or its bytes.
         num_threads: LiteRT interpreter threads. Default 1.
-        steps: hours :meth:`predict` chains when ``X`` does not say (default: ``X.shape[1]``).
 
     Attributes:
         features: width of one hour's input.
         states: ``{name: units}`` of the state inputs (``h1, c1, ...``).
     """
 
-    def __init__(self, source: str | os.PathLike | bytes, *, num_threads: int = 1, steps: int | None = None):
+    def __init__(self, source: str | os.PathLike | bytes, *, num_threads: int = 1):
         self.name = "<bytes>" if isinstance(source, (bytes, bytearray)) else str(source)
         self._source = bytes(source) if isinstance(source, (bytes, bytearray)) else source
         self._num_threads = num_threads
@@ -91,7 +110,6 @@ class StepModel:
         missing = {OUTPUT_NAME, *(n + STATE_OUT_SUFFIX for n in self.states)} - outputs
         if missing:
             raise ValueError(f"{self.name}: not a step file (outputs {sorted(outputs)} lack {sorted(missing)})")
-        self.steps = steps
         self.state: dict[str, np.ndarray] = {}
         self.start()
 
@@ -101,7 +119,7 @@ class StepModel:
         tensor indices: no per-call dictionaries). Used for per-step latency."""
         x_t = np.ascontiguousarray(np.asarray(x_t, np.float32).reshape(1, self.features))
         # a plain interpreter of its own: LiteRT refuses invoke() on one a signature runner holds
-        data = self._source if isinstance(self._source, bytes) else Path(self._source).read_bytes()
+        data = _data(self._source)
         interpreter = _interpreter(data, self._num_threads)
         interpreter.allocate_tensors()
         input_names, output_names = step_io_names(data)
@@ -164,6 +182,4 @@ class StepModel:
         x = np.asarray(x, np.float32)
         if x.ndim != 3 or x.shape[2] != self.features:
             raise ValueError(f"{self.name}: expected inputs of shape (N, T, {self.features}), got {x.shape}")
-        if self.steps is not None and x.shape[1] != self.steps:
-            raise ValueError(f"{self.name}: expected {self.steps} hours per sequence, got {x.shape[1]}")
         return np.array([self.trajectory(seq)[-1] for seq in x], np.float64).reshape(len(x))

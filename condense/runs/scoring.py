@@ -39,14 +39,9 @@ class SavedModel:
                 raise ValueError(f"{model_dir}: {PEER_MODELS[peer]} has no .tflite export; score the saved model "
                                  "itself (format 'keras')")
             path = check_export(self.model_dir, self.manifest, fmt, form)  # missing or stale: a clear error
-            if form == "step":
-                from condense.export.step_runner import StepModel
+            from condense.export.step_runner import open_tflite
 
-                self._tflite = StepModel(path, num_threads=num_threads)
-            else:
-                from condense.export.convert import TFLiteModel
-
-                self._tflite = TFLiteModel(path, num_threads=num_threads)
+            self._tflite = open_tflite(path, num_threads=num_threads)
 
     def predict_inputs(self, x: np.ndarray) -> np.ndarray:
         """Probabilities (N,) float64 for already-preprocessed model inputs."""

@@ -238,10 +238,10 @@ def export_run(model_dir, fmt: str, *, calibration: int = 300, data: str | None 
     shown only with ``verbose``. Holds the directory's lock (a retrain cannot replace it meanwhile).
     """
     from condense.export import micro
-    from condense.export.convert import ExportJob, TFLiteModel, export_tflite_many
+    from condense.export.convert import ExportJob, export_tflite_many
     from condense.data.inputs import PREPROCESSING_FILE
     from condense.export.metadata import file_metadata
-    from condense.export.step_runner import StepModel
+    from condense.export.step_runner import open_tflite
     from condense.io import read_json
     from condense.evaluate.metrics import auroc
     from condense.io import sha256_file
@@ -267,7 +267,7 @@ def export_run(model_dir, fmt: str, *, calibration: int = 300, data: str | None 
         record_file(model_dir, path.name, source_sha256=source_sha256)
     x_test = saved.inputs.transform(dataset.test.X)
     p_keras = saved.predict_inputs(x_test)
-    runner = TFLiteModel(path) if form == "sequence" else StepModel(path)
+    runner = open_tflite(path)
     p_tfl = np.asarray(runner.predict(x_test), dtype=np.float64).reshape(-1)
     report = {
         "path": str(path), "format": fmt, "form": form, "bytes": path.stat().st_size, "n": len(x_test),
@@ -287,7 +287,7 @@ def export_run(model_dir, fmt: str, *, calibration: int = 300, data: str | None 
     if micro.available():
         n = min(MICRO_CHECK_SAMPLES, len(x_test))
         try:
-            run = micro.run_micro(path, x_test[:n], step=form == "step")
+            run = micro.run_micro(path, x_test[:n])
             report["tflm"] = {"arena_bytes": run["arena_bytes"], "n": n,
                               "max_abs_vs_litert": float(np.max(np.abs(run["outputs"][:, 0] - p_tfl[:n])))}
         except micro.MicroError as exc:

@@ -139,7 +139,7 @@ def test_the_runner_rejects_wrong_shapes_in_one_line(step_files):
         runner.step(step_files["x_test"][0])
     with pytest.raises(ValueError, match=rf"expected inputs of shape \(N, T, {C}\)"):
         runner.predict(step_files["x_test"][0])
-    with pytest.raises(ValueError, match=r"not a step file \(inputs \['input'\]|not a step file"):
+    with pytest.raises(ValueError, match=r"not a step file \(inputs \['x'\]; a step file takes 'x' and the recurrent state\)"):
         StepModel(step_files["models"]["lstm"]["sequence_int8"])
     with pytest.raises(FileNotFoundError, match="step .tflite file not found"):
         StepModel(step_files["folder"] / "missing.tflite")
@@ -152,11 +152,11 @@ def test_step_files_run_on_tflm_like_on_litert(step_files):
     for name in ("lstm", "hlstm_gates", "hlstm_input"):
         entry = step_files["models"][name]
         for fmt, tol in (("float32", 1e-6), ("int8", 1 / 128)):
-            run = micro.run_micro(entry[fmt], x, step=True)
+            run = micro.run_micro(entry[fmt], x)
             assert run["arena_bytes"] > 0, (name, fmt)
             assert np.max(np.abs(run["outputs"][:, 0] - StepModel(entry[fmt]).predict(x))) <= tol, (name, fmt)
     with pytest.raises(micro.MicroError, match="hybrid FULLY_CONNECTED"):
-        micro.run_micro(step_files["models"]["lstm"]["dynamic"], x, step=True)
+        micro.run_micro(step_files["models"]["lstm"]["dynamic"], x)
 
 
 def test_models_that_cannot_be_stepped_are_refused_naming_the_layer(tmp_path):
