@@ -28,6 +28,10 @@ def register(sub) -> None:
                    help="recurrent models: sequence (default: all hours in one call, model.<format>.tflite) or step "
                         "(one hour per call, the recurrent state as float inputs and outputs, batch 1: "
                         "model.<format>.step.tflite; small full-int8 files that run on TFLM and in the browser)")
+    p.add_argument("--no-fold", action="store_true",
+                   help="float32 step files: keep the normalizer outside the file (it then takes normalized inputs, "
+                        "like the int8 step file and the sequence files); by default its mean / scale are folded into "
+                        "the first layer and the file takes the continuous channels in their units")
     p.add_argument("--dynamic-batch", action="store_true",
                    help="models without a time axis (DNN): a batched file with a dynamic batch dimension (server-side "
                         "scoring); by default every file has batch 1, which LiteRT.js and TFLM need")
@@ -47,6 +51,9 @@ def cmd_export(args: argparse.Namespace) -> int:
 
     if args.int8_io and not FORMATS[args.format].integer_only:  # before the data is read
         raise ValueError(f"--int8-io needs a full-integer format (int8), got --format {args.format}")
+    if args.no_fold and not (args.form == "step" and args.format == "float32"):
+        raise ValueError("--no-fold applies to float32 step files (--format float32 --form step): the other files "
+                         "never fold the normalizer")
     if args.form == "step" and args.dynamic_batch:
         raise ValueError("--form step files have batch 1: drop --dynamic-batch")
     if args.form == "step" and (args.int8_io or args.route != "auto"):
@@ -54,7 +61,8 @@ def cmd_export(args: argparse.Namespace) -> int:
                          "its state float between calls")
     report = export_run(args.model, args.format, calibration=args.calibration, data=args.data,
                         cache_dir=args.cache_dir, int8_io=args.int8_io, route=args.route, quiet=args.quiet,
-                        verbose=getattr(args, "verbose", False), form=args.form, dynamic_batch=args.dynamic_batch)
+                        verbose=getattr(args, "verbose", False), form=args.form, dynamic_batch=args.dynamic_batch,
+                        fold_normalizer=not args.no_fold)
     if args.form == "step":
         return _print_step(report)
     print(
@@ -78,6 +86,9 @@ def _print_step(report: dict) -> int:
     states = ", ".join(f"{s['name']} ({s['units']})" for s in report["states"])
     print(f"  inputs: x (1 hour) and the state {states}, float, batch 1; outputs: p and each state + '_out'; "
           "start every patient from zero state")
+    print("  x: imputed values in their units (the normalizer is folded into the first layer)"
+          if report["normalizer_folded"] else
+          "  x: normalized with the mean / scale in the file's metadata (condense inspect shows them)")
     print(f"  vs Keras on {report['n']} test sequences chained over {steps} steps: max |diff| "
           f"{report['max_abs_diff']:.2e}, AUROC {report['auroc_tflite']:.4f} (Keras {report['auroc_keras']:.4f}, "
           f"difference {report['auroc_tflite'] - report['auroc_keras']:+.4f})")

@@ -106,19 +106,28 @@ class ModelInputs:
         normalizer = Normalizer.for_layout(layout, robust=robust).fit(X_train)
         return cls(kind=kind, layout=layout, normalizer=normalizer, source=dict(source or {}), extras=extras)
 
-    def transform(self, X: np.ndarray) -> np.ndarray:
-        """Raw (N, T, C) tensor -> the model's float32 input."""
+    def transform(self, X: np.ndarray, *, normalize: bool = True) -> np.ndarray:
+        """Raw (N, T, C) tensor -> the model's float32 input; ``normalize=False`` leaves the continuous
+        channels in their units (the input of a file with the normalizer folded in, :meth:`folded_normalizer`)."""
         if X.ndim != 3 or X.shape[-1] != self.layout.width:
             raise ValueError(
                 f"expected raw tensors of shape (N, T, {self.layout.width}) for layout "
                 f"{self.layout.name!r}, got {X.shape}"
             )
-        Z = self.normalizer.transform(X)
+        Z = self.normalizer.transform(X) if normalize else np.asarray(X, np.float32)
         if self.kind == "features":
             return dnn_features(Z, self.layout)
         if SINCE_LAST in self.extras:
             Z = np.concatenate([Z, since_last_channels(X, self.layout)], axis=-1)
         return Z.astype(np.float32, copy=False)
+
+    def folded_normalizer(self) -> tuple[np.ndarray, np.ndarray]:
+        """``(mean, scale)`` over the model input's :attr:`width` (0 and 1 where a channel is not
+        standardized): ``transform(X) == (transform(X, normalize=False) - mean) / scale``."""
+        mean, scale = np.zeros(self.width), np.ones(self.width)
+        mean[list(self.normalizer.channels)] = self.normalizer.mean_
+        scale[list(self.normalizer.channels)] = self.normalizer.std_
+        return mean, scale
 
     def input_shape(self, timesteps: int) -> tuple[int, ...]:
         return (timesteps, self.width) if self.kind == "sequence" else (self.layout.width,)

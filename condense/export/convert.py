@@ -102,6 +102,7 @@ class ExportJob:
     form: str = "sequence"
     metadata: dict | None = None
     dynamic_batch: bool = False
+    normalizer: tuple | None = None
 
     def __post_init__(self) -> None:  # settings are checked where they enter; files and data at export time
         spec = get_format(self.fmt)
@@ -117,6 +118,10 @@ class ExportJob:
             raise ValueError(f"Argument `dynamic_batch` must be True or False, got dynamic_batch={self.dynamic_batch!r}.")
         if self.dynamic_batch and self.form == "step":
             raise ValueError(f"a step file has batch 1 (exporting {self.model_path}): dynamic_batch=True is refused")
+        if self.normalizer is not None and (self.form != "step" or self.fmt != "float32"):
+            raise ValueError(f"only a float32 step file folds the normalizer into its first layer (exporting "
+                             f"{self.model_path} as {self.fmt} {self.form}): one int8 input scale cannot span "
+                             "clinical units, and a sequence file keeps its inputs as the model took them")
         if self.int8_io and not spec.integer_only:
             raise ValueError(f"Argument `int8_io=True` needs a full-integer format (int8), got fmt={self.fmt!r} "
                              f"(exporting {self.model_path}).")
@@ -225,6 +230,8 @@ def export_tflite_many(jobs: Iterable[ExportJob], *, timeout: float = DEFAULT_TI
                 "form": job.form,
                 "metadata": job.metadata,
                 "dynamic_batch": bool(job.dynamic_batch),
+                "normalizer": None if job.normalizer is None else [np.asarray(v, np.float64).tolist()
+                                                                   for v in job.normalizer],
                 "calibration": None,
                 "out_path": str(tmp_out),
             }
@@ -452,7 +459,8 @@ def _convert_step(request: dict, model, calibration, spec, sample_shape: tuple, 
     if not _is_recurrent(model):
         raise ValueError(f"{request['model_path']} has no recurrent layer: a step file steps a recurrent state "
                          "hour by hour (export the sequence form)")
-    data, plan = convert_step(model, calibration, spec, request["model_path"])
+    normalizer = request.get("normalizer")
+    data, plan = convert_step(model, calibration, spec, request["model_path"], normalizer=normalizer)
     data = _with_request_metadata(data, request, route=plan["route"], states=plan["states"],
                                   inputs=["x", *(s["name"] for s in plan["states"])],
                                   outputs=["p", *(s["output"] for s in plan["states"])])
@@ -460,12 +468,13 @@ def _convert_step(request: dict, model, calibration, spec, sample_shape: tuple, 
     stats = _constant_stats(data)
     if spec.integer_only:
         _check_int8_weights_only(_ConvertedFile(data, model, plan, ops, stats, sample_shape, True, calibration))
-    measured = check_step_file(data, ops, model, calibration, request["fmt"])
+    measured = check_step_file(data, ops, model, calibration, request["fmt"], normalizer=normalizer)
     _write_output(request["out_path"], data)
     return {
         "fmt": request["fmt"], "form": "step", "route": plan["route"], "recurrent": True, "ops": sorted(set(ops)),
         "input_shape": [1, sample_shape[-1]], "steps": plan["steps"], "states": plan["states"], "io": "float32",
         "masking": plan["masking"], "cell_state_max_abs": None, "warnings": plan["warnings"],
+        "normalizer_folded": normalizer is not None,
         "bytes": len(data), "constant_bytes": stats["bytes"], **measured,
         "seconds": round(time.perf_counter() - started, 3),
     }

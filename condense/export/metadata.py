@@ -28,9 +28,12 @@ METADATA_NAME = "condense.json.zlib"
 METADATA_VERSION = 1
 
 
-def file_metadata(manifest: dict, preprocessing: dict, *, fmt: str, form: str, steps: int | None) -> dict:
+def file_metadata(manifest: dict, preprocessing: dict, *, fmt: str, form: str, steps: int | None,
+                  normalizer_folded: bool = False) -> dict:
     """The contract of a file exported from a model directory (``manifest.json``,
-    ``preprocessing.json``); the conversion child adds the step file's state tensors."""
+    ``preprocessing.json``); the conversion child adds the step file's state tensors.
+    ``normalizer_folded``: the file takes the continuous channels in their units (the normalizer's
+    mean / scale are folded into its first layer; ``preprocessing.normalizer`` is then for reference)."""
     from condense import __version__
 
     test = (manifest.get("metrics") or {}).get("test") or {}
@@ -43,7 +46,7 @@ def file_metadata(manifest: dict, preprocessing: dict, *, fmt: str, form: str, s
         "hours_per_step": 1,
         "steps": None if steps is None else int(steps),
         "channels": "preprocessing.layout.names",
-        "normalizer_folded": False,
+        "normalizer_folded": bool(normalizer_folded),
         "preprocessing": preprocessing,
         "output": "probability of in-hospital death; trained for the value after the last of the steps",
         "data_fingerprint": (manifest.get("data") or {}).get("fingerprint"),

@@ -53,8 +53,9 @@ def _calibration_pairs(graph, calibration: np.ndarray, seed: int = 0) -> dict[st
     return pairs
 
 
-def convert_step(model, calibration, spec, name: str) -> tuple[bytes, dict]:
-    """The step file's bytes for ``model`` in format ``spec``, and the plan (route, masking, states)."""
+def convert_step(model, calibration, spec, name: str, normalizer=None) -> tuple[bytes, dict]:
+    """The step file's bytes for ``model`` in format ``spec``, and the plan (route, masking, states);
+    ``normalizer=(mean, scale)`` folds the input standardization into the first layer (float32)."""
     import tensorflow as tf
 
     from condense.export.recurrent_graphs import analyse
@@ -67,7 +68,7 @@ def convert_step(model, calibration, spec, name: str) -> tuple[bytes, dict]:
     if spec.integer_only and not step_problem(chain) and chain.head is not None:
         kernel, bias = (np.asarray(w, np.float32) for w in chain.head.get_weights())
         head = (kernel, bias, chain.head_activation)
-    graph = StepGraph(chain, head=head is None)  # raises ValueError naming the layer that cannot be stepped
+    graph = StepGraph(chain, head=head is None, normalizer=normalizer)  # raises ValueError naming the layer that cannot be stepped
     masking = _masking_checked(chain, calibration, name)
     fn, module = graph.concrete_function()
     converter = tf.lite.TFLiteConverter.from_concrete_functions([fn], module)
@@ -98,8 +99,14 @@ def convert_step(model, calibration, spec, name: str) -> tuple[bytes, dict]:
     return data, plan
 
 
-def check_step_file(data: bytes, ops: list[str], model, calibration, fmt: str) -> dict:
-    """Checks before a step file is written; returns what they measured (raises when one fails)."""
+def unnormalized(x: np.ndarray, mean, scale) -> np.ndarray:
+    """``x * scale + mean`` per feature (float32): the input of a file with the normalizer folded in."""
+    return (np.asarray(x, np.float64) * np.asarray(scale, np.float64) + np.asarray(mean, np.float64)).astype(np.float32)
+
+
+def check_step_file(data: bytes, ops: list[str], model, calibration, fmt: str, normalizer=None) -> dict:
+    """Checks before a step file is written; returns what they measured (raises when one fails).
+    With ``normalizer=(mean, scale)`` folded into the file, the file is fed ``calibration * scale + mean``."""
     from condense.export.step_runner import StepModel
 
     held = sorted(set(ops) & set(FORBIDDEN_STEP_OPS))
@@ -113,7 +120,8 @@ def check_step_file(data: bytes, ops: list[str], model, calibration, fmt: str) -
         return {}
     x = calibration[:STEP_CHECK_SEQUENCES]
     p_keras = np.asarray(model.predict(x, batch_size=len(x), verbose=0), np.float64).reshape(-1)
-    worst = float(np.max(np.abs(runner.predict(x) - p_keras)))
+    x_file = x if normalizer is None else unnormalized(x, *normalizer)
+    worst = float(np.max(np.abs(runner.predict(x_file) - p_keras)))
     if worst > STEP_FLOAT_TOL:
         raise RuntimeError(f"the float32 step file chained over {x.shape[1]} steps differs from Keras by {worst:.2e} "
                            f"on the calibration data (tolerance {STEP_FLOAT_TOL:g}); not written")

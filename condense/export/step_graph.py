@@ -24,7 +24,10 @@ added as ``(x W + b) + h U`` so that the converter folds it into the first produ
   separate ``(u, u)`` products: smaller int8 files than one block-diagonal ``(4u, 4u)``);
 * ``HLSTM(hidden="input")``: ``a_k = hidden_act(x W)_k V_k + (h U + b)_k``;
 
-then ``c = f * c + i * g`` and ``h = o * act(c)`` (the cell's own activations). ``Masking`` is left
+then ``c = f * c + i * g`` and ``h = o * act(c)`` (the cell's own activations). With ``normalizer``
+(``(mean, scale)`` per input feature) the graph takes un-normalized inputs: the first layer's input
+weights become ``W / scale`` and ``-(mean / scale) W`` joins its bias (float32 files only: one int8
+input scale cannot span clinical units from pH to platelets). ``Masking`` is left
 out: exact when no time step is all mask values (:func:`~condense.export.recurrent_graphs.masked_steps`;
 true for the IHM and PhysioNet pipelines by construction).
 """
@@ -79,6 +82,8 @@ def _gate_order(units: int) -> np.ndarray:
 class StepGraph:
     """The step equations of a recurrent chain with its weights as constants (see the module docstring).
 
+    ``normalizer=(mean, scale)`` (arrays of the input's width; 0 and 1 for channels the model takes as
+    they are) folds the input standardization ``(x - mean) / scale`` into the first layer.
     ``head=False`` stops before the final Dense layer: ``p`` is then the features it takes (the
     converter's caller appends the head in float, see :func:`condense.export.tflite_edit.append_dense_head`).
     ``step(x, state)`` runs on TensorFlow tensors of any batch (eagerly or traced);
@@ -86,7 +91,7 @@ class StepGraph:
     steps over whole sequences in NumPy in, NumPy out (parity checks, calibration pairs).
     """
 
-    def __init__(self, chain: Chain, head: bool = True):
+    def __init__(self, chain: Chain, head: bool = True, normalizer: tuple | None = None):
         problem = step_problem(chain)
         if problem:
             raise ValueError(f"cannot build a step graph: {problem}")
@@ -103,6 +108,9 @@ class StepGraph:
             units = int(layer.cell.units)
             self.states += [StateTensor(f"h{k}", units, layer.name), StateTensor(f"c{k}", units, layer.name)]
         self._params = {id(layer): self._layer_params(layer) for layer in chain.recurrent}
+        self.normalizer_folded = normalizer is not None
+        if normalizer is not None:
+            self._fold(*normalizer)
 
     # -- the equations ------------------------------------------------------------------------------
     def _layer_params(self, layer) -> dict:
@@ -116,6 +124,32 @@ class StepGraph:
         if "hidden_kernel" in w:  # hLSTM: V's (u, u) blocks in gate order i, f, o, g
             params["V"] = [w["hidden_kernel"][:, k * u:(k + 1) * u] for k in (0, 1, 3, 2)]
         return params
+
+    def _fold(self, mean, scale) -> None:
+        """Fold ``(x - mean) / scale`` into the first layer: ``x W' + o`` with ``W' = W / scale`` and
+        ``o = -(mean / scale) W`` (float64 arithmetic, float32 constants)."""
+        mean, scale = (np.asarray(v, np.float64).reshape(-1) for v in (mean, scale))
+        if mean.shape != (self.features,) or scale.shape != mean.shape or not np.all(scale > 0):
+            raise ValueError(f"the normalizer to fold needs {self.features} means and positive scales, "
+                             f"got {mean.size} and {scale.size}")
+        first = next(layer for layer in self.layers if _kind(layer) in ("lstm", "hlstm", "dense"))
+        params = self._params.get(id(first))
+        weights = params if params is not None else self.weights[id(first)]
+        key = "W" if params is not None else "kernel"
+        kernel = np.asarray(weights[key], np.float64)
+        offset = -(mean / scale) @ kernel
+        folded = dict(weights)
+        folded[key] = (kernel / scale[:, None]).astype(np.float32)
+        if params is not None and params["kind"] == "hlstm-input":  # hidden_act(x W) has no bias of its own
+            folded["x_offset"] = offset.astype(np.float32)
+        else:
+            bias_key = "b" if params is not None else "bias"
+            bias = np.asarray(weights.get(bias_key, np.zeros(kernel.shape[1])), np.float64)
+            folded[bias_key] = (bias + offset).astype(np.float32)
+        if params is not None:
+            self._params[id(first)] = folded
+        else:
+            self.weights[id(first)] = folded
 
     def _recurrent_step(self, layer, x, h, c):
         import tensorflow as tf
@@ -132,7 +166,8 @@ class StepGraph:
                 z = cell.hidden_activation((tf.matmul(x, p["W"]) + p["b"]) + tf.matmul(h, p["U"]))
                 a = [tf.matmul(z_k, v_k) for z_k, v_k in zip(tf.split(z, 4, axis=1), p["V"])]
             else:
-                xa = tf.split(cell.hidden_activation(tf.matmul(x, p["W"])), 4, axis=1)
+                xw = tf.matmul(x, p["W"]) + p["x_offset"] if "x_offset" in p else tf.matmul(x, p["W"])
+                xa = tf.split(cell.hidden_activation(xw), 4, axis=1)
                 r = tf.split(tf.matmul(h, p["U"]) + p["b"], 4, axis=1)
                 a = [tf.matmul(x_k, v_k) + r_k for x_k, v_k, r_k in zip(xa, p["V"], r)]
             i, f, o = (cell.recurrent_activation(a_k) for a_k in a[:3])

@@ -127,16 +127,15 @@ class StepModel:
         outputs = {name: d["index"] for name, d in zip(output_names, interpreter.get_output_details())}
         x_index, p_index = inputs[INPUT_NAME], outputs[OUTPUT_NAME]
         carry = [(inputs[name], outputs[name + STATE_OUT_SUFFIX]) for name in self.states]
-        state = {index: np.zeros((1, units), np.float32) for (index, _), units in zip(carry, self.states.values())}
+        for in_index, _ in carry:  # a new patient: zero state
+            interpreter.set_tensor(in_index, np.zeros(interpreter.get_tensor(in_index).shape, np.float32))
 
         def call() -> np.ndarray:
             interpreter.set_tensor(x_index, x_t)
-            for in_index, _ in carry:
-                interpreter.set_tensor(in_index, state[in_index])
             interpreter.invoke()
-            for in_index, out_index in carry:
-                state[in_index] = interpreter.get_tensor(out_index).copy()  # no view into the interpreter
-            return interpreter.get_tensor(p_index).copy()
+            for in_index, out_index in carry:  # the new state into the next call's inputs (get_tensor copies)
+                interpreter.set_tensor(in_index, interpreter.get_tensor(out_index))
+            return interpreter.get_tensor(p_index)
 
         return call
 

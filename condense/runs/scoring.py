@@ -29,6 +29,8 @@ class SavedModel:
         self.model, self.inputs, self.manifest = load_run(self.model_dir)
         self.fmt, self.form = fmt, form
         self._tflite = None
+        #: the exported file takes inputs in clinical units (its metadata says the normalizer is folded in)
+        self.normalizer_folded = False
         if form != "sequence" and fmt == "keras":
             raise ValueError(f"form={form!r} is a .tflite file's form: give a .tflite format (float32, dynamic, int8)")
         if fmt != "keras":
@@ -39,12 +41,16 @@ class SavedModel:
                 raise ValueError(f"{model_dir}: {PEER_MODELS[peer]} has no .tflite export; score the saved model "
                                  "itself (format 'keras')")
             path = check_export(self.model_dir, self.manifest, fmt, form)  # missing or stale: a clear error
+            from condense.export.metadata import read_metadata
             from condense.export.step_runner import open_tflite
 
             self._tflite = open_tflite(path, num_threads=num_threads)
+            metadata = read_metadata(path)[0] or {}
+            self.normalizer_folded = bool(metadata.get("normalizer_folded"))
 
     def predict_inputs(self, x: np.ndarray) -> np.ndarray:
-        """Probabilities (N,) float64 for already-preprocessed model inputs."""
+        """Probabilities (N,) float64 for already-preprocessed model inputs (not normalized where the
+        file has the normalizer folded in: :attr:`normalizer_folded`)."""
         if self._tflite is not None:
             return np.asarray(self._tflite.predict(x), dtype=np.float64).reshape(-1)
         if hasattr(self.model, "predict_proba"):
@@ -55,4 +61,4 @@ class SavedModel:
 
     def predict_raw(self, X_raw: np.ndarray) -> np.ndarray:
         """Probabilities (N,) float64 for raw discretized tensors (N, T, C)."""
-        return self.predict_inputs(self.inputs.transform(X_raw))
+        return self.predict_inputs(self.inputs.transform(X_raw, normalize=not self.normalizer_folded))

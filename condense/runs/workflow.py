@@ -224,7 +224,7 @@ def evaluate_run(model_dir, *, data: str | None = None, fmt: str = "keras", cach
 
 def export_run(model_dir, fmt: str, *, calibration: int = 300, data: str | None = None, cache_dir=None,
                int8_io: bool = False, route: str = "auto", quiet: bool = False, verbose: bool = False,
-               form: str = "sequence", dynamic_batch: bool = False) -> dict:
+               form: str = "sequence", dynamic_batch: bool = False, fold_normalizer: bool = True) -> dict:
     """Export a model directory to ``model.<fmt>.tflite`` and check it against the Keras model.
 
     The first ``calibration`` training samples (preprocessed with the model's saved state)
@@ -234,7 +234,9 @@ def export_run(model_dir, fmt: str, *, calibration: int = 300, data: str | None 
     for Microcontrollers (smallest arena, agreement with LiteRT). Returns sizes, the route and
     the parity numbers; records the file in the manifest, with the hash of the model.keras it
     came from. ``form="step"`` writes ``model.<fmt>.step.tflite``, one time step with the state as
-    inputs and outputs (:mod:`condense.export.step_graph`), checked chained over the test sequences. ``quiet`` silences the data loading's progress; the converter's own output is
+    inputs and outputs (:mod:`condense.export.step_graph`), checked chained over the test sequences; a float32 step
+    file has the normalizer folded into its first layer (it takes the continuous channels in their units) unless
+    ``fold_normalizer=False``. ``quiet`` silences the data loading's progress; the converter's own output is
     shown only with ``verbose``. Holds the directory's lock (a retrain cannot replace it meanwhile).
     """
     from condense.export import micro
@@ -259,19 +261,22 @@ def export_run(model_dir, fmt: str, *, calibration: int = 300, data: str | None 
         x_train = saved.inputs.transform(dataset.train.X[:calibration])
         source = Path(model_dir) / KERAS_FILE
         source_sha256 = sha256_file(source)  # checked against the manifest by SavedModel; the lock keeps it
+        folded = bool(fold_normalizer) and form == "step" and fmt == "float32"
         metadata = file_metadata(saved.manifest, read_json(Path(model_dir) / PREPROCESSING_FILE), fmt=fmt, form=form,
-                                 steps=int(x_train.shape[1]) if x_train.ndim == 3 else None)
+                                 steps=int(x_train.shape[1]) if x_train.ndim == 3 else None, normalizer_folded=folded)
         job = ExportJob(source, Path(model_dir) / tflite_file(fmt, form), fmt, calibration_x=x_train,
-                        int8_io=int8_io, route=route, form=form, metadata=metadata, dynamic_batch=dynamic_batch)
+                        int8_io=int8_io, route=route, form=form, metadata=metadata, dynamic_batch=dynamic_batch,
+                        normalizer=saved.inputs.folded_normalizer() if folded else None)
         path, info = export_tflite_many([job], quiet=not verbose, details=True)[0]
         record_file(model_dir, path.name, source_sha256=source_sha256)
     x_test = saved.inputs.transform(dataset.test.X)
     p_keras = saved.predict_inputs(x_test)
     runner = open_tflite(path)
-    p_tfl = np.asarray(runner.predict(x_test), dtype=np.float64).reshape(-1)
+    x_file = saved.inputs.transform(dataset.test.X, normalize=not folded)  # what the file takes
+    p_tfl = np.asarray(runner.predict(x_file), dtype=np.float64).reshape(-1)
     report = {
         "path": str(path), "format": fmt, "form": form, "bytes": path.stat().st_size, "n": len(x_test),
-        "route": info["route"], "ops": info["ops"], "masking": info["masking"],
+        "route": info["route"], "ops": info["ops"], "masking": info["masking"], "normalizer_folded": folded,
         "cell_state_max_abs": info.get("cell_state_max_abs"), "warnings": info.get("warnings", []),
         "max_abs_diff": float(np.max(np.abs(p_tfl - p_keras))), "tied_probabilities": int(len(p_tfl) - len(np.unique(p_tfl))),
         "auroc_keras": auroc(dataset.test.y, p_keras), "auroc_tflite": auroc(dataset.test.y, p_tfl),
@@ -280,14 +285,14 @@ def export_run(model_dir, fmt: str, *, calibration: int = 300, data: str | None 
     if form == "step":
         from condense.evaluate.measure import measure_latency
 
-        x_one = np.asarray(x_test[0, 0], np.float32)
+        x_one = np.asarray(x_file[0, 0], np.float32)
         report["states"], report["steps"] = info["states"], int(x_test.shape[1])
         report["step_latency"] = measure_latency(lambda: runner.step(x_one))
         runner.start()
     if micro.available():
         n = min(MICRO_CHECK_SAMPLES, len(x_test))
         try:
-            run = micro.run_micro(path, x_test[:n])
+            run = micro.run_micro(path, x_file[:n])
             report["tflm"] = {"arena_bytes": run["arena_bytes"], "n": n,
                               "max_abs_vs_litert": float(np.max(np.abs(run["outputs"][:, 0] - p_tfl[:n])))}
         except micro.MicroError as exc:

@@ -73,6 +73,28 @@ def test_the_step_equations_equal_keras_eagerly():
         np.testing.assert_allclose(graph.run(x), model.predict(x, verbose=0).reshape(-1), atol=1e-6, err_msg=name)
 
 
+def test_the_folded_normalizer_takes_clinical_units_and_gives_the_same_risk():
+    """``(x - mean) / scale`` folded into the first layer of every family: the graph fed the values in
+    their units equals the unfolded graph fed the normalized ones (and differs on the normalized ones)."""
+    keras.utils.set_random_seed(3)
+    x, _ = realistic_inputs(16, seed=6)
+    rng = np.random.default_rng(0)
+    mean, scale = np.zeros(C), np.ones(C)
+    mean[:20], scale[:20] = rng.uniform(-50, 150, 20), rng.uniform(0.05, 40, 20)  # pH-like to glucose-like
+    x_units = (x.astype(np.float64) * scale + mean).astype(np.float32)
+    for name, build in FAMILIES.items():
+        chain = analyse(build())
+        p = StepGraph(chain).run(x)
+        folded = StepGraph(chain, normalizer=(mean, scale))
+        assert folded.normalizer_folded
+        np.testing.assert_allclose(folded.run(x_units), p, atol=1e-6, err_msg=name)
+        assert np.max(np.abs(folded.run(x) - p)) > 1e-3, name
+    with pytest.raises(ValueError, match="needs 76 means and positive scales, got 75 and 75"):
+        StepGraph(chain, normalizer=(mean[:-1], scale[:-1]))
+    with pytest.raises(ValueError, match="only a float32 step file folds the normalizer"):
+        ExportJob("m.keras", "m.tflite", "int8", form="step", normalizer=(mean, scale))
+
+
 @pytest.mark.parametrize("name", list(FAMILIES))
 def test_float32_step_file_chained_over_48_steps_equals_keras(step_files, name):
     entry = step_files["models"][name]
@@ -127,6 +149,16 @@ def test_the_runner_keeps_the_state_on_the_caller_side(step_files):
     runner.start(halfway)
     assert [runner.step(x_t) for x_t in x[0, 24:]] == rest == list(path[24:])
     assert runner.predict(x)[1] != runner.predict(x)[0], "each sequence starts from zero state"
+
+
+@pytest.mark.parametrize("fmt", ["float32", "int8"])
+def test_the_timed_single_step_call_carries_the_state_like_the_runner(step_files, fmt):
+    """The latency loop (plain interpreter, tensors by index) computes what ``step`` computes."""
+    runner = StepModel(step_files["models"]["lstm"][fmt])
+    x_t = step_files["x_test"][0, 5]
+    call = runner.single_step_call(x_t)
+    timed = [float(np.asarray(call()).reshape(-1)[0]) for _ in range(48)]
+    assert timed == list(runner.trajectory(np.repeat(x_t[None], 48, axis=0)))
 
 
 def test_the_runner_rejects_wrong_shapes_in_one_line(step_files):
@@ -218,6 +250,38 @@ def test_condense_export_form_step_then_evaluate_and_predict(hlstm_dir, tiny_coh
     assert "--format float32 --form step` first" in capsys.readouterr().err
     assert main(["export", "--model", str(hlstm_dir), "--format", "int8", "--form", "step", "--int8-io"]) == 2
     assert "--form step takes neither --int8-io nor --route" in capsys.readouterr().err
+
+
+def test_folded_and_unfolded_float32_step_files_agree(hlstm_dir, tiny_cache, tmp_path, capsys):
+    """``condense export --form step`` folds the normalizer into a float32 step file (metadata says so;
+    the file takes clinical units); ``--no-fold`` keeps it outside; ``predict`` scores both the same."""
+    from condense.export.metadata import read_metadata
+    from condense.runs.scoring import SavedModel
+
+    from condense.runs.workflow import _load_data_for
+
+    cache = ["--cache-dir", str(tiny_cache)]
+    path = hlstm_dir / "model.float32.step.tflite"
+    keras_model = SavedModel(hlstm_dir, "keras")
+    X = _load_data_for(hlstm_dir, keras_model.manifest, None, cache_dir=tiny_cache, quiet=True)[1].test.X
+    scores = {}
+    for flags in (["--no-fold"], []):
+        assert main(["export", "--model", str(hlstm_dir), "--format", "float32", "--form", "step", "--quiet",
+                     *flags, *cache]) == 0
+        out = capsys.readouterr().out
+        assert ("folded into the first layer" in out) == (not flags), out
+        assert read_metadata(path)[0]["normalizer_folded"] == (not flags)
+        saved = SavedModel(hlstm_dir, "float32", form="step")
+        assert saved.normalizer_folded == (not flags)
+        scores["unfolded" if flags else "folded"] = saved.predict_raw(X)
+    np.testing.assert_allclose(scores["folded"], scores["unfolded"], atol=FLOAT_TOL)
+    np.testing.assert_allclose(scores["unfolded"], keras_model.predict_raw(X), atol=FLOAT_TOL)
+    folded = saved
+    # the folded file really takes clinical units: fed normalized values it gives other numbers
+    assert np.max(np.abs(folded.predict_inputs(folded.inputs.transform(X)) - scores["unfolded"])) > 1e-3
+    capsys.readouterr()
+    assert main(["export", "--model", str(hlstm_dir), "--format", "int8", "--form", "step", "--no-fold", *cache]) == 2
+    assert "--no-fold applies to float32 step files" in capsys.readouterr().err
 
 
 def test_exported_files_carry_their_input_contract(hlstm_dir, tiny_cache, step_files, tmp_path, capsys):
