@@ -4,7 +4,9 @@
 directory, so a device app needs nothing beside the file: the form (sequence or step), format,
 hours per step, the channels in order (``preprocessing.layout``: names, which are continuous), the
 preprocessing exactly as ``preprocessing.json`` holds it (normalizer mean / scale per continuous channel, the source's
-imputation and categorical state), the state tensors of a step file, what the output means, the
+imputation and categorical state), the rules that turn a patient file into inputs
+(:func:`condense.data.contract.input_rules`: header, variables, one-hot values, imputation, ranges),
+the state tensors of a step file, what the output means, the
 training data's fingerprint, the model's test AUROC and the condense version.
 
 :func:`read_metadata` reads it without TensorFlow (LiteRT's flatbuffer schema); a file without
@@ -35,7 +37,9 @@ def file_metadata(manifest: dict, preprocessing: dict, *, fmt: str, form: str, s
     ``normalizer_folded``: the file takes the continuous channels in their units (the normalizer's
     mean / scale are folded into its first layer; ``preprocessing.normalizer`` is then for reference)."""
     from condense import __version__
+    from condense.data.contract import input_rules
 
+    layout = preprocessing.get("layout") or {}
     test = (manifest.get("metrics") or {}).get("test") or {}
     return {
         "metadata_version": METADATA_VERSION,
@@ -48,6 +52,7 @@ def file_metadata(manifest: dict, preprocessing: dict, *, fmt: str, form: str, s
         "channels": "preprocessing.layout.names",
         "normalizer_folded": bool(normalizer_folded),
         "preprocessing": preprocessing,
+        "rules": input_rules(layout.get("name", ""), layout.get("names", ())),
         "output": "probability of in-hospital death; trained for the value after the last of the steps",
         "data_fingerprint": (manifest.get("data") or {}).get("fingerprint"),
         "test_auroc": test.get("auroc"),
