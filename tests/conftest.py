@@ -76,7 +76,7 @@ def trained_lr(tiny_cohort, tiny_cache, tmp_path_factory) -> Path:
     return built_once(tmp_path_factory, "lr", lambda f: _train_dir(tiny_cohort, f / "lr", tiny_cache, "lr")) / "lr"
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def physionet_set_a() -> Path:
     """Path of the real PhysioNet 2012 set A archive; skips when ../shared/data is absent."""
     if not PHYSIONET_SET_A.exists():

@@ -440,7 +440,8 @@ def roc_group(row: dict) -> str:
 def roc_figure(curves: dict, table: Sequence[dict]):
     """ROC curves (first seed) per family; the baselines of a panel's rows are its dashed black
     reference curves. ``curves`` maps a row to ``(y, score)``; legend: ``row: AUROC [low, high]``
-    from the table."""
+    from the table. Step-file rows are left out (the same models as their sequence files, to 1e-7 in
+    float32: the step table compares them) and the note says how many."""
     import numpy as np
     from sklearn.metrics import roc_curve
 
@@ -450,8 +451,10 @@ def roc_figure(curves: dict, table: Sequence[dict]):
     axes = fig.subplots(2, 2).ravel()
     fig.subplots_adjust(left=0.07, right=0.98, top=0.93, bottom=0.07, hspace=0.22, wspace=0.15)
     by_name = _rows_by_name(table)
-    drawable = {name: yp for name, yp in curves.items() if _ok(by_name.get(name, {"status": "ok"}))}
-    missing = [str(r.get("row")) for r in table if str(r.get("row")) not in drawable]
+    steps = [name for name in curves if method_group(by_name.get(name, {})) == "step"]
+    drawable = {name: yp for name, yp in curves.items()
+                if _ok(by_name.get(name, {"status": "ok"})) and name not in steps}
+    missing = [str(r.get("row")) for r in table if str(r.get("row")) not in drawable and str(r.get("row")) not in steps]
     order = {name: i for i, name in enumerate(by_name)}
 
     def curve(name):
@@ -488,7 +491,10 @@ def roc_figure(curves: dict, table: Sequence[dict]):
             ax.text(0.5, 0.5, "no rows", ha="center", va="center", color="0.4", transform=ax.transAxes)
     fig.suptitle("ROC on the test set (first seed), one panel per family; dashed black: the baseline; "
                  "dotted / dash: int8 / dynamic files", fontsize=11.5)
-    _note(fig, [f"no curve: {', '.join(missing)}"] if missing else [])
+    notes = [f"no curve: {', '.join(missing)}"] if missing else []
+    if steps:
+        notes.append(f"{len(steps)} step-file rows not drawn: the same models as their sequence files (table: Step files)")
+    _note(fig, notes)
     return fig
 
 

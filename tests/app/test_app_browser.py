@@ -170,19 +170,15 @@ def test_the_page_scores_ihm_episodes_like_python(browser, ihm_model, tiny_cohor
 
 # -- PhysioNet 2012 records (real, set A) ---------------------------------------------------------
 @pytest.fixture(scope="module")
-def physionet_model(tmp_path_factory):
-    from conftest import PHYSIONET_SET_A
-
-    if not PHYSIONET_SET_A.exists():
-        pytest.skip(f"real data not present: {PHYSIONET_SET_A}")
+def physionet_model(physionet_set_a, tmp_path_factory):
     _require_browser()
     root = tmp_path_factory.mktemp("app-pn")
     out, cache = root / "pn-hlstm", root / "cache"
-    assert main(["train", "--data", f"physionet2012:{PHYSIONET_SET_A}", "--model", "hlstm", "--prune-quantile", "0.5",
+    assert main(["train", "--data", f"physionet2012:{physionet_set_a}", "--model", "hlstm", "--prune-quantile", "0.5",
                  "--epochs", "6", "--batch-size", "64", "--out", str(out), "--cache-dir", str(cache), "--quiet"]) == 0
     records = root / "records" / "set-a"
     records.mkdir(parents=True)
-    with tarfile.open(PHYSIONET_SET_A) as tar:
+    with tarfile.open(physionet_set_a) as tar:
         members = sorted((m for m in tar.getmembers() if m.name.endswith(".txt") and "/" in m.name),
                          key=lambda m: m.name)[-PHYSIONET_RECORDS:]  # the last records: mostly outside training
         for m in members:

@@ -136,12 +136,12 @@ MESSY_PHYSIONET = {
 
 
 @pytest.fixture(scope="module")
-def physionet(physionet_set_a_path, tmp_path_factory):
+def physionet(physionet_set_a, tmp_path_factory):
     """200 real set-A records and two messy ones in one set folder, and a state fitted on them."""
     from condense.data.physionet2012 import PHYSIONET_LAYOUT, PhysioNetState, read_records
 
     root = tmp_path_factory.mktemp("pn")
-    with tarfile.open(physionet_set_a_path) as tar:
+    with tarfile.open(physionet_set_a) as tar:
         members = sorted((m for m in tar.getmembers() if m.name.startswith("set-a/") and m.name.endswith(".txt")),
                          key=lambda m: m.name)[:200]
         for m in members:
@@ -155,15 +155,6 @@ def physionet(physionet_set_a_path, tmp_path_factory):
     X, _ = state.transform(raw)
     inputs = ModelInputs.fit("sequence", X, PHYSIONET_LAYOUT, source=state.to_json())
     return root / "set-a", raw, state, inputs
-
-
-@pytest.fixture(scope="module")
-def physionet_set_a_path():
-    from conftest import PHYSIONET_SET_A
-
-    if not PHYSIONET_SET_A.exists():
-        pytest.skip(f"real data not present: {PHYSIONET_SET_A}")
-    return PHYSIONET_SET_A
 
 
 def test_physionet_records_give_the_python_tensors_and_issue_counts(physionet, tmp_path):

@@ -193,6 +193,8 @@ def test_roc_panels_have_the_baseline_as_reference_and_intervals_in_the_legend(d
     assert legends["DNN"][0].startswith("dnn (baseline): ")
     assert entry("lr") in legends["peers & reference scores"]
     assert entry("tfmot-prune-lstm") in legends["peers & reference scores"]
+    assert not any(t.startswith("hlstm-step") for texts in legends.values() for t in texts)
+    assert any("14 step-file rows not drawn" in t.get_text() for t in fig.texts)
     for ax in fig.axes:  # distinct colours within a panel
         colours = [line.get_color() for line in ax.get_lines()[1:] if line.get_color() != "black"]
         assert len(colours) == len(set(colours)), ax.get_title()
@@ -200,10 +202,13 @@ def test_roc_panels_have_the_baseline_as_reference_and_intervals_in_the_legend(d
 
 def test_summary_groups_every_condensed_row_by_method(default_table):
     groups = {heading: [r["row"] for r in members] for heading, members in summary_rows(default_table)}
-    assert list(groups) == ["pruning", "hLSTM", "distillation", "quantization (.tflite files)", "peers"]
+    assert list(groups) == ["pruning", "hLSTM", "distillation", "quantization (.tflite files)",
+                            "step files (one hour per call)", "peers"]
     assert groups["pruning"][:2] == ["lstm-prune25", "lstm-prune50"] and "hlstm-prune50" in groups["hLSTM"]
     assert groups["distillation"] == ["hlstm-prune50-distill"]
-    assert groups["quantization (.tflite files)"] == [r["row"] for r in default_table if " -> " in r["method"]]
+    assert groups["quantization (.tflite files)"] == [r["row"] for r in default_table if " -> " in r["method"]
+                                                      and "one step per call" not in r["method"]]
+    assert groups["step files (one hour per call)"] == [r["row"] for r in default_table if r["row"].endswith("-step")]
     assert "tfmot-prune-lstm" in groups["peers"] and "lr" in groups["peers"]
     assert sum(map(len, groups.values())) == len([r for r in default_table if r["baseline"]])
     fig = summary_figure(default_table)
