@@ -168,6 +168,25 @@ def test_the_page_scores_ihm_episodes_like_python(browser, ihm_model, tiny_cohor
     assert all(run["results"][f.name]["steps"] == 48 for f in files)
 
 
+def test_a_model_without_a_time_axis_ships_its_batch_one_file(browser, tiny_cohort, tiny_cache, tmp_path):
+    """The DNN has no step form: the site ships its batch-1 int8 file and the page computes its features."""
+    from condense.data import load_records
+    from condense.runs.scoring import SavedModel
+
+    dnn = tmp_path / "dnn"
+    assert main(["train", "--data", str(tiny_cohort), "--model", "dnn", "--epochs", "2", "--batch-size", "32",
+                 "--out", str(dnn), "--cache-dir", str(tiny_cache), "--quiet"]) == 0
+    site = build(dnn, tmp_path / "site", "int8", tiny_cache)
+    assert site["metadata"]["form"] == "sequence" and site["metadata"]["preprocessing"]["kind"] == "features"
+    files = sorted(tiny_cohort.rglob("*_timeseries.csv"))
+    run = score_in_page(browser, tmp_path / "site", files)
+    assert_private(run)
+    split, _, _ = load_records(str(tiny_cohort), cache_dir=tiny_cache, quiet=True)
+    python = dict(zip(split.ids, SavedModel(dnn, "int8").predict_raw(split.X)))
+    assert max(abs(run["results"][f.name]["p"] - python[f.name]) for f in files) <= INT8_TOL
+    assert all(run["results"][f.name]["steps"] == 1 for f in files)
+
+
 # -- PhysioNet 2012 records (real, set A) ---------------------------------------------------------
 @pytest.fixture(scope="module")
 def physionet_model(physionet_set_a, tmp_path_factory):

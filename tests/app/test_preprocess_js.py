@@ -37,10 +37,12 @@ def run_js(tmp_path: Path, metadata: dict, files: list[Path]) -> dict:
     out = tmp_path / "out.json"
     subprocess.run([NODE, str(RUNNER), str(job), str(out), str(PREPROCESS_JS)], check=True, timeout=300)
     results = json.loads(out.read_text())
+    flat = metadata["preprocessing"]["kind"] == "features"  # the DNN's input: one value per channel
     for entry in results.values():
         for key in ("X", "input"):
             if entry[key] is not None:
-                entry[key] = np.frombuffer(base64.b64decode(entry[key]), dtype=np.float32).reshape(48, -1)
+                array = np.frombuffer(base64.b64decode(entry[key]), dtype=np.float32)
+                entry[key] = array if key == "input" and flat else array.reshape(48, -1)
     return results
 
 
@@ -111,6 +113,17 @@ def test_ihm_episodes_give_the_python_tensors_and_issue_counts(ihm_inputs, tmp_p
             "unknown_column", "missing_column", "empty_episode", "bad_header", "unreadable_file"} <= {
         k.split(":")[0] for k in kinds} | {"implausible_value"}
     assert any(k.startswith("implausible_value:") for k in kinds)
+
+
+def test_the_dnn_features_are_the_python_ones(ihm_inputs, tmp_path):
+    """A model without a time axis (the DNN) ships its batch-1 file: the page computes its features."""
+    files, inputs = ihm_inputs
+    features = ModelInputs(kind="features", layout=inputs.layout, normalizer=inputs.normalizer)
+    results = run_js(tmp_path, metadata_for(features), files[:40])
+    for path in files[:40]:
+        got = results[str(path)]
+        expected = features.transform(Discretizer().transform_episode(path)[None])[0]
+        np.testing.assert_array_equal(got["input"], expected, err_msg=path.name)
 
 
 def test_a_folded_file_takes_the_raw_values_and_a_model_of_another_source_is_refused(ihm_inputs, tmp_path):
