@@ -183,6 +183,8 @@ class TrainResult:
     stopped_early: bool = False
     prune: dict | None = None
     params_history: list[int] = field(default_factory=list)
+    #: what fit() did with the model's ``Masking`` layer (:func:`masking_plan`)
+    masking: dict | None = None
 
     @property
     def train_seconds(self) -> float:
@@ -241,6 +243,64 @@ def compile_model(model, learning_rate: float) -> None:
     import keras
 
     model.compile(optimizer=keras.optimizers.Adam(learning_rate=learning_rate), loss="binary_crossentropy")
+
+
+def masking_plan(model, *arrays) -> dict:
+    """Whether :func:`fit` may run the model without its ``Masking`` computation.
+
+    ``Masking`` makes every recurrent step select between the new and the old state with the mask;
+    when no time step of the inputs is all mask values, it selects the new one everywhere: the same
+    weights, bit for bit, at a fraction of the epoch time (Keras has no fused LSTM on CPU and the
+    selects run in Eigen, forward and backward). ``{"skipped": bool, "reason": str}``; the saved
+    model keeps its ``Masking`` layer either way.
+    """
+    import keras
+
+    from condense.export.recurrent_graphs import masked_steps
+
+    masking = [layer for layer in model.layers if isinstance(layer, keras.layers.Masking)]
+    if not masking:
+        return {"skipped": False, "reason": "the model has no Masking layer"}
+    if len(masking) > 1:
+        return {"skipped": False, "reason": "the model has several Masking layers"}
+    mask_value = float(masking[0].mask_value)
+    for name, x in zip(("training", "validation"), arrays):
+        samples, steps = masked_steps(x, mask_value)
+        if steps:
+            return {"skipped": False, "reason": f"{samples} {name} sample(s) have {steps} time step(s) of mask values "
+                                                f"{mask_value:g}: Masking is needed"}
+    return {"skipped": True, "reason": "no training or validation time step is all mask values: Masking masks "
+                                       "nothing, so the model trains without it (the same weights, faster)"}
+
+
+def _without_masking(model, probe: np.ndarray):
+    """The model's layers (the same objects: shared weights) called in order without ``Masking``, or
+    None when the model is not such a chain or the twin does not give the model's outputs on ``probe``."""
+    import keras
+
+    inputs = keras.Input(shape=model.input_shape[1:], batch_size=model.input_shape[0])
+    try:
+        x = inputs
+        for layer in model.layers:
+            if not isinstance(layer, (keras.layers.InputLayer, keras.layers.Masking)):
+                x = layer(x)
+        twin = keras.Model(inputs, x, name=f"{model.name}_unmasked")
+    except (ValueError, TypeError):  # not a single chain of layers
+        return None
+    same = np.array_equal(np.asarray(twin(probe, training=False)), np.asarray(model(probe, training=False)))
+    return twin if same else None
+
+
+def _trainer(model, plan: dict, probe: np.ndarray):
+    """What fit() runs: the model, or its unmasked twin when :func:`masking_plan` allows it."""
+    if not plan["skipped"]:
+        return model
+    twin = _without_masking(model, probe)
+    if twin is None:
+        plan.update(skipped=False, reason="the model is not a chain of layers whose twin without Masking gives "
+                                          "its outputs: Masking kept")
+        return model
+    return twin
 
 
 def _epoch_tracker(x_val, y_val, patience, on_epoch):
@@ -310,7 +370,11 @@ def fit(
         model = build_model(config, x_train.shape[1:])
     from condense.evaluate.measure import param_count
 
-    compile_model(model, config.learning_rate)
+    masking = masking_plan(model, x_train, x_val) if x_train.ndim == 3 else {"skipped": False,
+                                                                              "reason": "no time axis"}
+    probe = np.asarray(x_train[:8], np.float32)
+    trainer = _trainer(model, masking, probe)
+    compile_model(trainer, config.learning_rate)
     tracker = _epoch_tracker(x_val, y_val.astype(np.int64), config.patience, on_epoch)
     fit_kwargs = dict(batch_size=config.batch_size, verbose=verbose, callbacks=[tracker], shuffle=True)
     y_train = y_train.astype(np.float32)
@@ -318,7 +382,7 @@ def fit(
     prune_info = None
 
     first_stop = config.prune_after if config.prune_quantile is not None else config.epochs
-    model.fit(x_train, y_train, epochs=first_stop, **fit_kwargs)
+    trainer.fit(x_train, y_train, epochs=first_stop, **fit_kwargs)
 
     if config.prune_quantile is not None and not tracker.stopped_early:
         from condense.prune import prune_units
@@ -332,7 +396,8 @@ def fit(
             return_report=True,
         )
         model = pruned
-        compile_model(model, config.learning_rate)
+        trainer = _trainer(model, masking, probe)
+        compile_model(trainer, config.learning_rate)
         tracker.reset_best()  # "best" is chosen among epochs of the final (pruned) architecture
         prune_info = {
             "quantile": config.prune_quantile,
@@ -343,8 +408,10 @@ def fit(
             "units_kept": report["units_kept"],
         }
         params_history.append(param_count(model))
-        model.fit(x_train, y_train, initial_epoch=first_stop, epochs=config.epochs, **fit_kwargs)
+        trainer.fit(x_train, y_train, initial_epoch=first_stop, epochs=config.epochs, **fit_kwargs)
 
+    if trainer is not model:  # the saved model carries the optimizer that trained its weights
+        model.compile(optimizer=trainer.optimizer, loss="binary_crossentropy")
     selected = len(tracker.epoch_seconds)
     if config.select == "best" and tracker.best[2] is not None:
         model.set_weights(tracker.best[2])
@@ -358,6 +425,7 @@ def fit(
         stopped_early=tracker.stopped_early,
         prune=prune_info,
         params_history=params_history,
+        masking=masking,
     )
 
 

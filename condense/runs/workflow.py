@@ -113,7 +113,7 @@ def train_on_dataset(config: TrainConfig, dataset: Dataset, *, verbose: int = 1,
         record.update(
             params=param_count(model), epoch_seconds=result.epoch_seconds, train_seconds=result.train_seconds,
             val_auroc_history=result.val_auroc, selected_epoch=result.selected_epoch,
-            stopped_early=result.stopped_early, prune=result.prune,
+            stopped_early=result.stopped_early, prune=result.prune, masking_in_training=result.masking,
         )
         from condense.train import predict_proba
 
