@@ -291,7 +291,7 @@ def _without_masking(model, probe: np.ndarray):
     return twin if same else None
 
 
-def _trainer(model, plan: dict, probe: np.ndarray):
+def model_to_train(model, plan: dict, probe: np.ndarray):
     """What fit() runs: the model, or its unmasked twin when :func:`masking_plan` allows it."""
     if not plan["skipped"]:
         return model
@@ -373,7 +373,7 @@ def fit(
     masking = masking_plan(model, x_train, x_val) if x_train.ndim == 3 else {"skipped": False,
                                                                               "reason": "no time axis"}
     probe = np.asarray(x_train[:8], np.float32)
-    trainer = _trainer(model, masking, probe)
+    trainer = model_to_train(model, masking, probe)
     compile_model(trainer, config.learning_rate)
     tracker = _epoch_tracker(x_val, y_val.astype(np.int64), config.patience, on_epoch)
     fit_kwargs = dict(batch_size=config.batch_size, verbose=verbose, callbacks=[tracker], shuffle=True)
@@ -396,7 +396,7 @@ def fit(
             return_report=True,
         )
         model = pruned
-        trainer = _trainer(model, masking, probe)
+        trainer = model_to_train(model, masking, probe)
         compile_model(trainer, config.learning_rate)
         tracker.reset_best()  # "best" is chosen among epochs of the final (pruned) architecture
         prune_info = {

@@ -1,5 +1,6 @@
-"""Where the benchmark grid's jobs run: ``local`` (this process, one job at a time, no Ray) or
-``ray`` (every job a Ray task on a local or remote Ray cluster).
+"""Where the benchmark grid's jobs run: ``local`` (this machine, no Ray: one job at a time in this
+process, or ``workers`` at a time in a standard-library process pool) or ``ray`` (every job a Ray
+task on a local or remote Ray cluster).
 
 Both call :func:`condense.bench.jobs.run_job` with the same inputs and the same TensorFlow
 thread setting, so a seed gives the same table whichever executor ran it. The driver saves each
@@ -78,18 +79,30 @@ class GridProgress:
         self.say(f"  {row} epoch {epoch}/{epochs}: {seconds:.1f} s, loss {loss:.4f}, val AUROC {val_auroc:.4f}")
 
 
+def default_local_workers(threads: int = 1) -> int:
+    """Jobs at a time on this machine: one per ``threads`` cores."""
+    return max(1, (os.cpu_count() or 1) // max(1, threads))
+
+
 class LocalExecutor:
-    """Every job in this process, one after the other (the default; needs no Ray)."""
+    """The jobs on this machine, no Ray needed: ``workers=1`` runs them one after the other in this
+    process (epoch lines shown); ``workers>1`` runs that many at a time in a
+    :class:`concurrent.futures.ProcessPoolExecutor` of spawned interpreters, each given the data
+    once and ``threads`` TensorFlow threads (as a Ray worker is). Parallel jobs disturb each other's
+    clocks: the driver re-measures training time alone after the grid (``condense.bench.runner``).
+    """
 
     name = "local"
 
-    def __init__(self, workers: int | None = None):
-        if workers not in (None, 1):
-            raise ValueError(f"--workers {workers}: the local executor runs one job at a time; use --executor ray "
-                             "to run jobs in parallel")
-        self.workers = 1
+    def __init__(self, workers: int | None = None, threads: int = 1):
+        if workers is not None:
+            check_int("workers", workers, 1)
+        self.threads = threads
+        self.workers = workers if workers is not None else 1
 
     def run(self, jobs: list[Job], ctx: JobContext, progress: GridProgress, on_result) -> None:
+        if self.workers > 1 and len(jobs) > 1:
+            return self._run_pool(jobs, ctx, progress, on_result)
         from condense.bench.jobs import error_text, failed_result, run_job
 
         for job in jobs:
@@ -100,6 +113,60 @@ class LocalExecutor:
             except Exception as exc:  # noqa: BLE001 - one dead job is its rows FAILED, not a dead grid
                 result = failed_result(job, error_text(exc), time.perf_counter() - t0)
             on_result(job, result)
+
+    def _run_pool(self, jobs: list[Job], ctx: JobContext, progress: GridProgress, on_result) -> None:
+        import concurrent.futures as cf
+        import multiprocessing
+
+        from condense.bench.jobs import error_text, failed_result
+
+        workers = min(self.workers, len(jobs))
+        progress.say(f"local: {workers} job(s) at a time in a process pool, {self.threads} TensorFlow thread(s) each")
+        pool = cf.ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"),
+                                      initializer=_pool_start, initargs=(ctx, self.threads))
+        pending: dict = {}
+        queue = list(jobs)
+        try:
+            while queue or pending:
+                while queue and len(pending) < workers:
+                    job = queue.pop(0)
+                    pending[pool.submit(_pool_job, job)] = (job, time.perf_counter())
+                    progress.started(job)
+                done, _ = cf.wait(pending, return_when=cf.FIRST_COMPLETED)
+                for future in done:
+                    job, t0 = pending.pop(future)
+                    try:
+                        result = future.result()
+                    except Exception as exc:  # noqa: BLE001 - a job that raised or a worker that died: its rows FAILED
+                        result = failed_result(job, error_text(exc), time.perf_counter() - t0)
+                    on_result(job, result)
+        except BaseException:  # Ctrl-C or a failing save: queued jobs are dropped, saved ones stay
+            for future in pending:
+                future.cancel()
+            pool.shutdown(wait=False, cancel_futures=True)
+            for process in list(getattr(pool, "_processes", {}).values()):
+                process.kill()
+            raise
+        pool.shutdown(wait=True)
+
+
+#: The grid's data in a pool worker (set once by :func:`_pool_start`).
+_POOL_CONTEXT: JobContext | None = None
+
+
+def _pool_start(ctx: JobContext, threads: int) -> None:
+    """A pool worker's start: TensorFlow's pools as on the local path and on Ray, then the data."""
+    global _POOL_CONTEXT
+    from condense.train import set_tf_threads
+
+    set_tf_threads(threads)
+    _POOL_CONTEXT = ctx
+
+
+def _pool_job(job: Job) -> JobResult:
+    from condense.bench.jobs import run_job
+
+    return run_job(job, _POOL_CONTEXT)
 
 
 class RayMissing(ValueError):
@@ -197,5 +264,5 @@ def make_executor(name: str, *, address: str | None = None, workers: int | None 
     if name == "local":
         if address:
             raise ValueError("--ray-address needs --executor ray")
-        return LocalExecutor(workers)
+        return LocalExecutor(workers, threads)
     return RayExecutor(address, workers, threads)

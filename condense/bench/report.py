@@ -131,13 +131,15 @@ def _grid_text(grid: dict | None) -> str:
     if not grid:
         return ""
     text = f"; {grid['jobs']} jobs on the {grid['executor']} executor"
-    if grid["executor"] != "local":
+    if grid["executor"] != "local" or (grid.get("workers") or 1) > 1:
         text += f" ({grid['workers'] or 'all'} at a time)"
     if grid.get("resumed"):
         text += f", {grid['resumed']} of them finished by an earlier, interrupted run"
     if grid.get("job_seconds"):
         text += (f"; grid {grid['grid_seconds'] / 60:.1f} min for {grid['job_seconds'] / 60:.1f} min of jobs "
                  f"(wall / sum of jobs {grid['grid_seconds'] / grid['job_seconds']:.2f})")
+    if grid.get("training_time"):
+        text += f"; training time measured {grid['training_time']}"
     return text
 
 

@@ -174,8 +174,9 @@ def run_benchmark(profile: Profile, *, out_dir, seeds: int = 1, cache_dir=None, 
     runner.run(todo, ctx, progress, on_result)
     grid_seconds = time.perf_counter() - t_grid
 
+    parallel = runner.name != "local" or runner.workers > 1  # the jobs' clocks disturbed each other
     per_seed = [finish_seed(profile, ctx, out_dir, seed, rows, [results[j.key] for j in jobs if j.seed == seed],
-                            progress) for seed in range(seeds)]
+                            progress, train_time_alone=parallel) for seed in range(seeds)]
     header = {
         "profile": profile.to_json(),
         "seeds": list(range(seeds)),
@@ -187,7 +188,8 @@ def run_benchmark(profile: Profile, *, out_dir, seeds: int = 1, cache_dir=None, 
                  "issues": dict(dataset.issues)},
         "grid": {"executor": runner.name, "workers": runner.workers, "jobs": len(jobs), "resumed": len(done),
                  "grid_seconds": grid_seconds,
-                 "job_seconds": sum(results[j.key].seconds for j in todo)},
+                 "job_seconds": sum(results[j.key].seconds for j in todo),
+                 "training_time": TRAIN_TIME_ALONE if parallel else TRAIN_TIME_IN_JOB},
         "wall_seconds": time.perf_counter() - t0,
     }
     table = bench_report.aggregate(per_seed)
@@ -233,12 +235,21 @@ def roc_curves(dataset: Dataset, rows: list[RowSpec], scores: dict) -> dict:
     return curves
 
 
+#: How the training-time column was measured (said in the table's header).
+TRAIN_TIME_IN_JOB = "in the job (one job at a time): the epochs' wall time, validation scoring excluded"
+TRAIN_TIME_ALONE = ("by the driver after the grid (the jobs ran in parallel): epochs run x the architecture's "
+                    "steady epoch time trained alone (median of 2 epochs after a warm-up; the unpruned "
+                    "architecture for the epochs before pruning); peers and tfmot rows: in the job")
+
+
 def finish_seed(profile: Profile, ctx: JobContext, out_dir: Path, seed: int, rows: list[RowSpec],
-                results: list[JobResult], progress: GridProgress) -> list[dict]:
+                results: list[JobResult], progress: GridProgress, *, train_time_alone: bool = False) -> list[dict]:
     """One seed's rows in table order, with the timings measured now and the paired differences."""
     by_row = {row: dict(fields) for result in results for row, fields in result.rows.items()}
     scores = {row: p for result in results for row, p in result.scores.items()}
     table = SeedTable(profile, ctx, out_dir, seed, by_row, scores, progress)
+    if train_time_alone:
+        table.measure_training_alone(rows)
     table.measure_timings(rows)
     table.add_differences(rows)
     table.add_file_ratios(rows)
@@ -301,6 +312,47 @@ class SeedTable:
         for row, result in lat.items():
             self.results[row].update(litert_latency_us_median=result["median_us"],
                                      litert_latency_us_p95=result["p95_us"])
+
+    def measure_training_alone(self, rows: list[RowSpec]) -> None:
+        """``train_seconds`` of every trained Keras row re-measured with nothing else running (see
+        :data:`TRAIN_TIME_ALONE`); the job's own figure stays as ``train_seconds_in_grid``. Converted
+        rows take their source's."""
+        from condense.evaluate import measure
+        from condense.runs.model_dir import KERAS_FILE, load_manifest
+
+        trained = [s for s in rows if s.kind == "train" and self._ok(s.row) and self.results[s.row].get("model_dir")]
+        by_kind: dict[str, list[RowSpec]] = {}
+        for spec in trained:
+            by_kind.setdefault(self.results[spec.row]["input_kind"], []).append(spec)
+        for kind, specs in by_kind.items():
+            items, slots = [], {}
+            for spec in specs:
+                res = self.results[spec.row]
+                model_dir = self.out_dir / res["model_dir"]
+                slots[spec.row] = [len(items)]
+                items.append({"model_path": str(model_dir / KERAS_FILE)})
+                if res.get("prune"):  # the epochs before pruning trained the unpruned architecture
+                    slots[spec.row].append(len(items))
+                    items.append({"config": load_manifest(model_dir)["config"]})
+            arrays = self.ctx.arrays(kind)
+            self.progress.say(f"seed {self.seed}: timing training epochs of {len(items)} architecture(s) alone "
+                              f"({kind} input)")
+            y = self.ctx.dataset.train.y.astype(np.float32)
+            timed = measure.keras_epoch_seconds(items, arrays["train"], y, arrays["val"],
+                                                batch_size=self.profile.batch_size, num_threads=self.profile.threads)
+            for spec in specs:
+                res = self.results[spec.row]
+                epochs = int(res.get("epochs_run") or 0)
+                final = timed[slots[spec.row][0]]["median_s"]
+                before = min(int(res["prune"]["after_epoch"]), epochs) if res.get("prune") else 0
+                unpruned = timed[slots[spec.row][1]]["median_s"] if before else 0.0
+                res["train_seconds_in_grid"] = res.get("train_seconds")
+                res["train_seconds"] = before * unpruned + (epochs - before) * final
+                res["epoch_seconds_alone"] = final
+        for spec in rows:  # converted files: their source model's training
+            source = self.results.get(spec.source or "", {})
+            if spec.kind == "convert" and self._ok(spec.row) and "train_seconds_in_grid" in source:
+                self.results[spec.row]["train_seconds"] = source["train_seconds"]
 
     def _peer_latency(self, res: dict) -> dict:
         """Batch-1 latency of a peer on hand-made features (LR, GBM), reloaded from its model

@@ -6,7 +6,7 @@ import argparse
 import time
 from pathlib import Path
 
-from condense.bench.executors import EXECUTORS
+from condense.bench.executors import EXECUTORS, default_local_workers
 from condense.bench.profiles import PROFILES
 from condense.commands.paths import output_folder
 
@@ -38,7 +38,9 @@ def register(sub) -> None:
                       help="a running Ray cluster (`ray start --head` prints it; 'auto' finds a local one); "
                            "default: a private local cluster for this run")
     grid.add_argument("--workers", type=int, default=None,
-                      help="with --executor ray: at most this many jobs at a time (default: the cluster's CPUs)")
+                      help="jobs at a time: local: a process pool of this many (default: one per core; 1 runs them "
+                           "in this process, one after the other); ray: at most this many (default: the cluster's "
+                           "CPUs). With more than one, training time is re-measured alone after the grid")
     grid.add_argument("--resume", default=None, type=Path, metavar="DIR",
                       help="finish the run in DIR with its own settings: saved jobs are kept, the missing "
                            "(and failed) ones run")
@@ -59,8 +61,11 @@ def cmd_bench(args: argparse.Namespace) -> int:
     from condense.bench.runner import resume_benchmark, run_benchmark
     from condense.bench.profiles import get_profile
 
+    workers = args.workers
+    if workers is None and args.executor == "local":
+        workers = default_local_workers()
     grid = dict(cache_dir=args.cache_dir, quiet=args.quiet, executor=args.executor, ray_address=args.ray_address,
-                workers=args.workers)
+                workers=workers)
     if args.resume is not None:
         given = [name for name in RUN_SETTINGS if getattr(args, name) is not None]
         if given:
