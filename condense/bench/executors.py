@@ -125,7 +125,9 @@ class LocalExecutor:
         pool = cf.ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"),
                                       initializer=_pool_start, initargs=(ctx, self.threads))
         pending: dict = {}
-        queue = list(jobs)
+        # the longest jobs first, so that no long job starts last and runs alone (results are saved
+        # as they arrive; the table's order does not depend on this one)
+        queue = sorted(jobs, key=lambda job: -job.units(progress.epochs))
         try:
             while queue or pending:
                 while queue and len(pending) < workers:

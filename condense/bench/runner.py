@@ -171,12 +171,14 @@ def run_benchmark(profile: Profile, *, out_dir, seeds: int = 1, cache_dir=None, 
         progress.finished(job, result)
 
     t_grid = time.perf_counter()
+    phases = {"data": t_grid - t0}  # where the wall time goes (the manifest and the last line say)
     runner.run(todo, ctx, progress, on_result)
     grid_seconds = time.perf_counter() - t_grid
+    phases["grid"] = grid_seconds
 
     parallel = runner.name != "local" or runner.workers > 1  # the jobs' clocks disturbed each other
     per_seed = [finish_seed(profile, ctx, out_dir, seed, rows, [results[j.key] for j in jobs if j.seed == seed],
-                            progress, train_time_alone=parallel) for seed in range(seeds)]
+                            progress, train_time_alone=parallel, phases=phases) for seed in range(seeds)]
     header = {
         "profile": profile.to_json(),
         "seeds": list(range(seeds)),
@@ -191,12 +193,16 @@ def run_benchmark(profile: Profile, *, out_dir, seeds: int = 1, cache_dir=None, 
                  "job_seconds": sum(results[j.key].seconds for j in todo),
                  "training_time": TRAIN_TIME_ALONE if parallel else TRAIN_TIME_IN_JOB},
         "wall_seconds": time.perf_counter() - t0,
+        "phases_seconds": phases,
     }
+    t_out = time.perf_counter()
     table = bench_report.aggregate(per_seed)
     scores = {(row, seed): p for seed in range(seeds) for row, p in _seed_scores(results, jobs, seed).items()}
     bench_report.write_outputs(out_dir, table, header, roc_curves(dataset, rows, scores), per_seed,
                                ids=dataset.test.ids, y=dataset.test.y, scores=scores)
     store.finish()
+    phases["outputs"] = time.perf_counter() - t_out
+    progress.say("phases: " + ", ".join(f"{name.replace('_', ' ')} {seconds:.0f} s" for name, seconds in phases.items()))
     all_ok = all(r.get("status") == "ok" for seed_rows in per_seed for r in seed_rows)
     grid = header["grid"]
     if grid["job_seconds"] > 0:
@@ -243,16 +249,20 @@ TRAIN_TIME_ALONE = ("by the driver after the grid (the jobs ran in parallel): ep
 
 
 def finish_seed(profile: Profile, ctx: JobContext, out_dir: Path, seed: int, rows: list[RowSpec],
-                results: list[JobResult], progress: GridProgress, *, train_time_alone: bool = False) -> list[dict]:
-    """One seed's rows in table order, with the timings measured now and the paired differences."""
+                results: list[JobResult], progress: GridProgress, *, train_time_alone: bool = False,
+                phases: dict | None = None) -> list[dict]:
+    """One seed's rows in table order, with the timings measured now and the paired differences
+    (``phases``: seconds per step, added up over the seeds)."""
+    phases = {} if phases is None else phases
     by_row = {row: dict(fields) for result in results for row, fields in result.rows.items()}
     scores = {row: p for result in results for row, p in result.scores.items()}
     table = SeedTable(profile, ctx, out_dir, seed, by_row, scores, progress)
-    if train_time_alone:
-        table.measure_training_alone(rows)
-    table.measure_timings(rows)
-    table.add_differences(rows)
-    table.add_file_ratios(rows)
+    steps = ([("training_alone", table.measure_training_alone)] if train_time_alone else []) + [
+        ("latency", table.measure_timings), ("differences", table.add_differences), ("differences", table.add_file_ratios)]
+    for name, step in steps:
+        t0 = time.perf_counter()
+        step(rows)
+        phases[name] = phases.get(name, 0.0) + time.perf_counter() - t0
     return [table.results[s.row] for s in rows]
 
 
@@ -272,7 +282,7 @@ class SeedTable:
         return self.results.get(row, {}).get("status") == "ok"
 
     def measure_timings(self, rows: list[RowSpec]) -> None:
-        """Keras latency of every trained model (1 thread, child process), the latency of every
+        """Keras latency of every trained model (1 thread, one child process for all), the latency of every
         peer on hand-made features (``peer_latency_us_*``, this process), LiteRT batched time of
         every file, then batch-1 LiteRT latency of every file in interleaved rounds: one pass,
         nothing else running, so the ratios between rows are comparable."""
@@ -282,15 +292,19 @@ class SeedTable:
 
         timed = [s for s in rows if self._ok(s.row)]
         self.progress.say(f"seed {self.seed}: timing {len(timed)} row(s) (Keras and LiteRT, one thread)")
+        trained = {s.row: (self.out_dir / self.results[s.row]["model_dir"] / KERAS_FILE,
+                           self.ctx.arrays(self.results[s.row]["input_kind"])["test"][:1])
+                   for s in timed if s.kind == "train"}
+        keras_lat = measure.keras_latencies(trained, num_threads=1, warmup=self.profile.latency_warmup,
+                                            repeats=self.profile.latency_repeats) if trained else {}
         files = {}
         for spec in timed:
             res = self.results[spec.row]
             try:
                 if spec.kind == "train":
-                    x_one = self.ctx.arrays(res["input_kind"])["test"][:1]
-                    lat = measure.keras_latency(self.out_dir / res["model_dir"] / KERAS_FILE, x_one, num_threads=1,
-                                                warmup=self.profile.latency_warmup,
-                                                repeats=self.profile.latency_repeats)
+                    lat = keras_lat[spec.row]
+                    if "error" in lat:
+                        raise RuntimeError(f"Keras latency: {lat['error']}")
                     res.update(keras_latency_us_median=lat["median_us"], keras_latency_us_p95=lat["p95_us"])
                 elif spec.kind == "peer":
                     lat = self._peer_latency(res)
@@ -325,15 +339,23 @@ class SeedTable:
         for spec in trained:
             by_kind.setdefault(self.results[spec.row]["input_kind"], []).append(spec)
         for kind, specs in by_kind.items():
-            items, slots = [], {}
+            # one timing per architecture (family, hidden form, parameter count): a pruned row's epochs
+            # before pruning trained its baseline's architecture, a distilled row its undistilled twin's
+            items, index, slots = [], {}, {}
             for spec in specs:
                 res = self.results[spec.row]
                 model_dir = self.out_dir / res["model_dir"]
-                slots[spec.row] = [len(items)]
-                items.append({"model_path": str(model_dir / KERAS_FILE)})
-                if res.get("prune"):  # the epochs before pruning trained the unpruned architecture
-                    slots[spec.row].append(len(items))
-                    items.append({"config": load_manifest(model_dir)["config"]})
+                config = load_manifest(model_dir)["config"]
+                arch = (config["model"], config.get("hlstm_hidden"))
+                wanted = [((*arch, res["params"]), {"model_path": str(model_dir / KERAS_FILE)})]
+                if res.get("prune"):
+                    wanted.append(((*arch, res["prune"]["params_before"]), {"config": config}))
+                slots[spec.row] = []
+                for key, item in wanted:
+                    if key not in index:
+                        index[key] = len(items)
+                        items.append(item)
+                    slots[spec.row].append(index[key])
             arrays = self.ctx.arrays(kind)
             self.progress.say(f"seed {self.seed}: timing training epochs of {len(items)} architecture(s) alone "
                               f"({kind} input)")

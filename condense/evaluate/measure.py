@@ -286,6 +286,47 @@ def _keras_latency_in_child(path: Path, x_one, num_threads: int, warmup: int, re
             raise RuntimeError(str(exc)) from None
 
 
+def keras_latencies(models: dict, *, num_threads: int = 1, warmup: int = DEFAULT_WARMUP,
+                    repeats: int = DEFAULT_REPEATS, timeout: float = 1800.0) -> dict[str, dict]:
+    """:func:`keras_latency` of several ``.keras`` files in one child process (TensorFlow starts
+    once, its pools set before any op): ``models`` maps a name to ``(path, x_one)``. Returns per
+    name :func:`keras_latency`'s dict, or ``{"error": message}`` for a model that failed."""
+    _check_counts(warmup, repeats)
+    with work_folder("latency") as work:
+        entries = []
+        for k, (name, (path, x_one)) in enumerate(models.items()):
+            if not Path(path).is_file():
+                raise FileNotFoundError(f"Keras model not found: {path}")
+            sample = Path(work) / f"sample{k}.npy"
+            np.save(sample, _one_sample(x_one))
+            entries.append({"name": str(name), "model_path": str(Path(path).resolve()), "sample": str(sample)})
+        request = {"task": "latencies", "models": entries, "num_threads": int(num_threads), "warmup": int(warmup),
+                   "repeats": int(repeats)}
+        run = run_child("condense.evaluate.measure", request, what=f"Measuring the Keras latency of {len(entries)} "
+                        "model(s)", timeout=timeout, work=work)
+        try:
+            return run.check()["models"]
+        except ChildError as exc:
+            raise RuntimeError(str(exc)) from None
+
+
+def _latencies_child(request: dict) -> dict:
+    """Keras latency of each model of the request, one after the other (:func:`keras_latencies`)."""
+    import keras
+
+    out = {}
+    for entry in request["models"]:
+        try:
+            model = keras.saving.load_model(entry["model_path"], safe_mode=True, compile=False)
+            out[entry["name"]] = {**_keras_latency_here(model, np.load(entry["sample"]), int(request["num_threads"]),
+                                                        int(request["warmup"]), int(request["repeats"])),
+                                  "process": "child"}
+        except Exception as exc:  # noqa: BLE001 - one model's failure is its row's, not the others'
+            out[entry["name"]] = {"error": f"{type(exc).__name__}: {exc}"[:1000]}
+        keras.backend.clear_session()
+    return {"models": out}
+
+
 def keras_epoch_seconds(models: list[dict], x: np.ndarray, y: np.ndarray, x_val: np.ndarray, *, batch_size: int,
                         epochs: int = 2, num_threads: int = 1, timeout: float = 3600.0) -> list[dict]:
     """Seconds per training epoch of each architecture, measured alone in one child process.
@@ -370,6 +411,8 @@ def _keras_latency_child(request: dict) -> dict:
 
     if request.get("task") == "epochs":
         return _epochs_child(request)
+    if request.get("task") == "latencies":
+        return _latencies_child(request)
 
     model = keras.saving.load_model(request["model_path"], safe_mode=True, compile=False)
     result = _keras_latency_here(model, np.load(request["sample"]), int(request["num_threads"]),

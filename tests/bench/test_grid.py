@@ -352,8 +352,10 @@ def test_executor_ray_without_ray_says_how_to_install_it(monkeypatch):
     assert isinstance(make_executor("local"), LocalExecutor)
     with pytest.raises(ValueError, match="--ray-address needs --executor ray"):
         make_executor("local", address="auto")
-    with pytest.raises(ValueError, match="the local executor runs one job at a time"):
-        make_executor("local", workers=2)
+    assert make_executor("local").workers == 1, "the Python default: one job at a time, in this process"
+    assert make_executor("local", workers=2, threads=1).workers == 2
+    with pytest.raises(ValueError, match="workers"):
+        make_executor("local", workers=0)
 
 
 def test_cli_executor_ray_without_ray_is_one_clear_line(monkeypatch, capsys, tmp_path):
