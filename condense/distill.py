@@ -167,7 +167,7 @@ def teacher_probabilities(config: TrainConfig, dataset: Dataset, *, prepared=Non
     input key reuses them. ``log(message)`` reports each teacher.
     """
     from condense.evaluate.metrics import auroc
-    from condense.runs.workflow import fit_inputs, prepared_splits
+    from condense.data.inputs import fit_inputs, prepared_splits
 
     y = {name: dataset.split(name).y for name in ("train", "val")}
     folds = config.teacher_folds

@@ -358,7 +358,7 @@ class _JobRunner:
         """Everything measured on one .tflite file but its timings: size, route, parity with
         Keras on the whole test split, ties among the probabilities, TFLM."""
         from condense.evaluate import measure
-        from condense.export.step_runner import open_tflite
+        from condense.export.litert_runner import open_tflite
 
         out = exported.get(spec.row)
         if isinstance(out, Exception):

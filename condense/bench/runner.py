@@ -76,7 +76,7 @@ def input_kinds(rows: list[RowSpec], profile: Profile) -> list[str]:
 
 def prepare_inputs(dataset: Dataset, kinds: list[str]) -> dict:
     """``{kind: (ModelInputs, {"train": x, "val": x, "test": x})}``, fitted on the training split."""
-    from condense.runs.workflow import fit_inputs, prepared_splits
+    from condense.data.inputs import fit_inputs, prepared_splits
 
     prepared = {}
     for kind in kinds:
@@ -287,7 +287,7 @@ class SeedTable:
         every file, then batch-1 LiteRT latency of every file in interleaved rounds: one pass,
         nothing else running, so the ratios between rows are comparable."""
         from condense.evaluate import measure
-        from condense.export.step_runner import open_tflite
+        from condense.export.litert_runner import open_tflite
         from condense.runs.model_dir import KERAS_FILE
 
         timed = [s for s in rows if self._ok(s.row)]
@@ -331,7 +331,7 @@ class SeedTable:
         """``train_seconds`` of every trained Keras row re-measured with nothing else running (see
         :data:`TRAIN_TIME_ALONE`); the job's own figure stays as ``train_seconds_in_grid``. Converted
         rows take their source's."""
-        from condense.evaluate import measure
+        from condense.bench.epoch_timing import keras_epoch_seconds
         from condense.runs.model_dir import KERAS_FILE, load_manifest
 
         trained = [s for s in rows if s.kind == "train" and self._ok(s.row) and self.results[s.row].get("model_dir")]
@@ -360,7 +360,7 @@ class SeedTable:
             self.progress.say(f"seed {self.seed}: timing training epochs of {len(items)} architecture(s) alone "
                               f"({kind} input)")
             y = self.ctx.dataset.train.y.astype(np.float32)
-            timed = measure.keras_epoch_seconds(items, arrays["train"], y, arrays["val"],
+            timed = keras_epoch_seconds(items, arrays["train"], y, arrays["val"],
                                                 batch_size=self.profile.batch_size, num_threads=self.profile.threads)
             for spec in specs:
                 res = self.results[spec.row]

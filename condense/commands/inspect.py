@@ -24,7 +24,7 @@ def register(sub) -> None:
 def cmd_inspect(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from condense.export.convert import _op_names
+    from condense.export.inspection import op_names
     from condense.export.metadata import read_metadata
     from condense.io import write_json
 
@@ -38,7 +38,7 @@ def cmd_inspect(args: argparse.Namespace) -> int:
         interpreter = Interpreter(model_content=data, num_threads=1)
     except (ValueError, RuntimeError) as exc:
         raise ValueError(f"{path}: not a .tflite file LiteRT can load ({exc})") from None
-    print(f"{path}: {len(data):,} bytes; operators: {', '.join(sorted(set(_op_names(data))))}")
+    print(f"{path}: {len(data):,} bytes; operators: {', '.join(sorted(set(op_names(data))))}")
     signatures = interpreter.get_signature_list()
     if signatures:
         runner = interpreter.get_signature_runner(next(iter(signatures)))

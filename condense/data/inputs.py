@@ -164,3 +164,14 @@ class ModelInputs:
             raise FileNotFoundError(f"no preprocessing state at {path}") from None
         except (KeyError, TypeError, ValueError) as exc:
             raise ValueError(f"{path}: not a condense preprocessing file ({exc})") from None
+
+
+def fit_inputs(dataset, kind: str) -> ModelInputs:
+    """The preprocessing of input ``kind`` for ``dataset`` (a :class:`~condense.data.dataset.Dataset`),
+    fitted on its training split only (the source's fitted state, e.g. PhysioNet's, travels along)."""
+    return ModelInputs.fit(kind, dataset.train.X, dataset.layout, source=dataset.extras.get("source_state"))
+
+
+def prepared_splits(dataset, inputs: ModelInputs) -> dict[str, np.ndarray]:
+    """Model inputs for every split: ``{"train": x, "val": x, "test": x}``."""
+    return {name: inputs.transform(dataset.split(name).X) for name in ("train", "val", "test")}

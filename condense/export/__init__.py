@@ -1,7 +1,11 @@
 """Keras model -> ``.tflite`` file, run on LiteRT and TensorFlow Lite for Microcontrollers.
 
 * :mod:`~condense.export.formats` — the formats as data (a registry: a new format is one entry).
-* :mod:`~condense.export.convert` — conversion in a child process (routes, checks), LiteRT runner.
+* :mod:`~condense.export.convert` — conversion in a child process (routes, checks).
+* :mod:`~condense.export.litert_runner` — run any exported file on LiteRT (``open_tflite``, ``TFLiteModel``).
+* :mod:`~condense.export.inspection` — what a file holds (operators, variable tensors, constants).
+* :mod:`~condense.export.step_graph`, ``step_export``, ``step_runner`` — one-hour step files.
+* :mod:`~condense.export.metadata` — the input contract inside every file.
 * :mod:`~condense.export.recurrent_graphs` — the graphs the converter sees for recurrent models.
 * :mod:`~condense.export.tflite_edit` — flatbuffer edits the converter cannot make.
 * :mod:`~condense.export.micro` — TFLM: run a file, find its smallest arena.
@@ -18,9 +22,9 @@ import importlib
 #: Public name -> the module that defines it.
 _PUBLIC = {
     "FORMATS": "formats", "ExportFormat": "formats", "get_format": "formats", "register_format": "formats",
-    "ROUTES": "formats", "ExportError": "convert", "ExportJob": "convert", "TFLiteModel": "convert",
+    "ROUTES": "formats", "ExportError": "convert", "ExportJob": "convert", "TFLiteModel": "litert_runner", "open_tflite": "litert_runner",
     "clip_calibration": "convert", "export_tflite": "convert", "export_tflite_many": "convert",
-    "parity_check": "convert",
+    "parity_check": "litert_runner",
 }
 
 __all__ = sorted(_PUBLIC)

@@ -70,7 +70,7 @@ def micro_problem(path) -> str:
     """Why the ``.tflite`` file at ``path`` cannot run on TFLM ('' when nothing is known against it)."""
     from ai_edge_litert import schema_py_generated as schema
 
-    from condense.export.convert import opcode_names
+    from condense.export.inspection import opcode_names
 
     model = schema.Model.GetRootAs(Path(path).read_bytes(), 0)
     codes = opcode_names(model)
@@ -96,7 +96,7 @@ def run_micro(path, x, *, search_arena: bool = True, timeout: float = 600.0) -> 
     calls; ``outputs`` are the outputs after the last hour.
 
     Float inputs are quantized with the file's input scale and zero point when the file has
-    int8 input, and int8 outputs dequantized (as :class:`condense.export.convert.TFLiteModel` does).
+    int8 input, and int8 outputs dequantized (as :class:`condense.export.litert_runner.TFLiteModel` does).
 
     Returns:
         ``{"outputs": (N, ...) float32, "arena_bytes": int or None, "allocation_bytes": int}``.

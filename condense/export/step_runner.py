@@ -18,7 +18,7 @@ import numpy as np
 
 from condense.export.step_graph import INPUT_NAME, OUTPUT_NAME, STATE_OUT_SUFFIX
 
-__all__ = ["StepModel", "is_step_file", "open_tflite", "step_io_names"]
+__all__ = ["StepModel", "is_step_file", "step_io_names"]
 
 
 def _data(source) -> bytes:
@@ -66,16 +66,6 @@ def is_step_file(source) -> bool:
     signature = model.SignatureDefs(0)
     inputs = {signature.Inputs(k).Name().decode() for k in range(signature.InputsLength())}
     return INPUT_NAME in inputs and len(inputs) > 1
-
-
-def open_tflite(path, *, num_threads: int = 1):
-    """The LiteRT runner of any file condense writes: :class:`StepModel` for a step file (chained over
-    the hours), else :class:`~condense.export.convert.TFLiteModel` (the whole sequence, or a DNN)."""
-    if is_step_file(path):
-        return StepModel(path, num_threads=num_threads)
-    from condense.export.convert import TFLiteModel
-
-    return TFLiteModel(path, num_threads=num_threads)
 
 
 class StepModel:

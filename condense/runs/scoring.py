@@ -42,7 +42,7 @@ class SavedModel:
                                  "itself (format 'keras')")
             path = check_export(self.model_dir, self.manifest, fmt, form)  # missing or stale: a clear error
             from condense.export.metadata import read_metadata
-            from condense.export.step_runner import open_tflite
+            from condense.export.litert_runner import open_tflite
 
             self._tflite = open_tflite(path, num_threads=num_threads)
             metadata = read_metadata(path)[0] or {}

@@ -15,7 +15,7 @@ import numpy as np
 
 from condense.checks import invalid_argument
 from condense.data import Dataset, load_dataset
-from condense.data.inputs import ModelInputs
+from condense.data.inputs import fit_inputs, prepared_splits
 from condense.evaluate.metrics import summarize
 from condense.runs.model_dir import (
     check_output_dir, git_commit, library_versions, load_manifest, model_dir_lock, save_run,
@@ -51,16 +51,6 @@ def data_summary(dataset: Dataset, spec: str) -> dict:
         "n": {name: len(dataset.split(name)) for name in ("train", "val", "test")},
         "issues": dict(dataset.issues),
     }
-
-
-def fit_inputs(dataset: Dataset, kind: str) -> ModelInputs:
-    """Preprocessing fitted on the training split only."""
-    return ModelInputs.fit(kind, dataset.train.X, dataset.layout, source=dataset.extras.get("source_state"))
-
-
-def prepared_splits(dataset: Dataset, inputs: ModelInputs) -> dict[str, np.ndarray]:
-    """Model inputs for every split: {"train": x, "val": x, "test": x}."""
-    return {name: inputs.transform(dataset.split(name).X) for name in ("train", "val", "test")}
 
 
 def score_metrics(y: np.ndarray, p: np.ndarray, seed: int) -> dict:
@@ -243,7 +233,7 @@ def export_run(model_dir, fmt: str, *, calibration: int = 300, data: str | None 
     from condense.export.convert import ExportJob, export_tflite_many
     from condense.data.inputs import PREPROCESSING_FILE
     from condense.export.metadata import file_metadata
-    from condense.export.step_runner import open_tflite
+    from condense.export.litert_runner import open_tflite
     from condense.io import read_json
     from condense.evaluate.metrics import auroc
     from condense.io import sha256_file

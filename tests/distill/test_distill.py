@@ -59,7 +59,7 @@ def test_distillation_settings_are_checked_where_made():
 
 
 def _splits(dataset):
-    from condense.runs.workflow import fit_inputs, prepared_splits
+    from condense.data.inputs import fit_inputs, prepared_splits
 
     inputs = fit_inputs(dataset, "sequence")
     return inputs, prepared_splits(dataset, inputs)

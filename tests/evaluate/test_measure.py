@@ -138,24 +138,6 @@ def test_several_keras_files_are_timed_in_one_child_and_a_broken_one_is_its_own_
         measure.keras_latencies({"a": (tmp_path / "none.keras", x)})
 
 
-@pytest.mark.slow
-def test_training_epochs_are_timed_alone_for_a_saved_model_and_for_a_configuration(small_dnn):
-    _, keras_path, _ = small_dnn
-    rng = np.random.default_rng(0)
-    x, y = rng.standard_normal((256, 76)).astype(np.float32), (rng.random(256) < 0.3).astype(np.float32)
-    from condense.train import TrainConfig
-
-    result = measure.keras_epoch_seconds([{"model_path": str(keras_path)}, {"config": TrainConfig(model="dnn").to_json()}],
-                                         x, y, x[:64], batch_size=32, epochs=2)
-    assert len(result) == 2
-    for timed in result:
-        assert len(timed["epoch_seconds"]) == 2 and timed["warmup_seconds"] > 0
-        assert timed["median_s"] == pytest.approx(float(np.median(timed["epoch_seconds"])))
-        assert timed["masking_skipped"] is False
-    with pytest.raises(ValueError, match="Argument `epochs` must be a positive integer"):
-        measure.keras_epoch_seconds([], x, y, x, batch_size=32, epochs=0)
-
-
 def test_interleaved_latency_times_every_file_the_same_number_of_calls(small_dnn):
     _, _, tflite_path = small_dnn
     x = np.random.default_rng(1).standard_normal((1, 76)).astype(np.float32)

@@ -36,12 +36,11 @@ from condense.export.convert import (  # noqa: E402
     ROUTES,
     ExportError,
     ExportJob,
-    TFLiteModel,
     clip_calibration,
     export_tflite,
     export_tflite_many,
-    parity_check,
 )
+from condense.export.litert_runner import TFLiteModel, parity_check  # noqa: E402
 
 T, C = 48, 76
 FLOAT_TOL = 1e-5

@@ -19,7 +19,7 @@ from condense.io import read_json
 from condense.peers.gbm import GradientBoostingPeer, sidecar_path
 from condense.peers.logistic import feature_names, hand_features
 from condense.runs import model_dir as md
-from condense.runs.workflow import fit_inputs, prepared_splits
+from condense.data.inputs import fit_inputs, prepared_splits
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
 
