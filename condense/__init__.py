@@ -4,7 +4,7 @@ The package is laid out as the pipeline runs (see README.md, "Structure map"):
 ``data`` -> ``layers``/``models`` -> ``train`` -> ``prune`` -> ``export`` -> ``evaluate`` ->
 ``runs`` -> ``bench``. Importing ``condense`` imports neither TensorFlow nor Keras, so the CLI's
 help and every ``condense data`` command answer at once. The custom hLSTM layer is registered
-with Keras by ``import condense.layers``, which every place that loads a saved model does.
+with Keras by ``import condense.layers``; :func:`load_model` does that and loads a saved model.
 """
 
 __version__ = "0.1.0"
@@ -24,3 +24,18 @@ _os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 REPRODUCIBLE_CPU_ISA = "AVX2"
 if __import__("platform").machine().lower() in ("x86_64", "amd64"):
     _os.environ.setdefault("ONEDNN_MAX_CPU_ISA", REPRODUCIBLE_CPU_ISA)
+
+
+def load_model(path, *, compile: bool = True):  # noqa: A002 - Keras' own argument name
+    """A ``.keras`` file written by condense (or any Keras 3 model using condense's layers), loaded
+    with ``safe_mode=True`` after registering the custom layers (``HLSTM``): plain
+    ``keras.saving.load_model`` fails with "Could not locate class 'HLSTM'" unless
+    ``condense.layers`` was imported first.
+
+    >>> model = condense.load_model("models/hlstm/model.keras")  # doctest: +SKIP
+    """
+    import keras
+
+    import condense.layers  # noqa: F401  (registers HLSTM / HLSTMCell)
+
+    return keras.saving.load_model(path, safe_mode=True, compile=compile)
