@@ -258,6 +258,8 @@ def masking_plan(model, *arrays) -> dict:
 
     from condense.export.recurrent_graphs import masked_steps
 
+    if any(np.ndim(x) != 3 for x in arrays):
+        return {"skipped": False, "reason": "no time axis"}
     masking = [layer for layer in model.layers if isinstance(layer, keras.layers.Masking)]
     if not masking:
         return {"skipped": False, "reason": "the model has no Masking layer"}
@@ -370,8 +372,7 @@ def fit(
         model = build_model(config, x_train.shape[1:])
     from condense.evaluate.measure import param_count
 
-    masking = masking_plan(model, x_train, x_val) if x_train.ndim == 3 else {"skipped": False,
-                                                                              "reason": "no time axis"}
+    masking = masking_plan(model, x_train, x_val)
     probe = np.asarray(x_train[:8], np.float32)
     trainer = model_to_train(model, masking, probe)
     compile_model(trainer, config.learning_rate)

@@ -77,6 +77,14 @@ def trained_lr(tiny_cohort, tiny_cache, tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def trained_hlstm(tiny_cohort, tiny_cache, tmp_path_factory) -> Path:
+    """An hLSTM model directory trained one epoch on the tiny cohort (seed 0). Read-only: copy it
+    (:func:`copy_of`) before exporting into it or changing anything inside."""
+    return built_once(tmp_path_factory, "hlstm", lambda f: _train_dir(tiny_cohort, f / "hlstm", tiny_cache,
+                                                                      "hlstm")) / "hlstm"
+
+
+@pytest.fixture(scope="session")
 def physionet_set_a() -> Path:
     """Path of the real PhysioNet 2012 set A archive; skips when ../shared/data is absent."""
     if not PHYSIONET_SET_A.exists():

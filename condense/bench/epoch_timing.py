@@ -75,7 +75,7 @@ def _epochs_child(request: dict) -> dict:
             model = build_model(TrainConfig.from_json(item["config"]), x.shape[1:])
         else:
             model = keras.saving.load_model(item["model_path"], safe_mode=True, compile=False)
-        plan = masking_plan(model, x, x_val) if x.ndim == 3 else {"skipped": False}
+        plan = masking_plan(model, x, x_val)
         trainer = model_to_train(model, plan, x[:8])
         compile_model(trainer, 1e-3)
         seconds: list[float] = []

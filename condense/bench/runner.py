@@ -361,7 +361,7 @@ class SeedTable:
                               f"({kind} input)")
             y = self.ctx.dataset.train.y.astype(np.float32)
             timed = keras_epoch_seconds(items, arrays["train"], y, arrays["val"],
-                                                batch_size=self.profile.batch_size, num_threads=self.profile.threads)
+                                        batch_size=self.profile.batch_size, num_threads=self.profile.threads)
             for spec in specs:
                 res = self.results[spec.row]
                 epochs = int(res.get("epochs_run") or 0)

@@ -28,11 +28,11 @@ def litert(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def hlstm_dir(tiny_cohort, tiny_cache, tmp_path_factory):
-    out = tmp_path_factory.mktemp("app-site") / "hlstm"
-    assert main(["train", "--data", str(tiny_cohort), "--model", "hlstm", "--epochs", "1", "--batch-size", "64",
-                 "--out", str(out), "--cache-dir", str(tiny_cache), "--quiet"]) == 0
-    return out
+def hlstm_dir(trained_hlstm, tmp_path_factory):
+    """The shared trained hLSTM, copied: the site exports its step file into the directory."""
+    from build_once import copy_of
+
+    return copy_of(trained_hlstm, tmp_path_factory.mktemp("app-site") / "hlstm")
 
 
 def test_the_site_holds_the_page_the_runtime_and_the_step_file_with_its_rules(hlstm_dir, litert, tiny_cache, tmp_path,
