@@ -252,6 +252,17 @@ def write_result(request: dict, result) -> None:
     write_json(request["result"], result)
 
 
+def child_result(module: str, request: dict, *, what: str, timeout: float | None = None,
+                 work: str | os.PathLike | None = None) -> dict:
+    """:func:`run_child` then :meth:`ChildRun.check`: the child's result, or a RuntimeError carrying its
+    account of the failure (for callers that report a child's failure like any other error)."""
+    run = run_child(module, request, what=what, timeout=timeout, work=work)
+    try:
+        return run.check()
+    except ChildError as exc:
+        raise RuntimeError(str(exc)) from None
+
+
 def child_main(handler: Callable[[dict], object], argv: list[str] | None = None) -> int:
     """The child's side: read ``request.json``, run ``handler(request)``, write its result.
 
@@ -269,6 +280,10 @@ def child_main(handler: Callable[[dict], object], argv: list[str] | None = None)
     faulthandler.enable()
     request = json.loads(Path(argv[0]).read_text(encoding="utf-8"))
     try:
+        if request.get("plugins"):  # what the parent registered from its own modules (condense.plugins)
+            from condense.plugins import import_plugins
+
+            import_plugins(request["plugins"])
         result = handler(request)
     except Exception as exc:  # every failure becomes one structured result for the parent
         write_result(request, error_result(exc))

@@ -35,7 +35,8 @@ import numpy as np
 
 from condense.data import Dataset
 from condense.data.inputs import ModelInputs
-from condense.train import PEER_MODELS, TrainConfig
+from condense.peers.kinds import PEERS, fit_peer
+from condense.train import TrainConfig
 from condense.train import TEACHER_PEER_PREFIX as PEER_PREFIX
 
 __all__ = ["PEER_PREFIX", "Teacher", "check_teacher_dirs", "distill_targets", "fold_assignment", "resolve_teachers", "soften", "teacher_probabilities"]
@@ -93,7 +94,7 @@ def _teacher_manifest(name: str) -> dict:
 
     if not Path(name).is_dir():
         raise FileNotFoundError(f"teacher {name}: no such model directory (a peer fitted here is named "
-                                f"{' or '.join(PEER_PREFIX + p for p in sorted(PEER_MODELS))})")
+                                f"{' or '.join(PEER_PREFIX + p for p in sorted(PEERS))})")
     return load_manifest(name)
 
 
@@ -140,13 +141,10 @@ def resolve_teachers(config: TrainConfig, dataset: Dataset) -> list[Teacher]:
 
 def _fit_predict(config: TrainConfig, x_fit, y_fit, x_val, y_val, layout, x_out) -> tuple[np.ndarray, bool]:
     """Fit ``config``'s model on (x_fit, y_fit) and score x_out; (probabilities, whether Keras ran)."""
-    from condense.train import fit, fit_gbm, fit_logistic, predict_proba
+    from condense.train import fit, predict_proba
 
-    if config.model == "lr":
-        peer, _ = fit_logistic(config, x_fit, y_fit, layout)
-        return peer.predict_proba(x_out), False
-    if config.model == "gbm":
-        peer, _ = fit_gbm(config, x_fit, y_fit, x_val, y_val, layout)
+    if config.model in PEERS:
+        peer, _ = fit_peer(config.model, config.seed, x_fit, y_fit, x_val, y_val, layout)
         return peer.predict_proba(x_out), False
     result = fit(config, x_fit, y_fit, x_val, y_val, verbose=0)
     return predict_proba(result.model, x_out), True

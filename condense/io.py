@@ -137,3 +137,25 @@ def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
         for block in iter(lambda: fh.read(chunk), b""):
             digest.update(block)
     return digest.hexdigest()
+
+
+def check_format_header(obj, *, name: str, version: int, what: str, version_key: str = "format_version") -> dict:
+    """``obj`` (read from a JSON file condense wrote) when its ``format`` is ``name`` and its
+    ``version_key`` is ``version``; a ValueError saying what it is instead otherwise."""
+    if not isinstance(obj, dict) or obj.get("format") != name:
+        found = obj.get("format") if isinstance(obj, dict) else type(obj).__name__
+        raise ValueError(f"not {what} (format {found!r})")
+    if obj.get(version_key) != version:
+        raise ValueError(f"{name} {version_key} {obj.get(version_key)!r} is not supported (this condense reads {version})")
+    return obj
+
+
+def read_state(path: str | os.PathLike, from_json, what: str):
+    """``from_json(obj)`` of the JSON file at ``path``: FileNotFoundError "no WHAT at PATH" when it is
+    absent, ValueError "PATH: not a condense WHAT (why)" when it cannot be read as one."""
+    try:
+        return from_json(read_json(path))
+    except FileNotFoundError:
+        raise FileNotFoundError(f"no {what} at {path}") from None
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ValueError(f"{path}: not a condense {what} ({exc})") from None

@@ -22,14 +22,20 @@ import numpy as np
 from condense.data.gaps import SINCE_LAST
 from condense.data.inputs import input_key
 from condense.checks import check_choice, check_fraction, check_int, check_positive, invalid_argument
+from condense.peers.kinds import PEERS
 
-#: Which input each model family takes (see :mod:`condense.data.inputs`).
-INPUT_KIND = {"lstm": "sequence", "hlstm": "sequence", "dnn": "features", "lr": "sequence", "gbm": "sequence"}
-#: Peers fitted on hand-made features (:mod:`condense.peers`), not Keras models: their names.
-PEER_MODELS = {"lr": "the logistic regression", "gbm": "the gradient-boosting model"}
+#: Which input each Keras model family takes (see :mod:`condense.data.inputs`); the peers on
+#: hand-made features (:data:`condense.peers.kinds.PEERS`) read the sequence.
+KERAS_INPUT_KIND = {"lstm": "sequence", "hlstm": "sequence", "dnn": "features"}
 #: A distillation teacher named ``peer:<model>`` is that peer, fitted with the student (:mod:`condense.distill`).
 TEACHER_PEER_PREFIX = "peer:"
 SELECT_CHOICES = ("last", "best")
+
+
+def model_names() -> tuple[str, ...]:
+    """What ``--model`` / ``TrainConfig(model=...)`` accepts: the Keras families and every registered peer."""
+    return (*KERAS_INPUT_KIND, *PEERS)
+
 #: Early-stopping patience of the ``best`` protocol, measured on PhysioNet 2012 set A
 #: (docs/protocol.md): the validation AUROC of the selected epoch against stopping later.
 BEST_PATIENCE = 5
@@ -79,7 +85,7 @@ class TrainConfig:
 
     def __post_init__(self):
         """Check every field now, not after an epoch: a ``ValueError`` naming the argument."""
-        check_choice("model", self.model, INPUT_KIND)
+        check_choice("model", self.model, model_names())
         check_int("epochs", self.epochs, 1)
         check_int("batch_size", self.batch_size, 1)
         check_positive("learning_rate", self.learning_rate)
@@ -104,8 +110,8 @@ class TrainConfig:
             raise invalid_argument("teachers", "a sequence of model directories or peer names", self.teachers)
         self.teachers = tuple(self.teachers)
         for name in self.teachers:  # peers by name are known here; directories are read by condense.distill
-            if name.startswith(TEACHER_PEER_PREFIX) and name[len(TEACHER_PEER_PREFIX):] not in PEER_MODELS:
-                known = ", ".join(TEACHER_PEER_PREFIX + p for p in sorted(PEER_MODELS))
+            if name.startswith(TEACHER_PEER_PREFIX) and name[len(TEACHER_PEER_PREFIX):] not in PEERS:
+                known = ", ".join(TEACHER_PEER_PREFIX + p for p in sorted(PEERS))
                 raise invalid_argument("teachers", f"model directories or one of {known}", list(self.teachers))
         if not (isinstance(self.distill_alpha, (int, float)) and not isinstance(self.distill_alpha, bool)
                 and 0.0 <= self.distill_alpha <= 1.0):
@@ -144,7 +150,8 @@ class TrainConfig:
     def input_kind(self) -> str:
         """The input key the model reads (:func:`condense.data.inputs.input_key`): its family's
         kind, with ``+since_last`` when :attr:`time_since_last`."""
-        return input_key(INPUT_KIND[self.model], (SINCE_LAST,) if self.time_since_last else ())
+        kind = KERAS_INPUT_KIND.get(self.model, "sequence")  # a peer reads the sequence
+        return input_key(kind, (SINCE_LAST,) if self.time_since_last else ())
 
     @property
     def distilled(self) -> bool:
@@ -357,16 +364,16 @@ def fit(
     """Train a Keras model of ``config.model`` on preprocessed arrays.
 
     Args:
-        config: the run's :class:`TrainConfig` (``model`` must not be a peer, :data:`PEER_MODELS`).
+        config: the run's :class:`TrainConfig` (``model`` must not be a peer, :data:`condense.peers.kinds.PEERS`).
         x_train, y_train, x_val, y_val: model inputs and 0/1 labels (``y_train`` may hold soft
             targets in [0, 1]: a distilled student's, :mod:`condense.distill`).
         verbose: Keras progress output (1 bar, 2 one line per epoch, 0 silent).
         on_epoch: optional ``f(epoch, seconds, loss, val_auroc)`` called after each epoch.
         model: an already built (e.g. user-supplied) model to train instead of a new one.
     """
-    if config.model in PEER_MODELS:
-        raise ValueError(f"fit() trains Keras models; {PEER_MODELS[config.model]} is fitted by "
-                         "fit_logistic / fit_gbm (condense.peers)")
+    if config.model in PEERS:
+        raise ValueError(f"fit() trains Keras models; {PEERS[config.model].description} is fitted by "
+                         "condense.peers.kinds.fit_peer")
     set_determinism(config.seed)
     if model is None:
         model = build_model(config, x_train.shape[1:])
@@ -429,29 +436,3 @@ def fit(
         masking=masking,
     )
 
-
-def fit_logistic(config: TrainConfig, x_train, y_train, layout, *, C: float = 0.001):
-    """Fit the logistic-regression peer; returns (peer, seconds).
-
-    ``C=0.001`` is the inverse L2 strength the MIMIC-III benchmark tuned for its LR on this task.
-    """
-    from condense.peers.logistic import LogisticRegressionPeer
-
-    t0 = time.perf_counter()
-    peer = LogisticRegressionPeer(C=C, seed=config.seed).fit(x_train, y_train, layout)
-    return peer, time.perf_counter() - t0
-
-
-def fit_gbm(config: TrainConfig, x_train, y_train, x_val, y_val, layout):
-    """Fit the gradient-boosting peer (LightGBM, :mod:`condense.peers.gbm`) with its own defaults;
-    returns (peer, seconds).
-
-    Early stopping watches the validation AUROC (``x_val``, ``y_val``). Only ``config.seed`` is
-    used: epochs, batch size, learning rate and the epoch selection are the neural models'
-    (the trees' learning rate is the peer's, 0.05).
-    """
-    from condense.peers.gbm import GradientBoostingPeer
-
-    t0 = time.perf_counter()
-    peer = GradientBoostingPeer(seed=config.seed).fit(x_train, y_train, layout, X_val=x_val, y_val=y_val)
-    return peer, time.perf_counter() - t0

@@ -201,7 +201,7 @@ def test_the_cli_lists_are_the_library_registries():
     from condense.bench.profiles import PROFILES
     from condense.export.convert import ROUTES
     from condense.export.formats import FORMATS
-    from condense.train import INPUT_KIND
+    from condense.train import model_names
 
     parser = build_parser()
     sub = {name: p for name, p in parser._subparsers._group_actions[0].choices.items()}
@@ -212,7 +212,7 @@ def test_the_cli_lists_are_the_library_registries():
     assert choices("export", "format") == tuple(FORMATS)
     assert choices("evaluate", "format") == choices("predict", "format") == ("keras", *FORMATS)
     assert choices("export", "route") == ROUTES
-    assert set(choices("train", "model")) == set(INPUT_KIND)
+    assert set(choices("train", "model")) == set(model_names()) == {"lstm", "hlstm", "dnn", "lr", "gbm"}
     assert set(choices("bench", "profile")) == set(PROFILES)
 
 

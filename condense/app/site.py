@@ -65,12 +65,12 @@ def _model_file(model_dir: Path, fmt: str, *, data, cache_dir, quiet: bool) -> t
     from condense.export.metadata import read_metadata
     from condense.runs.model_dir import ModelDirError, check_export, load_manifest, tflite_file
     from condense.runs.workflow import export_run
-    from condense.train import PEER_MODELS
+    from condense.peers.kinds import PEERS
 
     get_format(fmt)  # an unknown format: say so before anything runs
     manifest = load_manifest(model_dir)
-    if manifest.get("model") in PEER_MODELS:
-        raise ValueError(f"{model_dir}: {PEER_MODELS[manifest['model']]} has no .tflite file for the page to run")
+    if manifest.get("model") in PEERS:
+        raise ValueError(f"{model_dir}: {PEERS[manifest['model']].description} has no .tflite file for the page to run")
     inputs = ModelInputs.load(model_dir / PREPROCESSING_FILE)
     if inputs.extras:
         raise ValueError(f"{model_dir}: the model takes extra channels {list(inputs.extras)} that the page does not "

@@ -49,25 +49,19 @@ row's scores changed (on 2 shared cores), far less when most rows are unchanged.
 
 from __future__ import annotations
 
-import argparse
-import csv
-import hashlib
 import json
 import math
-import zlib
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import NamedTuple
 
 import numpy as np
 
+from condense.bench.table import finite, read_table
 from condense.bench.predictions import PREDICTIONS_FILE, Predictions, file_beside, predictions_beside
 from condense.checks import check_choice, check_int, invalid_argument
-from condense.evaluate.metrics import _auroc_from_counts, _counts_full, _resample_chunks, _score_bins
+from condense.evaluate.bootstrap import AurocResamples, PairedAuroc, holm_adjust, paired_auroc
 from condense.io import read_json
 
-__all__ = ["compare_tables", "Comparison", "RowResult", "PairedAuroc", "read_table", "add_compare_arguments",
-           "run_compare", "holm_adjust", "COMPARE_HELP", "COMPARE_DESCRIPTION"]
+__all__ = ["compare_tables", "Comparison", "RowResult"]
 
 #: Columns whose values must be identical between two runs of the same code and seed.
 DETERMINISTIC_COLUMNS = ("params", "nonzero_params", "keras_bytes")
@@ -89,49 +83,11 @@ TIMING_COLUMNS = (
 LATENCY_COLUMNS = ("keras_latency_us_median", "litert_latency_us_median")
 #: An AUROC change at least this large shows at 4 decimals: the row counts as changed.
 _MOVED = 0.5e-4
-#: Multiplicity tables up to this many entries are kept and shared by every row.
-_KEEP_ELEMENTS = 1 << 26
-#: A row notes when more than this share of its resamples held a single class.
-_SKIP_NOTE_FRACTION = 0.05
 MANIFEST_FILE = "manifest.json"
 
-COMPARE_HELP = "diff two benchmark tables; non-zero exit on a regression"
-COMPARE_DESCRIPTION = (
-    "Compare BASE.csv and NEW.csv: fails on changed parameter counts or byte sizes, a missing or failed row, "
-    "or an AUROC drop. With predictions.npz stored beside both tables, an AUROC drop fails when a paired "
-    "bootstrap over patients and seeds finds it significant (one-sided, --alpha, Holm-corrected across the "
-    "rows unless --correction none) or larger than --max-drop; without them, when it exceeds "
-    "--auroc-tolerance. Timings are reported as ratios."
-)
 
 
 # --------------------------------------------------------------------------- results
-
-
-@dataclass
-class PairedAuroc:
-    """A row's paired bootstrap of ``AUROC(new) - AUROC(base)`` on stored predictions."""
-
-    base: float  # full-set AUROC, mean over the seeds used
-    new: float
-    diff: float  # new - base
-    low: float  # two-sided (1 - alpha) percentile interval of the resampled differences
-    high: float
-    p_value: float  # one-sided: share of resampled differences >= 0, (k + 1) / (B + 1)
-    patients: int
-    seeds: str  # "1 seed", "3 seeds", "seeds [0] vs [1], unpaired", ...
-    resamples: int  # resamples kept (single-class resamples are skipped)
-    level: float  # 1 - alpha
-    #: ``p_value`` Holm-adjusted across the comparison's paired rows; None without a correction.
-    p_adjusted: float | None = None
-
-    @property
-    def p_decision(self) -> float:
-        """The p-value the row's verdict is decided on: the adjusted one when there is one."""
-        return self.p_value if self.p_adjusted is None else self.p_adjusted
-
-    def interval_text(self) -> str:
-        return f"{self.diff:+.4f} [{self.low:+.4f}, {self.high:+.4f}]"
 
 
 @dataclass
@@ -249,34 +205,6 @@ class Comparison:
 # --------------------------------------------------------------------------- reading
 
 
-def read_table(path) -> dict[str, dict[str, str]]:
-    """Read a benchmark table CSV into {row id: {column: text}}; clear errors for bad files."""
-    path = Path(path)
-    if not path.exists():
-        raise FileNotFoundError(f"{path}: no such table")
-    with open(path, newline="", encoding="utf-8") as fh:
-        reader = csv.DictReader(fh)
-        if reader.fieldnames is None or "row" not in reader.fieldnames:
-            raise ValueError(f"{path}: not a condense benchmark table (no 'row' column in the header)")
-        rows: dict[str, dict[str, str]] = {}
-        for line_no, record in enumerate(reader, start=2):
-            key = record["row"]
-            if key in rows:
-                raise ValueError(f"{path}:{line_no}: duplicate row id {key!r}")
-            rows[key] = record
-    return rows
-
-
-def _number(text: str | None) -> float | None:
-    if text is None or text.strip() == "":
-        return None
-    try:
-        value = float(text)
-    except ValueError:
-        return None
-    return None if math.isnan(value) else value
-
-
 def _fmt(value: float | None, digits: int = 4, empty: str = "-") -> str:
     return empty if value is None else f"{value:.{digits}f}"
 
@@ -285,174 +213,11 @@ def _p_text(p: float) -> str:
     return f"{p:.4f}" if p >= 1e-4 else f"{p:.1e}"
 
 
-def holm_adjust(pvalues) -> list[float]:
-    """Holm-Bonferroni adjusted p-values, in the order given.
-
-    With the ``m`` p-values sorted, ``p_(1) <= ... <= p_(m)``, the adjusted ``p_(i)`` is
-    ``max over j <= i of min(1, (m - j + 1) * p_(j))``. Rejecting every hypothesis whose adjusted
-    p-value is below ``alpha`` is Holm's step-down procedure: the probability of rejecting any
-    true null hypothesis is at most ``alpha``, whatever the dependence between the tests. Ties get
-    equal adjusted values.
-    """
-    values = []
-    for k, value in enumerate(pvalues):
-        if not (isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool)
-                and 0.0 <= float(value) <= 1.0):
-            raise ValueError(f"Argument `pvalues` must hold numbers in [0, 1]; got {value!r} at position {k}.")
-        values.append(float(value))
-    m = len(values)
-    adjusted = [0.0] * m
-    running = 0.0
-    for rank, i in enumerate(sorted(range(m), key=values.__getitem__)):  # rank = j - 1
-        running = max(running, min(1.0, (m - rank) * values[i]))
-        adjusted[i] = running
-    return adjusted
-
-
-# --------------------------------------------------------------------------- the paired bootstrap
-
-
-class _Bins(NamedTuple):
-    codes: np.ndarray  # per patient: bin + K * label
-    n_bins: int  # K
-    key: bytes  # digest of (codes, K, n)
-
-
-class _AurocResamples:
-    """AUROC of score vectors on shared patient resamples.
-
-    The resamples of ``n`` patients are those of :func:`condense.evaluate.metrics._resample_chunks`
-    (they depend only on ``(n, n_resamples, seed)``), held as (n, b) multiplicity blocks shared by
-    every score vector. A vector's (b, 2, K) counts table over its score bins
-    (:func:`~condense.evaluate.metrics._score_bins`) is one sparse product, (2K, n) bin indicator
-    times (n, b) multiplicities, and its AUROC that of
-    :func:`~condense.evaluate.metrics._auroc_from_counts`: the same values as
-    ``_counts_resampled`` on the same resamples, several times faster when many vectors share them.
-    Vectors with the same bins (the same ranking of the same labels) are computed once, and
-    :func:`_paired_auroc` skips a seed whose two runs rank the patients identically (their
-    difference is 0 on every resample).
-    """
-
-    def __init__(self, n_resamples: int, seed: int):
-        self.n_resamples = n_resamples
-        self.seed = seed
-        self._blocks: dict[int, list[np.ndarray]] = {}
-        self._done: dict[bytes, np.ndarray] = {}
-
-    @staticmethod
-    def _dtype(n: int):
-        return np.int16 if n < np.iinfo(np.int16).max else np.int32  # a bin's count is at most n
-
-    def _multiplicities(self, n: int):
-        if n in self._blocks:
-            yield from self._blocks[n]
-            return
-        keep = n * self.n_resamples <= _KEEP_ELEMENTS
-        blocks = []
-        for idx in _resample_chunks(n, self.n_resamples, self.seed):
-            b = idx.shape[0]
-            idx += (np.arange(b, dtype=np.int64) * n)[:, None]
-            counts = np.bincount(idx.ravel(), minlength=b * n).reshape(b, n)
-            block = np.ascontiguousarray(counts.T, dtype=self._dtype(n))
-            if keep:
-                blocks.append(block)
-            yield block
-        if keep:
-            self._blocks[n] = blocks
-
-    @staticmethod
-    def bins(y: np.ndarray, p: np.ndarray) -> _Bins:
-        """The score bins of ``p``; equal keys mean equal AUROC on every resample."""
-        codes, n_bins = _score_bins(y, p)
-        key = hashlib.sha1(codes.tobytes()).digest() + n_bins.to_bytes(8, "little") + y.size.to_bytes(8, "little")
-        return _Bins(codes, n_bins, key)
-
-    @staticmethod
-    def full(bins: _Bins) -> float:
-        """AUROC on all patients."""
-        return float(_auroc_from_counts(_counts_full(bins.codes, bins.n_bins))[0])
-
-    def resampled(self, bins: _Bins) -> np.ndarray:
-        """(n_resamples,) AUROC per resample, NaN for a single-class resample."""
-        from scipy import sparse  # scikit-learn's dependency; imported only when a paired test runs
-
-        if bins.key in self._done:
-            return self._done[bins.key]
-        codes, n_bins = bins.codes, bins.n_bins
-        n = codes.size
-        dtype = self._dtype(n)
-        indicator = sparse.csr_array((np.ones(n, dtype=dtype), (codes, np.arange(n))), shape=(2 * n_bins, n))
-        parts = []
-        for block in self._multiplicities(n):
-            table = np.asarray(indicator @ block)  # (2K, b): negatives then positives per bin
-            parts.append(_auroc_from_counts(table.reshape(2, n_bins, block.shape[1]).transpose(2, 0, 1)))
-        self._done[bins.key] = result = np.concatenate(parts)
-        return result
-
-
-def _seed_list(seeds: list[int]) -> str:
-    return "[" + ", ".join(str(s) for s in seeds) + "]"
-
-
-def _paired_auroc(engine: _AurocResamples, row: str, base: Predictions, new: Predictions, *, alpha: float,
+def _paired_auroc(engine: AurocResamples, row: str, base: Predictions, new: Predictions, *, alpha: float,
                   seed: int) -> PairedAuroc | str:
-    """The paired test of one row, or a phrase saying why it cannot be run (then: fallback)."""
-    base_seeds, new_seeds = base.seeds(row), new.seeds(row)
-    arrays_b = [base.score(row, s) for s in base_seeds]
-    arrays_n = [new.score(row, s) for s in new_seeds]
-    mask = np.logical_and.reduce([np.isfinite(a) for a in arrays_b + arrays_n])
-    y = base.y[mask]
-    n = int(y.size)
-    positives = int(y.sum())
-    if n == 0:
-        return "no record has a score in both runs"
-    if positives in (0, n):
-        return f"only one class among the {n} records scored in both runs"
-    bins_b = [engine.bins(y, a[mask]) for a in arrays_b]
-    bins_n = [engine.bins(y, a[mask]) for a in arrays_n]
-    full_b = np.array([engine.full(b) for b in bins_b])
-    full_n = np.array([engine.full(b) for b in bins_n])
-    resamples = engine.n_resamples
-    rng = np.random.default_rng([seed, zlib.crc32(row.encode("utf-8"))])
-    common = sorted(set(base_seeds) & set(new_seeds))
-    if common:
-        ib = [base_seeds.index(s) for s in common]
-        in_ = [new_seeds.index(s) for s in common]
-        point_b, point_n = float(full_b[ib].mean()), float(full_n[in_].mean())
-        m = len(common)
-        paired = np.zeros((resamples, m))  # (B, seeds); 0 where both runs rank the patients alike
-        for j, (b, n_) in enumerate(zip(ib, in_)):
-            if bins_b[b].key != bins_n[n_].key:
-                paired[:, j] = engine.resampled(bins_n[n_]) - engine.resampled(bins_b[b])
-        if m == 1:
-            diffs = paired[:, 0]
-        else:
-            draws = rng.integers(0, m, size=(resamples, m))
-            diffs = np.take_along_axis(paired, draws, axis=1).mean(axis=1)
-        seeds_text = "1 seed" if m == 1 else f"{m} seeds"
-        left = [f"{side} seed(s) {_seed_list(s)}" for side, s in
-                (("base", sorted(set(base_seeds) - set(common))), ("new", sorted(set(new_seeds) - set(common)))) if s]
-        if left:
-            seeds_text += f" paired; {' and '.join(left)} left out"
-    else:
-        point_b, point_n = float(full_b.mean()), float(full_n.mean())
-        db = rng.integers(0, len(base_seeds), size=(resamples, len(base_seeds)))
-        dn = rng.integers(0, len(new_seeds), size=(resamples, len(new_seeds)))
-        boot_b = np.stack([engine.resampled(b) for b in bins_b], axis=1)  # (B, seeds)
-        boot_n = np.stack([engine.resampled(b) for b in bins_n], axis=1)
-        diffs = (np.take_along_axis(boot_n, dn, axis=1).mean(axis=1)
-                 - np.take_along_axis(boot_b, db, axis=1).mean(axis=1))
-        seeds_text = f"seeds {_seed_list(base_seeds)} vs {_seed_list(new_seeds)}, unpaired"
-    kept = diffs[~np.isnan(diffs)]
-    if kept.size == 0:
-        return f"every resample of the {n} records scored in both runs held a single class"
-    low, high = np.percentile(kept, [100.0 * alpha / 2.0, 100.0 * (1.0 - alpha / 2.0)])
-    p_value = (int(np.count_nonzero(kept >= 0.0)) + 1) / (kept.size + 1)
-    if kept.size < (1.0 - _SKIP_NOTE_FRACTION) * resamples:
-        seeds_text += f"; {resamples - kept.size} single-class resamples skipped"
-    return PairedAuroc(base=point_b, new=point_n, diff=point_n - point_b, low=float(low), high=float(high),
-                       p_value=float(p_value), patients=n, seeds=seeds_text, resamples=int(kept.size),
-                       level=1.0 - alpha)
+    """Row ``row``'s paired test on the stored predictions, or why it cannot be run (then: fallback)."""
+    return paired_auroc(engine, base.y, {s: base.score(row, s) for s in base.seeds(row)},
+                        {s: new.score(row, s) for s in new.seeds(row)}, alpha=alpha, seed=seed, stream=row)
 
 
 # --------------------------------------------------------------------------- context: predictions, machines
@@ -474,8 +239,8 @@ def _load_predictions(base_path, new_path, auroc_tolerance: float) -> tuple[Pred
     return base, new, None
 
 
-def _machine_of(table_path) -> tuple[dict | None, str]:
-    """The ``machine`` object of the manifest beside a table, or (None, why not)."""
+def _manifest_of(table_path) -> tuple[dict | None, str]:
+    """The manifest beside a table, or (None, why not)."""
     found = file_beside(table_path, MANIFEST_FILE)
     if found is None:
         return None, f"no {MANIFEST_FILE} beside it"
@@ -483,10 +248,45 @@ def _machine_of(table_path) -> tuple[dict | None, str]:
         data = read_json(found)
     except (OSError, ValueError) as exc:
         return None, f"unreadable {found.name}: {exc}"
-    machine = data.get("machine") if isinstance(data, dict) else None
-    if not isinstance(machine, dict):
-        return None, f"no machine in {found.name}"
-    return machine, ""
+    return (data, "") if isinstance(data, dict) else (None, f"{found.name} is not an object")
+
+
+def _machine_of(manifest: dict | None, why: str) -> tuple[dict | None, str]:
+    """The ``machine`` object of a manifest, or (None, why not)."""
+    if manifest is None:
+        return None, why
+    machine = manifest.get("machine")
+    return (machine, "") if isinstance(machine, dict) else (None, f"no machine in {MANIFEST_FILE}")
+
+
+#: Manifest entries whose difference between two runs compare names (the run's settings and software).
+SETTINGS = ("profile", "seeds", "library_versions")
+
+
+def _settings_notices(base: dict | None, new: dict | None) -> list[str]:
+    """Notices when the two runs were made with different settings, data or library versions: their
+    differences may be those settings, not the code (a different profile is not a regression)."""
+    if base is None or new is None:
+        return []
+    notices = []
+    for entry in SETTINGS:
+        b, n = base.get(entry), new.get(entry)
+        if b == n or b is None or n is None:
+            continue
+        if isinstance(b, dict) and isinstance(n, dict):
+            keys = [k for k in sorted(set(b) | set(n)) if b.get(k) != n.get(k)]
+            text = "; ".join(f"{k} {_short(b.get(k))} vs {_short(n.get(k))}" for k in keys)
+        else:
+            text = f"{_short(b)} vs {_short(n)}"
+        what = {"profile": "the runs' settings differ", "seeds": "the runs used different seeds",
+                "library_versions": "the runs used different library versions"}[entry]
+        notices.append(f"notice: {what}: {text}")
+    data_b, data_n = base.get("data") or {}, new.get("data") or {}
+    fingerprints = [d.get("fingerprint") if isinstance(d, dict) else None for d in (data_b, data_n)]
+    if all(fingerprints) and fingerprints[0] != fingerprints[1]:
+        notices.append(f"notice: the runs read different data ({_short(data_b.get('spec'))}, fingerprint "
+                       f"{data_b['fingerprint'][:12]} vs {_short(data_n.get('spec'))}, {data_n['fingerprint'][:12]})")
+    return notices
 
 
 def _describe_machine(machine: dict) -> str:
@@ -501,15 +301,16 @@ def _short(value) -> str:
 
 
 def _machines(base_path, new_path) -> tuple[str, list[str]]:
-    """The line saying where each run ran, and notices when the machines differ."""
-    (mb, why_b), (mn, why_n) = _machine_of(base_path), _machine_of(new_path)
+    """The line saying where each run ran, and notices when the machines or the settings differ."""
+    (man_b, why_b), (man_n, why_n) = _manifest_of(base_path), _manifest_of(new_path)
+    (mb, why_b), (mn, why_n) = _machine_of(man_b, why_b), _machine_of(man_n, why_n)
     text_b = _describe_machine(mb) if mb else f"unknown ({why_b})"
     text_n = _describe_machine(mn) if mn else f"unknown ({why_n})"
     if mb and mn and text_b == text_n:
         line = f"machine: both runs on {text_b}"
     else:
         line = f"machine: base on {text_b}; new on {text_n}"
-    notices = []
+    notices = _settings_notices(man_b, man_n)
     if mb and mn:
         cpu_b, cpu_n = mb.get("cpu"), mn.get("cpu")
         if cpu_b and cpu_n and cpu_b != cpu_n:
@@ -592,8 +393,10 @@ def compare_tables(
                      correction)
     alpha, n_resamples, seed = float(alpha), int(n_resamples), int(seed)
     base, new = read_table(base_path), read_table(new_path)
+    empty = [f"{path}: the {side} table has no rows: nothing to judge" for side, path, table in
+             (("base", base_path, base), ("new", new_path, new)) if not table]
     base_pred, new_pred, table_note = _load_predictions(base_path, new_path, auroc_tolerance)
-    engine = _AurocResamples(n_resamples, seed)
+    engine = AurocResamples(n_resamples, seed)
     out = Comparison(base_path=str(base_path), new_path=str(new_path), alpha=alpha, correction=correction)
     out.machine, machine_notices = _machines(base_path, new_path)
     row_notes: dict[str, list[str]] = {}  # fallback reason -> rows
@@ -605,7 +408,7 @@ def compare_tables(
         n = new.get(key)
         if n is None:
             message = f"row {key!r} is in the base table but missing from the new one"
-            results.append(RowResult(key, kind="missing", base_auroc=_number(b.get("auroc")), failures=[message],
+            results.append(RowResult(key, kind="missing", base_auroc=finite(b.get("auroc")), failures=[message],
                                      reasons=["missing from the new table"]))
             continue
         r = RowResult(key)
@@ -613,30 +416,36 @@ def compare_tables(
         if b_status != n_status:
             r.changes.append(f"status {b_status} -> {n_status}")
         if b_status == "ok" and n_status != "ok":
-            r.failures.append(f"row {key!r} failed in the new table: {n.get('error', '')}")
-            r.reasons.append("failed in the new table")
+            r.failures.append(f"row {key!r} {'failed' if n_status == 'failed' else n_status} in the new table: "
+                              f"{n.get('error') or ''}")
+            r.reasons.append(f"{'failed' if n_status == 'failed' else n_status} in the new table")
         for col in DETERMINISTIC_COLUMNS:
-            bv, nv = _number(b.get(col)), _number(n.get(col))
+            bv, nv = finite(b.get(col)), finite(n.get(col))
             if bv != nv and not (bv is None and nv is None):
                 r.failures.append(f"row {key!r}: {col} changed {_fmt(bv, 0)} -> {_fmt(nv, 0)}")
                 r.reasons.append(f"{col} {_fmt(bv, 0)} -> {_fmt(nv, 0)}")
                 r.changes.append(f"{col} {_fmt(bv, 0)}->{_fmt(nv, 0)}")
         for col in SIZE_COLUMNS:
-            bv, nv = _number(b.get(col)), _number(n.get(col))
+            bv, nv = finite(b.get(col)), finite(n.get(col))
             if (bv is None) != (nv is None) or (bv and abs(nv - bv) > bytes_tolerance * bv):
                 r.failures.append(
                     f"row {key!r}: {col} changed {_fmt(bv, 0)} -> {_fmt(nv, 0)} (tolerance {bytes_tolerance:.1%})"
                 )
                 r.reasons.append(f"{col} {_fmt(bv, 0)} -> {_fmt(nv, 0)}")
                 r.changes.append(f"{col} {_fmt(bv, 0)}->{_fmt(nv, 0)}")
-        r.base_auroc, r.new_auroc = _number(b.get("auroc")), _number(n.get("auroc"))
-        _compare_auroc(r, engine, base_pred, new_pred, row_notes, alpha=alpha, auroc_tolerance=auroc_tolerance,
-                       seed=seed)
+        r.base_auroc, r.new_auroc = finite(b.get("auroc")), finite(n.get("auroc"))
+        unjudged = _unusable_auroc(key, b, n) if b_status == n_status == "ok" else []
+        for message in unjudged:  # a row that ran must have an AUROC to be judged on
+            r.failures.append(message)
+            r.reasons.append("no usable AUROC")
+        if not unjudged:
+            _compare_auroc(r, engine, base_pred, new_pred, row_notes, alpha=alpha, auroc_tolerance=auroc_tolerance,
+                           seed=seed)
         if r.paired is not None:
             slots[key] = (len(r.failures), len(r.reasons))
         ratios = {}
         for col in TIMING_COLUMNS:
-            bv, nv = _number(b.get(col)), _number(n.get(col))
+            bv, nv = finite(b.get(col)), finite(n.get(col))
             ratios[col] = nv / bv if bv and nv is not None else None
         for col in LATENCY_COLUMNS:
             ratio = ratios[col]
@@ -648,7 +457,7 @@ def compare_tables(
         results.append(r)
     for key in new:
         if key not in base:
-            results.append(RowResult(key, kind="new", new_auroc=_number(new[key].get("auroc"))))
+            results.append(RowResult(key, kind="new", new_auroc=finite(new[key].get("auroc"))))
     # Second pass: the correction across the rows that got a paired test, then their verdicts.
     # Rows whose resampled differences are all exactly 0 (the same ranking on both sides, e.g.
     # bit-identical predictions) count in m too, though their p-value is 1 and they can never fail.
@@ -664,7 +473,7 @@ def compare_tables(
     for r in paired_results:
         _decide_paired(r, slots[r.row], alpha=alpha, max_drop=max_drop)
     out.rows = results
-    out.failures = [f for r in results for f in r.failures]
+    out.failures = empty + [f for r in results for f in r.failures]
     out.notes = machine_notices + ([table_note] if table_note else []) + [
         f"note: row(s) {', '.join(repr(k) for k in rows)}: {reason}; their AUROC compared with the fixed "
         f"tolerance {auroc_tolerance:g}"
@@ -675,6 +484,18 @@ def compare_tables(
                      bytes_tolerance=bytes_tolerance, latency_tolerance=latency_tolerance, n_resamples=n_resamples,
                      multi_seed=any(not p.seeds.startswith("1 seed") for p in paired_rows), correction=correction)
     out.lines = _text_lines(out)
+    return out
+
+
+def _unusable_auroc(key: str, base: dict, new: dict) -> list[str]:
+    """Failures for a row that ran on both sides without a finite AUROC in a table (empty, ``nan``,
+    ``inf``, or no ``auroc`` column): compare cannot judge it, so it cannot pass it."""
+    out = []
+    for side, row in (("base", base), ("new", new)):
+        value = row.get("auroc")
+        if finite(value) is None:
+            what = "no AUROC (empty, nan or no auroc column)" if value is None else f"AUROC {value} (not finite)"
+            out.append(f"row {key!r}: the {side} table has {what} for a row that ran; it cannot be judged")
     return out
 
 
@@ -690,7 +511,7 @@ def _resolution_note(m: int, n_resamples: int, alpha: float, correction: str) ->
             f"(only --max-drop can fail a row); use at least {math.ceil(factor / alpha)} resamples"]
 
 
-def _compare_auroc(r: RowResult, engine: _AurocResamples, base_pred: Predictions | None,
+def _compare_auroc(r: RowResult, engine: AurocResamples, base_pred: Predictions | None,
                    new_pred: Predictions | None, row_notes: dict[str, list[str]], *, alpha: float,
                    auroc_tolerance: float, seed: int) -> None:
     """Row ``r``'s paired test when possible (``r.paired``; the verdict is :func:`_decide_paired`'s, once
@@ -771,42 +592,3 @@ def _text_lines(out: Comparison) -> list[str]:
         lines.append(f"{r.row:<{width}} {_fmt(r.base_auroc):>10} {_fmt(r.new_auroc):>10} {diff_text:>8} {ci:>20} "
                      f"{p_text}  {lat:>16}  {train:>14}  " + "; ".join(notes))
     return lines
-
-
-# --------------------------------------------------------------------------- command line
-
-
-def add_compare_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
-    """Add ``condense compare``'s arguments to ``parser`` (dests match :func:`compare_tables`)."""
-    parser.add_argument("base", help="the reference table.csv (predictions.npz and manifest.json beside it are used)")
-    parser.add_argument("new", help="the table.csv to check")
-    parser.add_argument("--alpha", type=float, default=DEFAULT_ALPHA,
-                        help="one-sided significance level of the paired AUROC test (default 0.05; with --correction "
-                             "holm, the family-wise error rate across the rows)")
-    parser.add_argument("--max-drop", dest="max_drop", type=float, default=None,
-                        help="also fail a row whose paired AUROC difference is below -MAX_DROP, significant or not")
-    parser.add_argument("--auroc-tolerance", dest="auroc_tolerance", type=float, default=DEFAULT_AUROC_TOLERANCE,
-                        help="the fallback without stored predictions: fail an AUROC drop beyond this (default 0.01)")
-    parser.add_argument("--bytes-tolerance", dest="bytes_tolerance", type=float, default=DEFAULT_BYTES_TOLERANCE,
-                        help="relative tolerance on .tflite sizes (default 0.005; converter tensor names vary)")
-    parser.add_argument("--latency-tolerance", dest="latency_tolerance", type=float, default=None,
-                        help="also fail when a latency grows by more than this fraction (e.g. 0.5)")
-    parser.add_argument("--resamples", dest="n_resamples", type=int, default=DEFAULT_RESAMPLES,
-                        help="bootstrap resamples per row (default 2000)")
-    parser.add_argument("--correction", dest="correction", choices=CORRECTIONS, default=DEFAULT_CORRECTION,
-                        help="multiple-comparison correction of the paired AUROC tests across the rows: holm "
-                             "(Holm-Bonferroni, family-wise error rate --alpha; default) or none (--alpha per row)")
-    parser.add_argument("--format", dest="fmt", choices=("text", "markdown"), default="text",
-                        help="report format; markdown is for a CI job to post (default text)")
-    return parser
-
-
-def run_compare(args: argparse.Namespace) -> int:
-    """Run the comparison the parsed ``args`` describe, print the report; exit code 0 pass, 1 fail."""
-    result = compare_tables(
-        args.base, args.new, alpha=args.alpha, max_drop=args.max_drop, auroc_tolerance=args.auroc_tolerance,
-        bytes_tolerance=args.bytes_tolerance, latency_tolerance=args.latency_tolerance,
-        n_resamples=args.n_resamples, correction=getattr(args, "correction", DEFAULT_CORRECTION),
-    )
-    print(result.report(getattr(args, "fmt", "text")), end="" if getattr(args, "fmt", "text") == "markdown" else "\n")
-    return 0 if result.ok else 1

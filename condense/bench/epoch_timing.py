@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from condense._child import ChildError, child_main, run_child
+from condense._child import child_main, child_result
 from condense.io import work_folder
 
 __all__ = ["keras_epoch_seconds"]
@@ -40,12 +40,8 @@ def keras_epoch_seconds(models: list[dict], x: np.ndarray, y: np.ndarray, x_val:
             np.save(arrays[name], np.asarray(a, np.float32))
         request = {"models": models, **arrays, "batch_size": int(batch_size),
                    "epochs": int(epochs), "num_threads": int(num_threads)}
-        run = run_child("condense.bench.epoch_timing", request, what=f"Timing training epochs of {len(models)} "
-                        "architecture(s)", timeout=timeout, work=work)
-        try:
-            return run.check()["models"]
-        except ChildError as exc:
-            raise RuntimeError(str(exc)) from None
+        return child_result("condense.bench.epoch_timing", request, what=f"Timing training epochs of {len(models)} "
+                            "architecture(s)", timeout=timeout, work=work)["models"]
 
 
 def _positive_int(name: str, value) -> None:

@@ -15,8 +15,9 @@ also as ``.svg``.
 * :func:`summary_figure` — every row that has a baseline: file size ÷ baseline, latency ÷
   baseline and the paired AUROC difference with its interval, grouped by method.
 
-The table is read as :mod:`condense.bench.report` makes it (numbers) or as ``csv.DictReader``
-gives ``table.csv`` back (strings, ``""`` for none): every value goes through :func:`number`.
+The table's rows are those of :mod:`condense.bench.table` (in memory, or :func:`~condense.bench.table.read_table`
+from ``table.csv``): numbers go through :func:`~condense.bench.table.finite`, and a row's group is its
+``condensation`` column.
 Failed rows (``status`` not ``ok``) and rows without the numbers a panel needs are left out of
 it and named in the figure's footnote. Figures are drawn with the Agg canvas (no pyplot, no
 global state) and written atomically, without dates in their metadata, so the same table gives
@@ -30,6 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Sequence
 
+from condense.bench.table import finite, is_ok
 from condense.io import atomic_path
 
 #: Resolution of the PNG files (the canvas is laid out at the same one, so placed labels keep their gaps).
@@ -48,8 +50,7 @@ ROC_PANELS = (("lstm", "LSTM"), ("hlstm", "hLSTM"), ("dnn", "DNN"), ("peer", "pe
 #: Groups of the summary figure, in order: (group, heading).
 METHODS = (("pruning", "pruning"), ("hlstm", "hLSTM"), ("distillation", "distillation"),
            ("quantization", "quantization (.tflite files)"),
-           ("step", "step files (one hour per call)"),
-           ("peer", "peers"), ("other", "other"))
+           ("step", "step files (one hour per call)"), ("peer", "peers"))
 #: Colours of the curves within one ROC panel (tab10 without its grey, then tab20's light shades).
 CURVE_COLOURS = ("tab:blue", "tab:orange", "tab:green", "tab:red", "tab:purple", "tab:brown", "tab:pink",
                  "tab:olive", "tab:cyan", "#aec7e8", "#ffbb78", "#98df8a", "#ff9896", "#c5b0d5", "#c49c94")
@@ -59,21 +60,6 @@ CALIBRATION_BINS = 10
 
 
 # -- reading the table ---------------------------------------------------------------------------
-def number(value) -> float | None:
-    """A table cell as a finite float, or None (empty, None, NaN, infinite, not a number)."""
-    if value is None or isinstance(value, bool):
-        return None
-    try:
-        out = float(value)
-    except (TypeError, ValueError):
-        return None
-    return out if math.isfinite(out) else None
-
-
-def _ok(row: dict) -> bool:
-    return row.get("status", "ok") == "ok"
-
-
 def family_key(row: dict) -> str:
     """The row's colour key: its ``family`` when it is a model family, else ``"other"``."""
     family = row.get("family") or ""
@@ -82,8 +68,7 @@ def family_key(row: dict) -> str:
 
 def is_peer(row: dict) -> bool:
     """Peers (tfmot, Keras 3's default conversion, the logistic regression) and reference scores."""
-    method = str(row.get("method") or "")
-    return method.startswith(("peer", "reference")) or row.get("family") in ("lr", "score")
+    return row.get("condensation") in ("peer", "reference")
 
 
 def format_key(row: dict) -> str:
@@ -95,13 +80,13 @@ def format_key(row: dict) -> str:
 
 def file_bytes(row: dict) -> float | None:
     """Bytes of the row's deployable form: its ``.tflite`` (or LR) file, else its ``.keras`` file."""
-    value = number(row.get("deploy_bytes"))
-    return value if value is not None else number(row.get("keras_bytes"))
+    value = finite(row.get("deploy_bytes"))
+    return value if value is not None else finite(row.get("keras_bytes"))
 
 
 def litert_latency(row: dict) -> float | None:
     """Median LiteRT latency of the row's file (batch 1, one thread, µs)."""
-    return number(row.get("litert_latency_us_median"))
+    return finite(row.get("litert_latency_us_median"))
 
 
 def _rows_by_name(table: Sequence[dict]) -> dict[str, dict]:
@@ -117,25 +102,8 @@ def root(row: dict, by_name: dict[str, dict]) -> str:
     return name
 
 
-def method_group(row: dict) -> str:
-    """The summary's group of a condensed row: pruning, hLSTM, distillation, quantization, step files,
-    peers (or other)."""
-    method = str(row.get("method") or "")
-    if is_peer(row):
-        return "peer"
-    if "one step per call" in method:
-        return "step"
-    if " -> " in method:
-        return "quantization"
-    if "distilled" in method:
-        return "distillation"
-    if row.get("family") == "hlstm":
-        return "hlstm"
-    return "pruning" if "prun" in method else "other"
-
-
 def _interval(row: dict, prefix: str) -> tuple[float | None, float | None, float | None]:
-    return number(row.get(prefix)), number(row.get(f"{prefix}_low")), number(row.get(f"{prefix}_high"))
+    return finite(row.get(prefix)), finite(row.get(f"{prefix}_low")), finite(row.get(f"{prefix}_high"))
 
 
 def auroc_text(row: dict | None, fallback: float | None = None) -> str:
@@ -159,7 +127,7 @@ def pareto_frontier(points: Sequence) -> list[int]:
     for i, point in enumerate(points):
         if point is None:
             continue
-        cost, value = (number(v) for v in point)
+        cost, value = (finite(v) for v in point)
         if cost is not None and value is not None:
             valid.append((cost, -value, i))
     valid.sort()
@@ -366,19 +334,19 @@ def pareto_figure(table: Sequence[dict]):
     fig = _new_figure(14.5, 6.6)
     axes = fig.subplots(1, 2)
     fig.subplots_adjust(left=0.06, right=0.99, top=0.86, bottom=0.2, wspace=0.16)
-    rows = [r for r in table if _ok(r) and number(r.get("auroc")) is not None]
+    rows = [r for r in table if is_ok(r) and finite(r.get("auroc")) is not None]
     labels, left_out = [], {}
     for r in table:
-        if not _ok(r):
+        if not is_ok(r):
             left_out[str(r.get("row"))] = "failed"
-        elif number(r.get("auroc")) is None:
+        elif finite(r.get("auroc")) is None:
             left_out[str(r.get("row"))] = "no AUROC"
     shown = [r for r in rows if any(_pareto_x(r, panel[0]) is not None for panel in _PARETO_PANELS)]
-    ylo = [v for r in shown for v in (number(r.get("auroc_low")), number(r["auroc"])) if v is not None]
-    yhi = [v for r in shown for v in (number(r.get("auroc_high")), number(r["auroc"])) if v is not None]
+    ylo = [v for r in shown for v in (finite(r.get("auroc_low")), finite(r["auroc"])) if v is not None]
+    yhi = [v for r in shown for v in (finite(r.get("auroc_high")), finite(r["auroc"])) if v is not None]
     ylim = (min(ylo) - 0.012, max(yhi) + 0.012) if shown else (0.4, 1.0)
     for ax, (panel, xlabel, unit, title) in zip(axes, _PARETO_PANELS):
-        points = [(r, _pareto_x(r, panel), number(r["auroc"])) for r in rows]
+        points = [(r, _pareto_x(r, panel), finite(r["auroc"])) for r in rows]
         points = [p for p in points if p[1] is not None]
         for r in rows:
             if _pareto_x(r, panel) is None and str(r.get("row")) not in left_out:
@@ -398,7 +366,7 @@ def pareto_figure(table: Sequence[dict]):
             if base and family_key(r) != "other":
                 ax.plot([base[0], x], [base[1], y], color=FAMILIES[family_key(r)][1], lw=0.8, alpha=0.35, zorder=1)
         for r, x, y in points:
-            lo, hi = number(r.get("auroc_low")), number(r.get("auroc_high"))
+            lo, hi = finite(r.get("auroc_low")), finite(r.get("auroc_high"))
             colour = FAMILIES[family_key(r)][1]
             if lo is not None and hi is not None:
                 ax.plot([x, x], [lo, hi], color=colour, alpha=0.18, lw=2.2, solid_capstyle="butt", zorder=1)
@@ -451,9 +419,9 @@ def roc_figure(curves: dict, table: Sequence[dict]):
     axes = fig.subplots(2, 2).ravel()
     fig.subplots_adjust(left=0.07, right=0.98, top=0.93, bottom=0.07, hspace=0.22, wspace=0.15)
     by_name = _rows_by_name(table)
-    steps = [name for name in curves if method_group(by_name.get(name, {})) == "step"]
+    steps = [name for name in curves if by_name.get(name, {}).get("condensation") == "step"]
     drawable = {name: yp for name, yp in curves.items()
-                if _ok(by_name.get(name, {"status": "ok"})) and name not in steps}
+                if is_ok(by_name.get(name, {"status": "ok"})) and name not in steps}
     missing = [str(r.get("row")) for r in table if str(r.get("row")) not in drawable and str(r.get("row")) not in steps]
     order = {name: i for i, name in enumerate(by_name)}
 
@@ -501,7 +469,7 @@ def roc_figure(curves: dict, table: Sequence[dict]):
 # -- the calibration figure ----------------------------------------------------------------------
 def _not_probability(row: dict | None) -> bool:
     """A row the table scored as a risk score, not a probability: an AUROC but no Brier (reference scores)."""
-    return bool(row) and "brier" in row and number(row.get("brier")) is None and number(row.get("auroc")) is not None
+    return bool(row) and "brier" in row and finite(row.get("brier")) is None and finite(row.get("auroc")) is not None
 
 
 def calibration_rows(names: Sequence[str], table: Sequence[dict]) -> dict[str, tuple[list[str], list[str]]]:
@@ -523,10 +491,11 @@ def calibration_rows(names: Sequence[str], table: Sequence[dict]) -> dict[str, t
         if group == "peer":
             panels[group] = (refs, [n for n in members if n not in refs])
             continue
-        condensed = [n for n in members if n not in refs and method_group(by_name.get(n, {})) in ("pruning", "hlstm", "distillation")]
-        best = max(condensed, key=lambda n: (number(by_name.get(n, {}).get("auroc")) or -1.0, -order.get(n, 0)),
+        condensed = [n for n in members if n not in refs
+                     and by_name.get(n, {}).get("condensation") in ("pruning", "hlstm", "distillation")]
+        best = max(condensed, key=lambda n: (finite(by_name.get(n, {}).get("auroc")) or -1.0, -order.get(n, 0)),
                    default=None)
-        files = [n for n in members if method_group(by_name.get(n, {})) == "quantization"]
+        files = [n for n in members if by_name.get(n, {}).get("condensation") == "quantization"]
         # the best row's int8 file, else its dynamic one, else the baseline's int8 / dynamic file
         files.sort(key=lambda n: (by_name[n].get("baseline") != best, format_key(by_name[n]) != "int8",
                                   order.get(n, 0)))
@@ -553,7 +522,7 @@ def calibration_figure(curves: dict, table: Sequence[dict]):
     for name, (y, p) in curves.items():
         row = by_name.get(name)
         y, p = (np.asarray(a, dtype=np.float64).reshape(-1) for a in (y, p))
-        if row is not None and not _ok(row):
+        if row is not None and not is_ok(row):
             skipped[name] = "failed"
         elif _not_probability(row) or not (p.size and np.all((p >= 0.0) & (p <= 1.0))):
             skipped[name] = "not a probability"
@@ -563,7 +532,7 @@ def calibration_figure(curves: dict, table: Sequence[dict]):
             cal[name] = calibration(y, p, n_bins=CALIBRATION_BINS)
     for r in table:
         if str(r.get("row")) not in curves:
-            skipped[str(r.get("row"))] = "failed" if not _ok(r) else "no curve"
+            skipped[str(r.get("row"))] = "failed" if not is_ok(r) else "no curve"
     panels = calibration_rows(list(cal), table)
     shown = [cal[n] for refs, rows in panels.values() for n in refs + rows]
     top = max([v for c in shown for key in ("mean_predicted", "observed") for v in c["reliability"][key]] or [0.5])
@@ -571,8 +540,8 @@ def calibration_figure(curves: dict, table: Sequence[dict]):
 
     def label(name: str, baseline: bool) -> str:
         row, c = by_name.get(name, {}), cal[name]
-        ece = number(row.get("ece"))
-        slope = number(row.get("cal_slope")) if "cal_slope" in row else c["slope"]
+        ece = finite(row.get("ece"))
+        slope = finite(row.get("cal_slope")) if "cal_slope" in row else c["slope"]
         ece = c["ece"] if ece is None else ece
         slope_text = "–" if slope is None or not math.isfinite(slope) else f"{slope:.2f}"
         return f"{name}{' (baseline)' if baseline else ''}: ECE {ece:.3f}, slope {slope_text}"
@@ -625,14 +594,14 @@ def _ratio(row: dict, base: dict | None, value) -> float | None:
 
 
 def _params(row: dict) -> float | None:
-    nonzero = number(row.get("nonzero_params"))
-    return nonzero if nonzero is not None else number(row.get("params"))
+    nonzero = finite(row.get("nonzero_params"))
+    return nonzero if nonzero is not None else finite(row.get("params"))
 
 
 def summary_rows(table: Sequence[dict]) -> list[tuple[str, list[dict]]]:
     """The summary's groups, in :data:`METHODS` order: every ok row that has a baseline."""
-    rows = [r for r in table if _ok(r) and r.get("baseline")]
-    groups = [(heading, [r for r in rows if method_group(r) == key]) for key, heading in METHODS]
+    rows = [r for r in table if is_ok(r) and r.get("baseline")]
+    groups = [(heading, [r for r in rows if r.get("condensation") == key]) for key, heading in METHODS]
     return [(heading, members) for heading, members in groups if members]
 
 
@@ -642,7 +611,7 @@ def summary_figure(table: Sequence[dict]):
     from matplotlib.ticker import MaxNLocator
 
     groups = summary_rows(table)
-    by_name = _rows_by_name([r for r in table if _ok(r)])
+    by_name = _rows_by_name([r for r in table if is_ok(r)])
     lines: list[tuple[str, dict | None]] = []  # (tick label, row or None for a heading)
     for heading, members in groups:
         lines.append((heading, None))
@@ -653,7 +622,7 @@ def summary_figure(table: Sequence[dict]):
     fig.subplots_adjust(left=0.2, right=0.99, top=1 - 1.15 / height, bottom=1.0 / height, wspace=0.06)
     fig.suptitle("Each condensed row against its baseline: size, speed and AUROC (the paper's claims, measured)",
                  fontsize=12, y=1 - 0.08 / height, va="top")
-    failed = [str(r.get("row")) for r in table if not _ok(r)]
+    failed = [str(r.get("row")) for r in table if not is_ok(r)]
     if not lines:
         for ax in axes:
             _empty(ax, "")
@@ -672,7 +641,7 @@ def summary_figure(table: Sequence[dict]):
         marker = MARKERS.get(format_key(r), (OTHER_MARKER,))[0]
         for ax, key, value, second in ((size_ax, "size", file_bytes, _params),
                                        (speed_ax, "speed", litert_latency,
-                                        lambda row: number(row.get("keras_latency_us_median")))):
+                                        lambda row: finite(row.get("keras_latency_us_median")))):
             main, other = _ratio(r, base, value), _ratio(r, base, second)
             if other is not None and other != 1.0:  # hollow: only where it says something (same parameters: no)
                 ax.scatter([other], [y], marker=marker, s=34, facecolors="none", edgecolors=colour, lw=1.0, zorder=3)

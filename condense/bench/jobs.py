@@ -120,7 +120,7 @@ def failed_result(job: Job, error: str, seconds: float = 0.0) -> JobResult:
 
 def row_identity(spec: RowSpec, seed: int) -> dict:
     return {"row": spec.row, "model": spec.model, "method": spec.method, "family": spec.family,
-            "baseline": spec.baseline or "", "seed": seed}
+            "condensation": spec.condensation, "form": spec.form, "baseline": spec.baseline or "", "seed": seed}
 
 
 def train_config(profile: Profile, spec: RowSpec, seed: int):
@@ -195,7 +195,7 @@ class _JobRunner:
         result.update(row_identity(spec, self.seed))
 
     def _metrics(self, p: np.ndarray, y: np.ndarray | None = None, probabilities: bool = True) -> dict:
-        from condense.evaluate.metrics import summarize
+        from condense.evaluate.summary import summarize
 
         y = self.y_test if y is None else y
         s = summarize(y, p, n_resamples=self.profile.bootstrap_resamples, seed=self.seed, probabilities=probabilities)
@@ -216,10 +216,10 @@ class _JobRunner:
         from condense.runs.model_dir import save_run
         from condense.runs.workflow import train_on_dataset
 
-        from condense.train import PEER_MODELS
+        from condense.peers.kinds import PEERS
 
         config = train_config(self.profile, spec, self.seed)
-        if config.model not in PEER_MODELS:
+        if config.model not in PEERS:
             import keras
 
             # Layer names restart in every job, so the saved file is byte-identical whichever

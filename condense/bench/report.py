@@ -2,50 +2,26 @@
 figures of :mod:`condense.bench.figures` (``pareto``, ``summary``, ``roc``, ``calibration``: ``.png`` and
 ``.svg``).
 
-``table.csv`` is what ``condense compare`` reads; its columns are fixed (:data:`COLUMNS`).
-With several seeds every numeric column is the mean over seeds and the ``*_std`` columns hold
-the standard deviation. ``ece``, ``cal_slope`` and ``cal_intercept`` are the calibration of a
+``table.csv``'s columns, types, units and missing-value rules are :mod:`condense.bench.table`'s;
+this module fills them (:func:`aggregate`: means over seeds, ``*_std`` their deviation) and writes
+the Markdown from them. ``ece``, ``cal_slope`` and ``cal_intercept`` are the calibration of a
 row's test probabilities (:func:`condense.evaluate.metrics.calibration`: 10 equal-frequency bins,
 logistic recalibration); empty for a reference score, which is not a probability.
 """
 
 from __future__ import annotations
 
-import csv
-import io
 import math
 from pathlib import Path
 
 import numpy as np
 
-from condense.bench.figures import method_group, write_figures
+from condense.bench.figures import write_figures
+from condense.bench.table import COLUMNS, INTEGER, NUMERIC, finite, table_csv
 from condense.bench.predictions import PREDICTIONS_FILE, write_predictions
 from condense.export.formats import is_quantized
 from condense.io import atomic_write, sha256_file, write_json
 
-COLUMNS = (
-    "row", "model", "method", "family", "baseline", "status", "error",
-    "params", "nonzero_params", "keras_bytes", "tflite_format", "tflite_bytes", "tflite_gzip_bytes", "deploy_bytes",
-    "keras_latency_us_median", "keras_latency_us_p95", "litert_latency_us_median", "litert_latency_us_p95",
-    "peer_latency_us_median", "peer_latency_us_p95",
-    "train_seconds", "train_ratio", "epochs_run",
-    "auroc", "auroc_low", "auroc_high", "auroc_std", "auprc", "auprc_std", "brier", "brier_std",
-    "ece", "ece_std", "cal_slope", "cal_intercept",
-    "auroc_diff", "auroc_diff_low", "auroc_diff_high", "auroc_diff_lr", "auroc_diff_lr_low", "auroc_diff_lr_high",
-    "auroc_diff_gbm", "auroc_diff_gbm_low", "auroc_diff_gbm_high",
-    "parity_max_abs", "n_test", "seeds",
-    "route", "litert_batch_us", "latency_ratio", "file_ratio", "step_sequence_us", "step_latency_ratio",
-    "tflm_arena_bytes", "tflm_max_abs", "tflm_note",
-    "cell_state_max_abs", "p_ties",
-)
-#: Text columns (everything else is numeric).
-TEXT = ("row", "model", "method", "family", "baseline", "status", "error", "tflite_format", "seeds", "route",
-        "tflm_note")
-#: Numeric columns that are whole numbers (their seed mean is rounded).
-INTEGER = ("params", "nonzero_params", "keras_bytes", "tflite_bytes", "tflite_gzip_bytes", "deploy_bytes",
-           "epochs_run", "n_test", "tflm_arena_bytes", "p_ties")
-#: Columns averaged over seeds (with a standard deviation where a *_std column exists).
-NUMERIC = tuple(c for c in COLUMNS if c not in TEXT and not c.endswith("_std"))
 #: In table.md's calibration section a change below these counts as small (a reading convention, not a test).
 CAL_ECE_SMALL = 0.01
 CAL_SLOPE_SMALL = 0.1
@@ -76,26 +52,9 @@ def aggregate(per_seed: list[list[dict]]) -> list[dict]:
     return table
 
 
-def _cell(value) -> str:
-    if value is None or value == "":
-        return ""
-    if isinstance(value, float):
-        return f"{value:.6g}"
-    return str(value)
-
-
-def table_csv(table: list[dict]) -> str:
-    buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=COLUMNS, lineterminator="\n")
-    writer.writeheader()
-    for row in table:
-        writer.writerow({c: _cell(row.get(c)) for c in COLUMNS})
-    return buf.getvalue()
-
-
-def _num(row: dict, col: str):
-    v = row.get(col)
-    return float(v) if isinstance(v, (int, float)) and not (isinstance(v, float) and math.isnan(v)) else None
+def _v(row: dict, col: str) -> float | None:
+    """The row's ``col`` as a finite number, or None (:func:`condense.bench.table.finite`)."""
+    return finite(row.get(col))
 
 
 def _f(v, fmt: str, empty: str = "–") -> str:
@@ -103,7 +62,7 @@ def _f(v, fmt: str, empty: str = "–") -> str:
 
 
 def _auroc_text(row: dict) -> str:
-    a, lo, hi, sd = (_num(row, c) for c in ("auroc", "auroc_low", "auroc_high", "auroc_std"))
+    a, lo, hi, sd = (_v(row, c) for c in ("auroc", "auroc_low", "auroc_high", "auroc_std"))
     if a is None:
         return "–"
     text = f"{a:.3f} [{lo:.3f}, {hi:.3f}]" if lo is not None else f"{a:.3f}"
@@ -111,7 +70,7 @@ def _auroc_text(row: dict) -> str:
 
 
 def _diff_text(row: dict, prefix: str = "auroc_diff", name_baseline: bool = True) -> str:
-    d, lo, hi = (_num(row, c) for c in (prefix, f"{prefix}_low", f"{prefix}_high"))
+    d, lo, hi = (_v(row, c) for c in (prefix, f"{prefix}_low", f"{prefix}_high"))
     if d is None:
         return "–"
     return f"{d:+.3f} [{lo:+.3f}, {hi:+.3f}]" + (f" vs {row['baseline']}" if name_baseline else "")
@@ -120,11 +79,11 @@ def _diff_text(row: dict, prefix: str = "auroc_diff", name_baseline: bool = True
 def deploy_latency(row: dict):
     """The latency of the row's deployable form: LiteRT for a converted file, the peer's own
     predict for the logistic regression and gradient boosting, else Keras."""
-    if _num(row, "peer_latency_us_median") is not None:
-        return _num(row, "peer_latency_us_median")
-    if is_quantized(row.get("tflite_format")) or _num(row, "keras_latency_us_median") is None:
-        return _num(row, "litert_latency_us_median")
-    return _num(row, "keras_latency_us_median")
+    if _v(row, "peer_latency_us_median") is not None:
+        return _v(row, "peer_latency_us_median")
+    if is_quantized(row.get("tflite_format")) or _v(row, "keras_latency_us_median") is None:
+        return _v(row, "litert_latency_us_median")
+    return _v(row, "keras_latency_us_median")
 
 
 def _grid_text(grid: dict | None) -> str:
@@ -180,11 +139,11 @@ def table_markdown(table: list[dict], header: dict) -> str:
         if row["status"] != "ok":
             lines.append(f"| {row['model']} | {row['method']} | FAILED: {row['error']} | | | | |")
             continue
-        file_bytes = _num(row, "tflite_bytes") if is_quantized(row.get("tflite_format")) else None
-        file_bytes = file_bytes or _num(row, "keras_bytes") or _num(row, "deploy_bytes")
-        train = None if is_quantized(row.get("tflite_format")) else _num(row, "train_seconds")
+        file_bytes = _v(row, "tflite_bytes") if is_quantized(row.get("tflite_format")) else None
+        file_bytes = file_bytes or _v(row, "keras_bytes") or _v(row, "deploy_bytes")
+        train = None if is_quantized(row.get("tflite_format")) else _v(row, "train_seconds")
         lines.append(
-            f"| {row['model']} | {row['method']} | {_f(_num(row, 'params'), ',.0f')} | "
+            f"| {row['model']} | {row['method']} | {_f(_v(row, 'params'), ',.0f')} | "
             f"{_f(None if file_bytes is None else file_bytes / 1000, ',.1f')} | {_f(deploy_latency(row), ',.0f')} | "
             f"{_f(train, ',.1f', 'n/a')} | {_auroc_text(row)} |"
         )
@@ -204,46 +163,46 @@ def table_markdown(table: list[dict], header: dict) -> str:
         if row["status"] != "ok":
             lines.append(f"| {row['row']} | FAILED: {row['error']} ||||||||||||||||")
             continue
-        nz = _num(row, "nonzero_params")
-        params = _f(_num(row, "params"), ",.0f") + (f" ({nz:,.0f})" if nz is not None else "")
-        tfl = _num(row, "tflite_bytes")
+        nz = _v(row, "nonzero_params")
+        params = _f(_v(row, "params"), ",.0f") + (f" ({nz:,.0f})" if nz is not None else "")
+        tfl = _v(row, "tflite_bytes")
         tfl_fmt = f" ({row['tflite_format']})" if tfl is not None else ""
-        ratio = _num(row, "train_ratio")
+        ratio = _v(row, "train_ratio")
         ratio_text = f" ({ratio:.2f}×)" if ratio is not None else ""
         lines.append(
-            f"| {row['row']} | {params} | {_f(_num(row, 'keras_bytes'), ',.0f')} | "
+            f"| {row['row']} | {params} | {_f(_v(row, 'keras_bytes'), ',.0f')} | "
             f"{_f(tfl, ',.0f')}{tfl_fmt} | "
-            f"{_f(_num(row, 'tflite_gzip_bytes'), ',.0f')} | "
-            f"{_f(_num(row, 'keras_latency_us_median'), ',.0f')} / {_f(_num(row, 'keras_latency_us_p95'), ',.0f')} | "
-            f"{_f(_num(row, 'litert_latency_us_median'), ',.0f')} / {_f(_num(row, 'litert_latency_us_p95'), ',.0f')} | "
-            f"{_f(_num(row, 'train_seconds'), ',.1f')}{ratio_text} | "
-            f"{_f(_num(row, 'auprc'), '.3f')} | {_f(_num(row, 'brier'), '.4f')} | {_ece_text(row)} | "
+            f"{_f(_v(row, 'tflite_gzip_bytes'), ',.0f')} | "
+            f"{_f(_v(row, 'keras_latency_us_median'), ',.0f')} / {_f(_v(row, 'keras_latency_us_p95'), ',.0f')} | "
+            f"{_f(_v(row, 'litert_latency_us_median'), ',.0f')} / {_f(_v(row, 'litert_latency_us_p95'), ',.0f')} | "
+            f"{_f(_v(row, 'train_seconds'), ',.1f')}{ratio_text} | "
+            f"{_f(_v(row, 'auprc'), '.3f')} | {_f(_v(row, 'brier'), '.4f')} | {_ece_text(row)} | "
             f"{_slope_text(row)} | {_diff_text(row)} | "
             f"{_diff_text(row, 'auroc_diff_lr', name_baseline=False)} | "
             f"{_diff_text(row, 'auroc_diff_gbm', name_baseline=False)} | "
-            f"{_f(_num(row, 'parity_max_abs'), '.1e')} | {_f(_num(row, 'n_test'), ',.0f')} |"
+            f"{_f(_v(row, 'parity_max_abs'), '.1e')} | {_f(_v(row, 'n_test'), ',.0f')} |"
         )
     return "\n".join(lines) + "\n"
 
 
 def _ece_text(row: dict) -> str:
-    ece, sd = _num(row, "ece"), _num(row, "ece_std")
+    ece, sd = _v(row, "ece"), _v(row, "ece_std")
     return _f(ece, ".3f") + (f" ± {sd:.3f}" if ece is not None and sd is not None else "")
 
 
 def _slope_text(row: dict) -> str:
-    slope, intercept = _num(row, "cal_slope"), _num(row, "cal_intercept")
+    slope, intercept = _v(row, "cal_slope"), _v(row, "cal_intercept")
     return "–" if slope is None else f"{slope:.2f} / {intercept:+.2f}"
 
 
 def _largest_change(pairs: list[tuple[dict, dict]], col: str, fmt: str) -> tuple[float, str] | None:
     """The largest |row - baseline| of ``col`` among ``pairs``, and its text: ``row vs base: a → b``."""
-    changes = [(abs(_num(r, col) - _num(b, col)), r, b) for r, b in pairs
-               if _num(r, col) is not None and _num(b, col) is not None]
+    changes = [(abs(_v(r, col) - _v(b, col)), r, b) for r, b in pairs
+               if _v(r, col) is not None and _v(b, col) is not None]
     if not changes:
         return None
     size, r, b = max(changes, key=lambda c: c[0])
-    return size, f"`{r['row']}` vs `{b['row']}`: {_num(b, col):{fmt}} → {_num(r, col):{fmt}}"
+    return size, f"`{r['row']}` vs `{b['row']}`: {_v(b, col):{fmt}} → {_v(r, col):{fmt}}"
 
 
 def _calibration_verdict(pairs: list[tuple[dict, dict]]) -> str:
@@ -281,12 +240,12 @@ def calibration_markdown(table: list[dict]) -> list[str]:
     families = [(f, name) for f, name in (("lstm", "LSTM"), ("hlstm", "hLSTM"), ("dnn", "DNN"))
                 if any(r.get("family") == f for r in ok.values())]
     for family, name in families:
-        members = [r for r in ok.values() if r.get("family") == family and _num(r, "ece") is not None]
+        members = [r for r in ok.values() if r.get("family") == family and _v(r, "ece") is not None]
         text = []
         for label, groups, unit in (("condensation", ("pruning", "hlstm", "distillation"), "row"),
                                     ("quantization", ("quantization",), "file")):
             pairs = [(r, ok[str(r["baseline"])]) for r in members
-                     if method_group(r) in groups and str(r.get("baseline") or "") in ok]
+                     if r.get("condensation") in groups and str(r.get("baseline") or "") in ok]
             if pairs:
                 count = f"{len(pairs)} {unit}{'s' if len(pairs) > 1 else ''}"
                 text.append(f"{label} ({count}) {_calibration_verdict(pairs)}")
@@ -319,31 +278,27 @@ def deployable_markdown(table: list[dict]) -> list[str]:
         "|---|---|---|---:|---:|---:|---:|---:|---|---:|---:|---|",
     ]
     for row in table:
-        if row["status"] != "ok" or _num(row, "tflite_bytes") is None or _is_step(row):
+        if row["status"] != "ok" or _v(row, "tflite_bytes") is None or row.get("form") == "step":
             continue
         arena_text = _arena_text(row)
         lines.append(
-            f"| {row['row']} | {row['tflite_format']} | {row.get('route') or '–'} | {_f(_num(row, 'tflite_bytes'), ',.0f')} | "
-            f"{_f(_num(row, 'file_ratio'), '.2f')} | {_f(_num(row, 'litert_latency_us_median'), ',.0f')} | "
-            f"{_f(_num(row, 'latency_ratio'), '.2f')} | {_f(_num(row, 'litert_batch_us'), ',.0f')} | {arena_text} | "
-            f"{_f(_num(row, 'p_ties'), ',.0f')} | {_f(_num(row, 'parity_max_abs'), '.1e')} | {_auroc_text(row)} |"
+            f"| {row['row']} | {row['tflite_format']} | {row.get('route') or '–'} | {_f(_v(row, 'tflite_bytes'), ',.0f')} | "
+            f"{_f(_v(row, 'file_ratio'), '.2f')} | {_f(_v(row, 'litert_latency_us_median'), ',.0f')} | "
+            f"{_f(_v(row, 'latency_ratio'), '.2f')} | {_f(_v(row, 'litert_batch_us'), ',.0f')} | {arena_text} | "
+            f"{_f(_v(row, 'p_ties'), ',.0f')} | {_f(_v(row, 'parity_max_abs'), '.1e')} | {_auroc_text(row)} |"
         )
     return lines
 
 
 def _arena_text(row: dict) -> str:
     """The TFLM arena in bytes, or why TFLM cannot run the file."""
-    arena = _num(row, "tflm_arena_bytes")
+    arena = _v(row, "tflm_arena_bytes")
     return f"{arena:,.0f}" if arena is not None else (row.get("tflm_note") or "–")
-
-
-def _is_step(row: dict) -> bool:
-    return (row.get("route") or "").startswith("step")
 
 
 def step_markdown(table: list[dict]) -> list[str]:
     """The section on the step files (one hour per call, the state as inputs and outputs)."""
-    steps = [row for row in table if row["status"] == "ok" and _is_step(row)]
+    steps = [row for row in table if row["status"] == "ok" and row.get("form") == "step"]
     if not steps:
         return []
     lines = [
@@ -362,10 +317,10 @@ def step_markdown(table: list[dict]) -> list[str]:
     for row in steps:
         arena_text = _arena_text(row)
         lines.append(
-            f"| {row['row']} | {row['tflite_format']} | {_f(_num(row, 'tflite_bytes'), ',.0f')} | "
-            f"{_f(_num(row, 'file_ratio'), '.2f')} | {_f(_num(row, 'litert_latency_us_median'), ',.1f')} | "
-            f"{_f(_num(row, 'step_sequence_us'), ',.0f')} | {_f(_num(row, 'step_latency_ratio'), '.3f')} | "
-            f"{arena_text} | {_f(_num(row, 'p_ties'), ',.0f')} | {_f(_num(row, 'parity_max_abs'), '.1e')} | "
+            f"| {row['row']} | {row['tflite_format']} | {_f(_v(row, 'tflite_bytes'), ',.0f')} | "
+            f"{_f(_v(row, 'file_ratio'), '.2f')} | {_f(_v(row, 'litert_latency_us_median'), ',.1f')} | "
+            f"{_f(_v(row, 'step_sequence_us'), ',.0f')} | {_f(_v(row, 'step_latency_ratio'), '.3f')} | "
+            f"{arena_text} | {_f(_v(row, 'p_ties'), ',.0f')} | {_f(_v(row, 'parity_max_abs'), '.1e')} | "
             f"{_auroc_text(row)} |"
         )
     return lines

@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from condense.bench.profiles import Profile
+from condense.bench.table import CONDENSATIONS
 from condense.export.formats import FORMATS
 
 RECURRENT = ("lstm", "hlstm")
@@ -33,7 +34,7 @@ class RowSpec:
     ``kind`` is ``"train"`` (a Keras model trained here), ``"convert"`` (a ``.tflite`` made from
     the trained row ``source``), ``"tfmot"`` (a TensorFlow Model Optimization Toolkit peer),
     ``"peer"`` (a peer on hand-made features, ``train["model"]`` one of
-    :data:`condense.train.PEER_MODELS`: the logistic regression, gradient boosting) or
+    :data:`condense.peers.kinds.PEERS`: the logistic regression, gradient boosting) or
     ``"score"`` (a reference risk score shipped with the data,
     e.g. PhysioNet's SAPS-I; ``train["score"]`` names the ``Dataset.extras`` column).
     ``baseline`` names the row AUROC differences refer to.
@@ -51,6 +52,27 @@ class RowSpec:
     route: str = "auto"  # the export route of a "convert" row (condense.export.convert.ROUTES)
     form: str = "sequence"  # a "convert" row's file: the whole sequence, or one step (condense.export.step_graph)
     weight: float = 1.0  # relative cost, for the time-left estimate
+    #: What made the row (:data:`condense.bench.table.CONDENSATIONS`); derived from the fields when empty.
+    condensation: str = ""
+
+    def __post_init__(self) -> None:
+        if not self.condensation:
+            object.__setattr__(self, "condensation", self._derived_condensation())
+        if self.condensation not in CONDENSATIONS:
+            raise ValueError(f"row {self.row!r}: condensation must be one of {CONDENSATIONS}, got {self.condensation!r}")
+
+    def _derived_condensation(self) -> str:
+        if self.kind == "score":
+            return "reference"
+        if self.kind in ("peer", "tfmot"):
+            return "peer"
+        if self.kind == "convert":
+            return "step" if self.form == "step" else "quantization"
+        if self.train.get("teachers"):
+            return "distillation"
+        if self.family == "hlstm":
+            return "hlstm"
+        return "pruning" if self.train.get("prune_quantile") else "baseline"
 
 
 def _q(q: float) -> str:
@@ -99,11 +121,11 @@ def plan_rows(profile: Profile, reference_scores: dict[str, str] | None = None) 
                                 src.family, src.row, source=src.row, fmt=fmt, form="step", weight=0.1))
     if profile.peers:
         rows.append(RowSpec("dnn-dynamic", "DNN", "peer: TFLite dynamic-range quantization", "convert",
-                            "dnn", "dnn", source="dnn", fmt="dynamic", weight=0.1))
+                            "dnn", "dnn", source="dnn", fmt="dynamic", weight=0.1, condensation="peer"))
         rows.append(RowSpec("lstm-keras3", "LSTM", "peer: Keras 3 default conversion (WHILE loop + Masking), float32",
-                            "convert", "lstm", "lstm", source="lstm", fmt="float32", route="while", weight=0.1))
+                            "convert", "lstm", "lstm", source="lstm", fmt="float32", route="while", weight=0.1, condensation="peer"))
         rows.append(RowSpec("lstm-keras3-int8", "LSTM", "peer: Keras 3 default conversion (unrolled + Masking), int8",
-                            "convert", "lstm", "lstm", source="lstm", fmt="int8", route="unrolled", weight=0.1))
+                            "convert", "lstm", "lstm", source="lstm", fmt="int8", route="unrolled", weight=0.1, condensation="peer"))
         rows.append(RowSpec("tfmot-prune-dnn", "DNN", "peer: tfmot magnitude pruning 50 % sparsity", "tfmot", "dnn", "dnn",
                             train={"peer": "prune_dnn"}, weight=0.4))
         rows.append(RowSpec("tfmot-prune-lstm", "LSTM", "peer: tfmot magnitude pruning 50 % sparsity", "tfmot", "lstm", "lstm",

@@ -215,7 +215,7 @@ def run_benchmark(profile: Profile, *, out_dir, seeds: int = 1, cache_dir=None, 
 def data_record(profile: Profile, dataset: Dataset) -> dict:
     """What a row's model directory records of its data (``condense export`` / ``evaluate``
     reload it from ``spec`` when no ``--data`` is given)."""
-    from condense.runs.workflow import resolve_data_spec
+    from condense.data.sources import resolve_data_spec
 
     return {"spec": profile.data, "resolved": resolve_data_spec(profile.data), "fingerprint": dataset.fingerprint}
 
@@ -433,7 +433,7 @@ class SeedTable:
                 res["file_ratio"] = res["tflite_bytes"] / own["tflite_bytes"]
 
     def _paired_diff(self, reference: str, row: str, prefix: str) -> dict:
-        from condense.evaluate.metrics import paired_bootstrap_diff
+        from condense.evaluate.bootstrap import paired_bootstrap_diff
 
         d = paired_bootstrap_diff(self.y_test, self.scores[reference], self.scores[row], metric="auroc",
                                   n_resamples=self.profile.bootstrap_resamples, seed=self.seed)

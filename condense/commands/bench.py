@@ -1,4 +1,4 @@
-"""``condense bench`` and ``condense compare``."""
+"""``condense bench``."""
 
 from __future__ import annotations
 
@@ -46,12 +46,6 @@ def register(sub) -> None:
                            "(and failed) ones run")
     b.set_defaults(handler=cmd_bench)
 
-    from condense.bench.compare import COMPARE_DESCRIPTION, COMPARE_HELP, add_compare_arguments
-
-    c = sub.add_parser("compare", help=COMPARE_HELP, description=COMPARE_DESCRIPTION)
-    add_compare_arguments(c)
-    c.set_defaults(handler=cmd_compare)
-
 
 #: Settings a resumed run takes from its folder (giving them with --resume is an error).
 RUN_SETTINGS = ("profile", "data", "seeds", "epochs", "batch_size", "select", "patience", "rows", "out")
@@ -84,8 +78,3 @@ def cmd_bench(args: argparse.Namespace) -> int:
         print("some rows failed (see the table); exit code 1")
     return 0 if ok else 1
 
-
-def cmd_compare(args: argparse.Namespace) -> int:
-    from condense.bench.compare import run_compare
-
-    return run_compare(args)

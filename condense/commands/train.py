@@ -9,7 +9,7 @@ from condense.commands.export import format_help
 from condense.commands.paths import output_file, output_folder
 from condense.export.formats import FORMS, score_format_names
 from condense.train import (
-    BEST_PATIENCE, DEFAULT_ALPHA, DEFAULT_FOLDS, DEFAULT_TEMPERATURE, INPUT_KIND, PROTOCOLS, SELECT_CHOICES,
+    BEST_PATIENCE, DEFAULT_ALPHA, DEFAULT_FOLDS, DEFAULT_TEMPERATURE, PROTOCOLS, SELECT_CHOICES, model_names,
 )
 
 
@@ -23,7 +23,7 @@ def register(sub) -> None:
         "the training options.",
     )
     p.add_argument("--data", default="synthetic", help="IHM folder, synthetic[:EPISODES[:SEED]] or physionet2012:PATH (default: synthetic)")
-    p.add_argument("--model", required=True, choices=sorted(INPUT_KIND))
+    p.add_argument("--model", required=True, choices=sorted(model_names()))
     p.add_argument("--epochs", type=int, default=20)
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--learning-rate", type=float, default=1e-3)

@@ -34,6 +34,7 @@ import numpy as np
 
 from condense.data.channels import CATEGORICAL_VALUES, EPS, HEADER, PLAUSIBLE_RANGES, VARIABLES
 from condense.data.issues import IssueLog
+from condense.data.numbers import floats_or_nan
 
 __all__ = ["EpisodeBatch", "Observations"]
 
@@ -464,12 +465,7 @@ def _parse_floats(strings: list[str]) -> tuple[np.ndarray, list[int], list[int]]
     try:
         values = np.fromiter(map(float, strings), dtype=np.float64, count=len(strings))
     except ValueError:
-        values = np.empty(len(strings), dtype=np.float64)
-        for i, text in enumerate(strings):
-            try:
-                values[i] = float(text)
-            except ValueError:
-                values[i] = np.nan
+        values = floats_or_nan(strings)
     bad: list[int] = []
     blank: list[int] = []
     for i in np.flatnonzero(~np.isfinite(values)).tolist():

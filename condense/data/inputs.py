@@ -26,7 +26,7 @@ import numpy as np
 from condense.data.gaps import SINCE_LAST, since_last_channels, since_last_names
 from condense.data.layout import ChannelLayout
 from condense.data.preprocessing import Normalizer, dnn_features
-from condense.io import read_json, write_json
+from condense.io import read_state, write_json
 
 INPUT_KINDS = ("sequence", "features")
 PREPROCESSING_FILE = "preprocessing.json"
@@ -158,12 +158,7 @@ class ModelInputs:
 
     @classmethod
     def load(cls, path) -> "ModelInputs":
-        try:
-            return cls.from_json(read_json(path))
-        except FileNotFoundError:
-            raise FileNotFoundError(f"no preprocessing state at {path}") from None
-        except (KeyError, TypeError, ValueError) as exc:
-            raise ValueError(f"{path}: not a condense preprocessing file ({exc})") from None
+        return read_state(path, cls.from_json, "preprocessing state")
 
 
 def fit_inputs(dataset, kind: str) -> ModelInputs:

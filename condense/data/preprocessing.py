@@ -41,7 +41,7 @@ from condense.data.dataset import DataError, Dataset, Split
 from condense.data.episodes import EpisodeBatch
 from condense.data.issues import IssueLog
 from condense.data.layout import ChannelLayout
-from condense.io import read_json, write_json
+from condense.io import read_state, write_json
 
 __all__ = [
     "DISCRETIZER_VERSION",
@@ -421,12 +421,7 @@ class Normalizer:
 
     @classmethod
     def load(cls, path) -> "Normalizer":
-        try:
-            return cls.from_json(read_json(path))
-        except FileNotFoundError:
-            raise FileNotFoundError(f"no normalizer state at {path}") from None
-        except (KeyError, TypeError, ValueError) as exc:
-            raise ValueError(f"{path}: {exc}") from None
+        return read_state(path, cls.from_json, "normalizer state")
 
     def __repr__(self) -> str:
         fitted = "fitted" if hasattr(self, "mean_") else "not fitted"

@@ -45,7 +45,7 @@ from pathlib import Path
 
 import numpy as np
 
-from condense._child import ChildError, child_main, run_child
+from condense._child import child_main, child_result
 from condense.io import work_folder
 
 __all__ = [
@@ -279,12 +279,8 @@ def _keras_latency_in_child(path: Path, x_one, num_threads: int, warmup: int, re
         np.save(Path(work) / "sample.npy", x)
         request = {"model_path": str(path.resolve()), "sample": str(Path(work) / "sample.npy"),
                    "num_threads": num_threads, "warmup": warmup, "repeats": repeats}
-        run = run_child("condense.evaluate.measure", request, what=f"Measuring the Keras latency of {path}",
-                        timeout=timeout, work=work)
-        try:
-            return run.check()
-        except ChildError as exc:
-            raise RuntimeError(str(exc)) from None
+        return child_result("condense.evaluate.measure", request, what=f"Measuring the Keras latency of {path}",
+                            timeout=timeout, work=work)
 
 
 def keras_latencies(models: dict, *, num_threads: int = 1, warmup: int = DEFAULT_WARMUP,
@@ -303,12 +299,8 @@ def keras_latencies(models: dict, *, num_threads: int = 1, warmup: int = DEFAULT
             entries.append({"name": str(name), "model_path": str(Path(path).resolve()), "sample": str(sample)})
         request = {"task": "latencies", "models": entries, "num_threads": int(num_threads), "warmup": int(warmup),
                    "repeats": int(repeats)}
-        run = run_child("condense.evaluate.measure", request, what=f"Measuring the Keras latency of {len(entries)} "
-                        "model(s)", timeout=timeout, work=work)
-        try:
-            return run.check()["models"]
-        except ChildError as exc:
-            raise RuntimeError(str(exc)) from None
+        return child_result("condense.evaluate.measure", request, what=f"Measuring the Keras latency of "
+                            f"{len(entries)} model(s)", timeout=timeout, work=work)["models"]
 
 
 def _latencies_child(request: dict) -> dict:

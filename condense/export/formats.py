@@ -4,8 +4,9 @@ Everything that lists, converts, checks, scores, benchmarks or reports formats r
 registry: the CLI's ``--format`` choices, the conversion child's converter settings and
 checks, :class:`~condense.runs.scoring.SavedModel`, the benchmark's converted rows and the
 report's file-size and latency columns. Adding a format is one :func:`register_format` call (plus,
-if it needs one, a new check in :data:`condense.export.convert.FILE_CHECKS`). Pure Python: the
-CLI reads it without starting TensorFlow.
+if it needs one, a check added with :func:`condense.export.file_checks.register_file_check` in a
+module). The format travels to the conversion child as data, so one registered in a script converts
+too (:mod:`condense.plugins`). Pure Python: the CLI reads it without starting TensorFlow.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from condense.checks import check_choice
+from condense.registry import add_entry
 
 __all__ = ["ExportFormat", "FORMATS", "FORMS", "ROUTES", "format_names", "get_format", "is_quantized", "register_format",
            "score_format_names"]
@@ -34,7 +36,7 @@ class ExportFormat:
         fused_lstm_edits: :mod:`condense.export.tflite_edit` functions applied, in order, to a
             file whose LSTM layers were fused (``unclip_lstm_cells``, ``quantize_lstm_weights``).
         checks: names of the checks the conversion child runs on the file before writing it
-            (:data:`condense.export.convert.FILE_CHECKS`).
+            (:data:`condense.export.file_checks.FILE_CHECKS`).
         bench_sources: which trained benchmark rows get a converted row in this format:
             ``"recurrent"`` (every LSTM / hLSTM row) and/or ``"dnn"`` (the DNN baseline).
     """
@@ -78,10 +80,9 @@ def register_format(fmt: ExportFormat) -> ExportFormat:
     """Add ``fmt`` to :data:`FORMATS` (its name must be new); returns it."""
     if not isinstance(fmt, ExportFormat):
         raise TypeError(f"register_format expects an ExportFormat, got {type(fmt).__name__}")
-    if fmt.name in FORMATS or fmt.name == "keras":
-        raise ValueError(f"an export format named {fmt.name!r} already exists")
-    FORMATS[fmt.name] = fmt
-    return fmt
+    if fmt.name == "keras":
+        raise ValueError("an export format named 'keras' already exists (the saved model itself)")
+    return add_entry(FORMATS, fmt.name, fmt, "export format")
 
 
 register_format(ExportFormat(

@@ -1,6 +1,6 @@
 """Conversion of a :class:`~condense.export.step_graph.StepGraph` to a step ``.tflite`` file (child side).
 
-Called by the conversion child (:func:`condense.export.convert._convert`) for ``form="step"``.
+Called by the conversion child (:mod:`condense.export.conversion_child`) for ``form="step"``.
 float32 and dynamic convert the graph as it is; full int8 is calibrated on ``(x_t, state_t)``
 pairs: the calibration sequences run through the float step equations from zero state, every
 hour's input and incoming state one sample (the state's int8 ranges come from real trajectories,

@@ -7,6 +7,9 @@
   (:class:`~condense.peers.gbm.GradientBoostingPeer`, saved as LightGBM text + JSON).
 * :mod:`condense.peers.tfmot_bridge` — TensorFlow Model Optimization peers, trained in child
   processes on the legacy Keras (see that module).
+* :mod:`condense.peers.base` — what the two peers on hand-made features share
+  (:class:`~condense.peers.base.HandFeaturePeer`); :mod:`condense.peers.kinds` — their registry
+  (``--model lr``, teacher ``peer:gbm``, the files they save; ``register_peer``).
 
 Each peer lives in its own module and is imported from there (``from condense.peers.logistic
 import LogisticRegressionPeer``); this package imports nothing on its own, so a peer with heavy

@@ -384,22 +384,9 @@ def _run_prune(tf, tf_keras, tfmot, data, cfg, kind: str) -> dict:
         export_model.set_weights(stripped.get_weights())
     else:
         export_model = stripped
-    t0 = time.perf_counter()
-    tflite = tf.lite.TFLiteConverter.from_keras_model(export_model).convert()
-    fit["_phases"] = {"train": fit["train_seconds"], "convert": time.perf_counter() - t0}
-
-    peer = cfg["peer"]
-    keras_path, with_optimizer = _save_keras(stripped, Path(cfg["out_dir"]) / f"{peer}.keras", h5=False)
-    return _finish(
-        tf,
-        cfg,
-        stripped,
-        tflite,
-        keras_path,
-        x_val,
-        x_test,
-        fit,
-        {
+    converter = tf.lite.TFLiteConverter.from_keras_model(export_model)
+    return _convert_and_finish(
+        tf, cfg, converter, stripped, x_val, x_test, fit, h5=False, facts={
             "method": "tfmot magnitude pruning (prune_low_magnitude + strip_pruning)",
             "model": kind,
             "params": params,
@@ -410,7 +397,6 @@ def _run_prune(tf, tf_keras, tfmot, data, cfg, kind: str) -> dict:
             "pruning_schedule": schedule,
             "steps_per_epoch": steps_per_epoch,
             "keras_format": "keras",
-            "keras_includes_optimizer": with_optimizer,
             "tflite_quantization": "float32",
             "tflite_io": "float32",
             "tflite_batch": 1 if kind == "lstm" else "dynamic",
@@ -442,21 +428,8 @@ def _run_qat(tf, tf_keras, tfmot, data, cfg) -> dict:
     converter.optimizations = [tf.lite.Optimize.DEFAULT]
     converter.representative_dataset = representative_dataset
     converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-    t0 = time.perf_counter()
-    tflite = converter.convert()
-    fit["_phases"] = {"train": fit["train_seconds"], "convert": time.perf_counter() - t0}
-
-    keras_path, with_optimizer = _save_keras(qat, Path(cfg["out_dir"]) / f"{cfg['peer']}.h5", h5=True)
-    return _finish(
-        tf,
-        cfg,
-        qat,
-        tflite,
-        keras_path,
-        x_val,
-        x_test,
-        fit,
-        {
+    return _convert_and_finish(
+        tf, cfg, converter, qat, x_val, x_test, fit, h5=True, facts={
             "method": "tfmot quantization-aware training (quantize_model) + full-int8 TFLite",
             "model": "dnn",
             "params": params,
@@ -464,13 +437,23 @@ def _run_qat(tf, tf_keras, tfmot, data, cfg) -> dict:
             "sparsity_reached": None,
             "target_sparsity": None,
             "keras_format": "h5",
-            "keras_includes_optimizer": with_optimizer,
             "tflite_quantization": "int8",
             "tflite_io": "float32",
             "tflite_batch": "dynamic",
             "calibration_samples": int(n_cal),
         },
     )
+
+
+def _convert_and_finish(tf, cfg, converter, keras_model, x_val, x_test, fit, *, h5: bool, facts: dict) -> dict:
+    """Convert (timed), save the Keras model (``.h5`` or ``.keras``), then :func:`_finish`."""
+    t0 = time.perf_counter()
+    tflite = converter.convert()
+    fit["_phases"] = {"train": fit["train_seconds"], "convert": time.perf_counter() - t0}
+    suffix = ".h5" if h5 else ".keras"
+    keras_path, with_optimizer = _save_keras(keras_model, Path(cfg["out_dir"]) / f"{cfg['peer']}{suffix}", h5=h5)
+    return _finish(tf, cfg, keras_model, tflite, keras_path, x_val, x_test, fit,
+                   {**facts, "keras_includes_optimizer": with_optimizer})
 
 
 def _finish(tf, cfg, keras_model, tflite: bytes, keras_path: Path, x_val, x_test, fit, extra) -> dict:

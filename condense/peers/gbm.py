@@ -4,9 +4,9 @@ On real patients (PhysioNet 2012) the condensed models tie a logistic regression
 practitioner would also try gradient-boosted trees on the same features, the strongest tabular
 baseline. This module is that peer.
 
-Features: exactly the logistic-regression peer's, :func:`condense.peers.logistic.hand_features`
+Features: exactly the logistic-regression peer's, :func:`condense.peers.features.hand_features`
 (seven statistics over seven windows of every variable's observed bins, static channels'
-means; columns named by :func:`condense.peers.logistic.feature_names`). Trees need neither the
+means; columns named by :func:`condense.peers.features.feature_names`). Trees need neither the
 LR's imputation nor its scaling: an undefined statistic stays NaN and LightGBM sends it down
 each split's learned "missing" branch (``use_missing``; zeros are values, not missing).
 
@@ -47,7 +47,8 @@ import numpy as np
 
 from condense.data.layout import ChannelLayout
 from condense.io import atomic_write, read_json, write_json
-from condense.peers.logistic import feature_names, hand_features
+from condense.peers.base import HandFeaturePeer
+from condense.peers.features import feature_names, hand_features
 
 __all__ = ["GradientBoostingPeer", "sidecar_path"]
 
@@ -60,12 +61,6 @@ _TEXT_HEADER = "tree\n"
 def sidecar_path(path) -> Path:
     """The JSON beside a booster file: ``model.gbm.txt`` -> ``model.gbm.json``."""
     return Path(path).with_suffix(".json")
-
-
-def _not_fitted():
-    from sklearn.exceptions import NotFittedError
-
-    return NotFittedError("this GradientBoostingPeer is not fitted yet; call fit(...) or load(path)")
 
 
 def _sha256(text: str) -> str:
@@ -98,8 +93,8 @@ def _check_fraction(name: str, value, *, closed: bool) -> float:
     return float(value)
 
 
-class GradientBoostingPeer:
-    """LightGBM gradient-boosted trees on :func:`~condense.peers.logistic.hand_features`.
+class GradientBoostingPeer(HandFeaturePeer):
+    """LightGBM gradient-boosted trees on :func:`~condense.peers.features.hand_features`.
 
     Args:
         learning_rate: shrinkage per round, in (0, 1). Default 0.05.
@@ -146,9 +141,8 @@ class GradientBoostingPeer:
             "early_stopping_rounds": self.early_stopping_rounds, "seed": self.seed,
         }
 
-    def __repr__(self) -> str:
-        args = ", ".join(f"{k}={v!r}" for k, v in self.get_config().items())
-        return f"GradientBoostingPeer({args})"
+    fitted_attribute = "booster_"
+    file_format, file_format_version = _FORMAT, _FORMAT_VERSION
 
     def lightgbm_params(self) -> dict:
         """The parameters handed to ``lightgbm.train`` (objective, metric, determinism, threads)."""
@@ -162,7 +156,7 @@ class GradientBoostingPeer:
 
     # ------------------------------------------------------------------ fitting
 
-    def fit(self, X, y, layout: ChannelLayout, *, X_val, y_val) -> "GradientBoostingPeer":
+    def fit(self, X, y, layout: ChannelLayout, *, X_val=None, y_val=None) -> "GradientBoostingPeer":
         """Grow trees on the training episodes, stopping early on the validation AUROC.
 
         Args:
@@ -177,6 +171,8 @@ class GradientBoostingPeer:
         """
         import lightgbm as lgb
 
+        if X_val is None or y_val is None:
+            raise ValueError("the gradient-boosting peer stops early on a validation split: pass X_val and y_val")
         features = hand_features(X, layout)
         y = _labels(y, features.shape[0], "y")
         val_features = hand_features(X_val, layout)
@@ -214,14 +210,6 @@ class GradientBoostingPeer:
         self.iterations_run_ = int(iterations_run)
         self.val_auroc_ = float(val_auroc)
 
-    @property
-    def fitted(self) -> bool:
-        return hasattr(self, "booster_")
-
-    def _check_fitted(self) -> None:
-        if not self.fitted:
-            raise _not_fitted()
-
     # ------------------------------------------------------------------ inference
 
     def transform(self, X) -> np.ndarray:
@@ -241,6 +229,11 @@ class GradientBoostingPeer:
         p = self.booster_.predict(features, num_threads=1)
         return np.asarray(p, dtype=np.float64).reshape(-1)
 
+    def training_record(self, seconds: float) -> dict:
+        """The boosting rounds are the "epochs": the validation AUROC after each, the one kept."""
+        return {**super().training_record(seconds), "val_auroc_history": self.val_auroc_history_,
+                "selected_epoch": self.best_iteration_, "stopped_early": self.iterations_run_ < self.max_rounds}
+
     @property
     def param_count(self) -> int:
         """Tree nodes: every leaf (one value) plus every split (a feature and a threshold), summed
@@ -255,14 +248,8 @@ class GradientBoostingPeer:
 
     def metadata(self) -> dict:
         """What :func:`sidecar_path` holds: everything but the trees, as plain JSON."""
-        self._check_fitted()
         return {
-            "format": _FORMAT,
-            "format_version": _FORMAT_VERSION,
-            "config": self.get_config(),
-            "layout_name": self.layout_.name,
-            "layout": self.layout_.to_json(),
-            "feature_names": list(self.feature_names_),
+            **self.saved_header(),
             "best_iteration": self.best_iteration_,
             "iterations_run": self.iterations_run_,
             "val_auroc": self.val_auroc_,
@@ -306,17 +293,8 @@ class GradientBoostingPeer:
 
     @classmethod
     def _from_parts(cls, text: str, meta) -> "GradientBoostingPeer":
-        if not isinstance(meta, dict) or meta.get("format") != _FORMAT:
-            found = meta.get("format") if isinstance(meta, dict) else type(meta).__name__
-            raise ValueError(f"its metadata is not a {_FORMAT} model's (format {found!r})")
-        if meta.get("format_version") != _FORMAT_VERSION:
-            raise ValueError(
-                f"{_FORMAT} format_version {meta.get('format_version')!r} is not supported (expected {_FORMAT_VERSION})"
-            )
+        peer, layout, names = cls.from_saved_header(meta, "model's metadata")
         try:
-            peer = cls(**meta["config"])
-            layout = ChannelLayout.from_json(meta["layout"])
-            names = [str(name) for name in meta["feature_names"]]
             best, run = int(meta["best_iteration"]), int(meta["iterations_run"])
             val_auroc = float(meta["val_auroc"])
             recorded = str(meta["model_sha256"])
@@ -324,14 +302,6 @@ class GradientBoostingPeer:
             raise ValueError(f"{_FORMAT} metadata is missing or mistypes a field: {exc}") from None
         if recorded != _sha256(text):
             raise ValueError("the booster file is not the one its metadata was written with (sha256 differs)")
-        if layout.name != meta.get("layout_name", layout.name):
-            raise ValueError(f"layout_name {meta['layout_name']!r} disagrees with the layout's name {layout.name!r}")
-        expected = feature_names(layout)
-        if names != expected:
-            raise ValueError(
-                f"saved feature names ({len(names)}) differ from this version's features for layout "
-                f"{layout.name!r} ({len(expected)}); refit the model"
-            )
         if not 1 <= best <= run:
             raise ValueError(f"best_iteration {best} is not within the {run} iteration(s) run")
         from lightgbm.basic import LightGBMError

@@ -22,6 +22,7 @@ from condense.prune.importance import (
     activation_importance,
     check_criterion,
     incoming_weights,
+    register_criterion,
     unit_importance,
     weight_criterion,
 )
@@ -44,6 +45,7 @@ __all__ = [
     "Criterion",
     "Surgeon",
     "register_surgeon",
+    "register_criterion",
     "check_criterion",
     "weight_criterion",
     "activation_importance",

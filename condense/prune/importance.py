@@ -14,12 +14,14 @@ import keras
 import numpy as np
 
 from condense.checks import check_choice
+from condense.registry import function_registrar
 from condense.prune.graph import describe_layer, prunable_layers
 from condense.prune.surgeons import layer_arrays, registered_kinds, surgeon_for, unit_count
 
 __all__ = [
     "CRITERIA",
     "Criterion",
+    "register_criterion",
     "weight_criterion",
     "activation_importance",
     "incoming_weights",
@@ -117,13 +119,19 @@ def activation_importance(model, layer_names, calibration_x=None) -> dict[str, n
     return {name: sums[name] / counts[name] for name in names}
 
 
-#: The unit-importance criteria by name; add an entry to register a new one (docs/pruning.md).
-CRITERIA: dict[str, Criterion] = {
-    "mean_abs": weight_criterion(_mean_abs),
-    "l2": weight_criterion(_l2),
-    "signed_mean": weight_criterion(_signed_mean),
-    "activation": activation_importance,
-}
+#: The unit-importance criteria by name (:func:`register_criterion` adds one; docs/pruning.md).
+CRITERIA: dict[str, Criterion] = {}
+
+
+register_criterion = function_registrar(CRITERIA, "pruning criterion", """Add a unit-importance criterion
+(``--prune-criterion NAME``): ``register_criterion("max_abs", fn)`` or ``@register_criterion("max_abs")``.
+``fn(model, layer_names, calibration_x) -> {layer: (units,) scores}``, higher meaning more important.""")
+
+
+register_criterion("mean_abs", weight_criterion(_mean_abs))
+register_criterion("l2", weight_criterion(_l2))
+register_criterion("signed_mean", weight_criterion(_signed_mean))
+register_criterion("activation", activation_importance)
 
 
 def check_criterion(criterion, name: str = "criterion") -> Criterion:

@@ -305,10 +305,11 @@ class HLSTMSurgeon(LSTMSurgeon):
 _REGISTRY: dict[type, Surgeon] = {}
 
 
-def register_surgeon(layer_class: type, surgeon: Surgeon) -> None:
-    """Make layers of ``layer_class`` (and its subclasses) prunable with ``surgeon``.
+def register_surgeon(layer_class: type, surgeon: Surgeon) -> Surgeon:
+    """Make layers of ``layer_class`` (and its subclasses) prunable with ``surgeon``; returns it.
 
-    Registering a class again replaces its surgeon. The most specific registered class of a
+    Registering a class again replaces its surgeon (unlike the named registries: a subclass's own
+    surgeon is how a layer kind specializes its base's). The most specific registered class of a
     layer wins (an HLSTM surgeon is used for an HLSTM even if its base class is registered).
 
     Raises:
@@ -322,6 +323,7 @@ def register_surgeon(layer_class: type, surgeon: Surgeon) -> None:
     if not isinstance(surgeon, Surgeon):
         raise ValueError(f"Argument `surgeon` must be a condense.prune.Surgeon instance; got surgeon={surgeon!r}.")
     _REGISTRY[layer_class] = surgeon
+    return surgeon
 
 
 def registered_surgeon(layer) -> Surgeon | None:

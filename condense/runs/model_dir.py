@@ -44,15 +44,16 @@ from typing import Iterator
 
 from condense.data.inputs import PREPROCESSING_FILE, ModelInputs
 from condense.io import atomic_path, read_json, sha256_file, write_json
+from condense.peers.kinds import PEERS, peer_of_file
 
 MANIFEST_FILE = "manifest.json"
 KERAS_FILE = "model.keras"
-LR_FILE = "model.lr.json"
-#: The gradient-boosting peer: LightGBM's text model, and its metadata beside it (layout, features).
-GBM_FILE = "model.gbm.txt"
-GBM_META_FILE = "model.gbm.json"
-#: Every model file a manifest's ``model_file`` may name.
-MODEL_FILES = (KERAS_FILE, LR_FILE, GBM_FILE)
+
+
+def model_files() -> tuple[str, ...]:
+    """Every model file a manifest's ``model_file`` may name: Keras's, and each registered peer's
+    (:data:`condense.peers.kinds.PEERS`; the gradient-boosting peer's LightGBM text has its metadata beside it)."""
+    return (KERAS_FILE, *(kind.files[0] for kind in PEERS.values()))
 
 #: Keys every manifest written by :func:`save_run` has (older ones included).
 REQUIRED_KEYS = ("model", "seed", "files", "model_file")
@@ -322,17 +323,15 @@ def save_keras_model(model, path) -> Path:
 
 
 def _write_files(folder: Path, *, model, inputs: ModelInputs, manifest: dict) -> None:
-    from condense.peers.gbm import GradientBoostingPeer
-
     extra: tuple[str, ...] = ()
     if hasattr(model, "save") and hasattr(model, "get_weights"):
         model_file = KERAS_FILE
         save_keras_model(model, folder / model_file)
-    elif isinstance(model, GradientBoostingPeer):
-        model_file, extra = GBM_FILE, (GBM_META_FILE,)
-        model.save(folder / model_file)  # writes model.gbm.json beside it
-    else:
-        model_file = LR_FILE
+    else:  # a peer: its kind names its files (the first is the one save() takes)
+        kind = next((k for k in PEERS.values() if isinstance(model, k.peer_class())), None)
+        if kind is None:
+            raise TypeError(f"cannot save a {type(model).__name__}: not a Keras model or a registered peer")
+        model_file, extra = kind.files[0], kind.files[1:]
         model.save(folder / model_file)
     inputs.save(folder / PREPROCESSING_FILE)
     manifest = dict(manifest)
@@ -433,7 +432,7 @@ def load_manifest(model_dir) -> dict:
     seed = manifest["seed"]
     if not isinstance(seed, int) or isinstance(seed, bool):
         raise ModelDirError(f"{path} is not a condense manifest: 'seed' is {seed!r}, not an integer")
-    if manifest["model_file"] not in MODEL_FILES:
+    if manifest["model_file"] not in model_files():
         raise ModelDirError(f"{path} is not a condense manifest: unknown model_file {manifest['model_file']!r}")
     return manifest
 
@@ -513,23 +512,16 @@ def load_run(model_dir):
     inputs = ModelInputs.load(prep)
     model_file = manifest["model_file"]
     checked = (model_file, PREPROCESSING_FILE)
-    if model_file == GBM_FILE:
-        from condense.peers.gbm import GradientBoostingPeer
-
-        checked = (model_file, GBM_META_FILE, PREPROCESSING_FILE)
-        for name in (GBM_FILE, GBM_META_FILE):
+    kind = peer_of_file(model_file)
+    if kind is not None:
+        checked = (*kind.files, PREPROCESSING_FILE)
+        for name in kind.files:
             if not (model_dir / name).exists():
                 raise ModelDirError(f"{model_dir / name} is missing: {model_dir} is not a complete model directory")
         try:
-            model = GradientBoostingPeer.load(model_dir / GBM_FILE)
+            model = kind.peer_class().load(model_dir / model_file)
         except ValueError as exc:
             raise ModelDirError(str(exc)) from None
-    elif model_file == LR_FILE:
-        from condense.peers.logistic import LogisticRegressionPeer
-
-        if not (model_dir / LR_FILE).exists():
-            raise ModelDirError(f"{model_dir / LR_FILE} is missing: {model_dir} is not a complete model directory")
-        model = LogisticRegressionPeer.load(model_dir / LR_FILE)
     else:
         if not (model_dir / KERAS_FILE).exists():
             raise ModelDirError(f"{model_dir / KERAS_FILE} is missing: {model_dir} is not a complete model directory")

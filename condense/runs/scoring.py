@@ -34,11 +34,11 @@ class SavedModel:
         if form != "sequence" and fmt == "keras":
             raise ValueError(f"form={form!r} is a .tflite file's form: give a .tflite format (float32, dynamic, int8)")
         if fmt != "keras":
-            from condense.train import PEER_MODELS
+            from condense.peers.kinds import PEERS
 
             peer = self.manifest.get("model")
-            if peer in PEER_MODELS:
-                raise ValueError(f"{model_dir}: {PEER_MODELS[peer]} has no .tflite export; score the saved model "
+            if peer in PEERS:
+                raise ValueError(f"{model_dir}: {PEERS[peer].description} has no .tflite export; score the saved model "
                                  "itself (format 'keras')")
             path = check_export(self.model_dir, self.manifest, fmt, form)  # missing or stale: a clear error
             from condense.export.metadata import read_metadata

@@ -7,20 +7,20 @@ trained by hand from the README are produced by identical code.
 
 from __future__ import annotations
 
-import os
 import sys
 from pathlib import Path
 
 import numpy as np
 
 from condense.checks import invalid_argument
-from condense.data import Dataset, load_dataset
+from condense.data import Dataset, load_dataset, resolve_data_spec
 from condense.data.inputs import fit_inputs, prepared_splits
-from condense.evaluate.metrics import summarize
+from condense.evaluate.summary import summarize
 from condense.runs.model_dir import (
     check_output_dir, git_commit, library_versions, load_manifest, model_dir_lock, save_run,
 )
-from condense.train import PEER_MODELS, PRUNABLE_MODELS, TrainConfig, fit, fit_gbm, fit_logistic
+from condense.peers.kinds import PEERS, fit_peer
+from condense.train import PRUNABLE_MODELS, TrainConfig, fit
 
 #: Bootstrap settings of every reported interval (the benchmark's: 10,000 resamples).
 BOOTSTRAP_RESAMPLES = 10_000
@@ -28,17 +28,6 @@ BOOTSTRAP_RESAMPLES = 10_000
 
 def _stderr(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
-
-
-def resolve_data_spec(spec: str) -> str:
-    """``spec`` with its path made absolute (a folder, ``physionet2012:PATH``); ``synthetic[...]``
-    as it is. What a model directory records, so that a later command finds the same data from
-    any working folder."""
-    spec = str(spec)
-    if spec == "synthetic" or spec.startswith("synthetic:"):
-        return spec
-    prefix = "physionet2012:" if spec.startswith("physionet2012:") else ""
-    return prefix + os.path.abspath(os.path.expanduser(spec[len(prefix):]))
 
 
 def data_summary(dataset: Dataset, spec: str) -> dict:
@@ -76,20 +65,10 @@ def train_on_dataset(config: TrainConfig, dataset: Dataset, *, verbose: int = 1,
         inputs, x = prepared
     y = {name: dataset.split(name).y for name in ("train", "val", "test")}
     record = {"model": config.model, "seed": config.seed, "protocol": config.protocol, "config": config.to_json()}
-    if config.model == "lr":
-        model, seconds = fit_logistic(config, x["train"], y["train"], dataset.layout)
-        record.update(
-            params=int(model.param_count), epoch_seconds=[seconds], train_seconds=seconds,
-            val_auroc_history=[], selected_epoch=1, stopped_early=False, prune=None,
-        )
-        predict = model.predict_proba
-    elif config.model == "gbm":  # early stopping on the validation split; "epochs" are boosting rounds
-        model, seconds = fit_gbm(config, x["train"], y["train"], x["val"], y["val"], dataset.layout)
-        record.update(
-            params=int(model.param_count), epoch_seconds=[seconds], train_seconds=seconds,
-            val_auroc_history=model.val_auroc_history_, selected_epoch=model.best_iteration_,
-            stopped_early=model.iterations_run_ < model.max_rounds, prune=None,
-        )
+    if config.model in PEERS:  # a peer on hand-made features: fitted once (GBM: early stopping on val)
+        model, seconds = fit_peer(config.model, config.seed, x["train"], y["train"], x["val"], y["val"],
+                                  dataset.layout)
+        record.update(model.training_record(seconds), prune=None)
         predict = model.predict_proba
     else:
         y_fit = y["train"]
@@ -245,8 +224,8 @@ def export_run(model_dir, fmt: str, *, calibration: int = 300, data: str | None 
     load_manifest(model_dir)  # not a model directory: say so before taking its lock
     with model_dir_lock(model_dir, create=False):
         saved = SavedModel(model_dir, "keras")
-        if saved.manifest.get("model") in PEER_MODELS:
-            raise ValueError(f"{model_dir}: {PEER_MODELS[saved.manifest['model']]} has no .tflite export")
+        if saved.manifest.get("model") in PEERS:
+            raise ValueError(f"{model_dir}: {PEERS[saved.manifest['model']].description} has no .tflite export")
         _, dataset = _load_data_for(model_dir, saved.manifest, data, cache_dir=cache_dir, quiet=quiet)
         x_train = saved.inputs.transform(dataset.train.X[:calibration])
         source = Path(model_dir) / KERAS_FILE

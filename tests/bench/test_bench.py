@@ -15,7 +15,7 @@ from condense.bench.rows import plan_rows
 from condense.bench.jobs import _JobRunner
 from condense.bench.runner import run_benchmark
 from condense.bench.profiles import PROFILES, get_profile
-from condense.bench.report import COLUMNS
+from condense.bench.table import COLUMNS
 from condense.bench.compare import compare_tables
 from condense.io import sha256_file
 from condense.train import DEFAULT_ALPHA

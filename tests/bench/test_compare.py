@@ -6,9 +6,10 @@ import csv
 
 import pytest
 
-from condense.bench.report import COLUMNS
+from condense.bench.table import COLUMNS
 from condense.cli import main
-from condense.bench.compare import compare_tables, read_table
+from condense.bench.compare import compare_tables
+from condense.bench.table import read_table
 
 
 def _row(row, **values):
@@ -106,6 +107,62 @@ def test_bad_tables_give_clear_errors(tmp_path):
         read_table(dup)
 
 
+@pytest.mark.parametrize("cell", ["", "nan", "NaN", "inf", "-inf"])
+def test_a_row_that_ran_without_a_finite_auroc_fails_naming_it(base, tmp_path, cell, capsys):
+    new = _write(tmp_path / "new.csv", [_row("lstm", auroc=cell), _row("dnn", params="60929", auroc="0.82")])
+    result = compare_tables(base, new)
+    assert [f for f in result.failures if f.startswith("row 'lstm': the new table has") and "cannot be judged" in f]
+    assert main(["compare", str(base), str(new)]) == 1
+    assert not compare_tables(new, base).ok  # the same hole on the base side
+    capsys.readouterr()
+
+
+def test_text_in_the_auroc_column_or_no_auroc_column_never_passes(base, tmp_path, capsys):
+    text = _write(tmp_path / "text.csv", [_row("lstm", auroc="high"), _row("dnn", params="60929", auroc="0.82")])
+    assert main(["compare", str(base), str(text)]) == 2
+    assert "text.csv:2: row 'lstm', column 'auroc': 'high' is not a number" in capsys.readouterr().err
+    no_column = tmp_path / "no-auroc.csv"
+    columns = [c for c in COLUMNS if c != "auroc"]
+    with open(no_column, "w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=columns, extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows([_row("lstm"), _row("dnn", params="60929", auroc="0.82")])
+    result = compare_tables(base, no_column)
+    assert len([f for f in result.failures if "no AUROC (empty, nan or no auroc column)" in f]) == 2
+
+
+def test_a_table_without_rows_cannot_pass(base, tmp_path):
+    header_only = _write(tmp_path / "empty.csv", [])
+    as_base = compare_tables(header_only, base)
+    assert not as_base.ok and as_base.failures[0] == f"{header_only}: the base table has no rows: nothing to judge"
+    as_new = compare_tables(base, header_only)
+    assert not as_new.ok and f"{header_only}: the new table has no rows: nothing to judge" in as_new.failures
+
+
+def test_a_failed_row_on_both_sides_is_not_judged_on_auroc(base, tmp_path):
+    both = [_row("lstm", status="failed", error="x", auroc=""), _row("dnn", params="60929", auroc="0.82")]
+    a, b = _write(tmp_path / "a.csv", both), _write(tmp_path / "b.csv", both)
+    assert compare_tables(a, b).ok
+
+
+def test_different_run_settings_are_named(base, tmp_path):
+    for name, epochs, seeds in (("one", 2, [0]), ("two", 3, [0, 1])):
+        folder = tmp_path / name
+        folder.mkdir()
+        _write(folder / "table.csv", [_row("lstm"), _row("dnn", params="60929", auroc="0.82")])
+        (folder / "manifest.json").write_text(json.dumps({
+            "profile": {"name": "smoke", "epochs": epochs}, "seeds": seeds,
+            "data": {"spec": "synthetic", "fingerprint": name * 8}, "library_versions": {"keras": "3.15.1"}}))
+    report = compare_tables(tmp_path / "one" / "table.csv", tmp_path / "two" / "table.csv").report()
+    assert "notice: the runs' settings differ: epochs 2 vs 3" in report
+    assert "notice: the runs used different seeds: [0] vs [0, 1]" in report
+    assert "notice: the runs read different data (synthetic, fingerprint oneoneoneone vs synthetic, twotwotwotwo)" \
+        in report
+    assert "library versions" not in report
+    same = compare_tables(tmp_path / "one" / "table.csv", tmp_path / "one" / "table.csv").report()
+    assert "notice" not in same
+
+
 def test_cli_exit_codes(base, tmp_path, capsys):
     assert main(["compare", str(base), str(base)]) == 0
     new = _write(tmp_path / "new.csv", [_row("lstm", params="1"), _row("dnn", params="60929", auroc="0.82")])
@@ -122,11 +179,12 @@ import re  # noqa: E402
 
 import numpy as np  # noqa: E402
 
-from condense.bench.compare import add_compare_arguments, holm_adjust, run_compare  # noqa: E402
+from condense.commands.compare import add_compare_arguments, run_compare  # noqa: E402
 from condense.bench.predictions import (  # noqa: E402
     PREDICTIONS_FILE, predictions_beside, read_predictions, write_predictions,
 )
-from condense.evaluate.metrics import auroc, paired_bootstrap_diff  # noqa: E402
+from condense.evaluate.bootstrap import holm_adjust, paired_bootstrap_diff
+from condense.evaluate.metrics import auroc  # noqa: E402
 
 N = 800
 _RNG = np.random.default_rng(7)

@@ -3,7 +3,6 @@ a single row and the full default table, labels that do not overlap, repeatable 
 
 from __future__ import annotations
 
-import csv
 import json
 import math
 from pathlib import Path
@@ -13,15 +12,15 @@ import pytest
 
 from condense.bench import figures
 from condense.bench.figures import pareto_figure, pareto_frontier, roc_figure, summary_figure, summary_rows
-from condense.bench.report import COLUMNS, NUMERIC, write_outputs
+from condense.bench.report import write_outputs
+from condense.bench.table import COLUMNS, NUMERIC, finite, read_table
 
 REPO = Path(__file__).resolve().parents[2]
 DEFAULT_TABLE = REPO / "benchmarks" / "latest" / "table.csv"
 
 
 def _read(path: Path) -> list[dict]:
-    with open(path, newline="") as fh:
-        return list(csv.DictReader(fh))
+    return list(read_table(path).values())
 
 
 @pytest.fixture(scope="module")
@@ -55,8 +54,8 @@ def _curves(table: list[dict]) -> dict:
     y = (rng.random(400) < 0.15).astype(int)
     curves = {}
     for r in table:
-        if r["status"] == "ok" and figures.number(r["auroc"]) is not None:
-            shift = 2.0 * (figures.number(r["auroc"]) - 0.5) * 2.5
+        if r["status"] == "ok" and finite(r["auroc"]) is not None:
+            shift = 2.0 * (finite(r["auroc"]) - 0.5) * 2.5
             curves[r["row"]] = (y, rng.normal(0.0, 1.0, len(y)) + shift * y)
     return curves
 
@@ -102,7 +101,7 @@ def test_the_frontier_sweep_agrees_with_the_definition_on_random_points_with_tie
 def test_the_frontier_of_the_default_table_by_definition(default_table):
     rows = [r for r in default_table if r["status"] == "ok"]
     for cost in (figures.file_bytes, figures.litert_latency):
-        points = [(cost(r), figures.number(r["auroc"])) for r in rows]
+        points = [(cost(r), finite(r["auroc"])) for r in rows]
         front = pareto_frontier(points)
         assert set(front) == _dominance_frontier(points) and front
         assert [points[i][0] for i in front] == sorted(points[i][0] for i in front)
@@ -172,7 +171,7 @@ def test_no_two_labels_overlap_on_the_default_table(default_table):
     rows = [r for r in default_table if r["status"] == "ok"]
     for ax, cost in zip(fig.axes, (figures.file_bytes, figures.litert_latency)):
         shown = [r for r in rows if cost(r) is not None]
-        front = _dominance_frontier([(cost(r), figures.number(r["auroc"])) for r in shown])
+        front = _dominance_frontier([(cost(r), finite(r["auroc"])) for r in shown])
         expected = {r["row"] for i, r in enumerate(shown) if i in front or not r["baseline"] or r["family"] == "lr"}
         assert sorted(label.get_text() for label in labels if label.axes is ax) == sorted(expected)
 
@@ -247,7 +246,7 @@ def _probability_curves(table: list[dict]) -> dict:
     z = rng.normal(-2.0, 1.2, 1500)
     y = (rng.random(z.size) < 1.0 / (1.0 + np.exp(-z))).astype(int)
     return {r["row"]: (y, 1.0 / (1.0 + np.exp(-(0.6 + 0.8 * rng.random()) * z)))
-            for r in table if r["status"] == "ok" and figures.number(r["auroc"]) is not None}
+            for r in table if r["status"] == "ok" and finite(r["auroc"]) is not None}
 
 
 def test_calibration_panels_show_baseline_best_condensed_and_its_int8_file(default_table, tmp_path):

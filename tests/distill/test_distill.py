@@ -109,11 +109,11 @@ def test_out_of_fold_teacher_predictions_come_from_models_that_never_saw_the_rec
     assert info["teacher_folds"] == 4 and info_inside["teacher_folds"] == 0
     assert info_inside["teacher_train_auroc"] > info["teacher_train_auroc"]
     # every fold's predictions are those of an LR fitted without that fold
-    from condense.train import fit_logistic
+    from condense.peers.kinds import fit_peer
 
     x, y = prepared[1]["train"], tiny_dataset.train.y
     fold = fold_assignment(y, 4, 0)
-    peer, _ = fit_logistic(TrainConfig(model="lr", seed=0), x[fold != 2], y[fold != 2], tiny_dataset.layout)
+    peer, _ = fit_peer("lr", 0, x[fold != 2], y[fold != 2], None, None, tiny_dataset.layout)
     np.testing.assert_allclose(oof[fold == 2], peer.predict_proba(x[fold == 2]), rtol=1e-12)
 
 

@@ -9,7 +9,8 @@ import math
 import numpy as np
 import pytest
 
-from condense.evaluate.metrics import calibration, summarize
+from condense.evaluate.metrics import calibration
+from condense.evaluate.summary import summarize
 
 # A tiny case worked by hand below.
 P_HAND = np.array([0.1, 0.2, 0.3, 0.4, 0.6, 0.7, 0.8, 0.9])

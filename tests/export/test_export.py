@@ -29,9 +29,9 @@ import pytest
 keras = pytest.importorskip("keras")
 
 from condense import models  # noqa: E402
+from condense.export.conversion_child import FAULT_ENV  # noqa: E402
+from condense.export.file_checks import DYNAMIC_MIN_ELEMENTS  # noqa: E402
 from condense.export.convert import (  # noqa: E402
-    DYNAMIC_MIN_ELEMENTS,
-    FAULT_ENV,
     FORMATS,
     ROUTES,
     ExportError,
@@ -515,7 +515,7 @@ def test_bad_arguments_are_value_errors_before_any_conversion(tmp_path):
 def test_format_registry_entries_are_complete_and_names_unique():
     """Every format's checks and edits exist; a second format of the same name is refused."""
     from condense.export import tflite_edit
-    from condense.export.convert import FILE_CHECKS
+    from condense.export.file_checks import FILE_CHECKS
     from condense.export.formats import ExportFormat, get_format, is_quantized, register_format
 
     for fmt in FORMATS.values():

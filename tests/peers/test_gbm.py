@@ -17,7 +17,7 @@ from sklearn.exceptions import NotFittedError
 from condense.cli import main
 from condense.io import read_json
 from condense.peers.gbm import GradientBoostingPeer, sidecar_path
-from condense.peers.logistic import feature_names, hand_features
+from condense.peers.features import feature_names, hand_features
 from condense.runs import model_dir as md
 from condense.data.inputs import fit_inputs, prepared_splits
 

@@ -12,14 +12,8 @@ from sklearn.exceptions import NotFittedError
 from condense.data.channels import CHANNEL_SPANS, IHM_LAYOUT, MASK_INDEX, VARIABLES
 from condense.data.layout import ChannelLayout
 from condense.evaluate.metrics import auroc
-from condense.peers.logistic import (
-    STATISTICS,
-    WINDOWS,
-    LogisticRegressionPeer,
-    category_codes,
-    feature_names,
-    hand_features,
-)
+from condense.peers.features import STATISTICS, WINDOWS, category_codes, feature_names, hand_features
+from condense.peers.logistic import LogisticRegressionPeer
 
 HR = CHANNEL_SPANS["Heart Rate"].start
 HR_MASK = MASK_INDEX["Heart Rate"]

@@ -311,7 +311,7 @@ def test_evaluate_without_data_finds_the_training_cohort_from_anywhere_and_refus
 
 
 def test_resolved_specs():
-    from condense.runs.workflow import resolve_data_spec
+    from condense.data import resolve_data_spec
 
     assert resolve_data_spec("synthetic:300:4") == "synthetic:300:4"
     assert resolve_data_spec("physionet2012:set-a.tar.gz") == "physionet2012:" + os.path.abspath("set-a.tar.gz")

@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from condense.data.dataset import DataError
+from condense.data.numbers import floats_or_nan
 from condense.data.physionet2012.channels import HOURS, STATIC_DESCRIPTORS, TIME_SERIES_VARIABLES
 from condense.data.physionet2012.files import SetFiles, read_files
 from condense.data.progress import Progress
@@ -290,13 +291,7 @@ def _to_float(values: np.ndarray) -> np.ndarray:
     try:
         return values.astype(np.float64)
     except (ValueError, TypeError):
-        out = np.empty(len(values), dtype=np.float64)
-        for k, text in enumerate(values):
-            try:
-                out[k] = float(text)
-            except ValueError:
-                out[k] = math.nan
-        return out
+        return floats_or_nan(values)
 
 
 def _parse_outcomes(where: str, data: bytes, ids: np.ndarray, problems: _Problems):

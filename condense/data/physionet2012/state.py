@@ -30,6 +30,7 @@ from condense.data.physionet2012.channels import (
     VALID_RANGES,
 )
 from condense.data.physionet2012.parse import RawRecords
+from condense.io import check_format_header
 
 __all__ = ["WINSOR_QUANTILES", "PhysioNetState"]
 
@@ -104,13 +105,8 @@ class PhysioNetState:
 
     @classmethod
     def from_json(cls, obj: dict) -> "PhysioNetState":
-        if not isinstance(obj, dict) or obj.get("format") != _STATE_FORMAT:
-            found = obj.get("format") if isinstance(obj, dict) else type(obj).__name__
-            raise ValueError(f"not a PhysioNet 2012 preprocessing state (format {found!r})")
-        if obj.get("version") != FORMAT_VERSION:
-            raise ValueError(
-                f"PhysioNet 2012 state version {obj.get('version')!r}; this condense reads version {FORMAT_VERSION}"
-            )
+        check_format_header(obj, name=_STATE_FORMAT, version=FORMAT_VERSION, version_key="version",
+                            what="a PhysioNet 2012 preprocessing state")
         if list(obj.get("channels", ())) != list(PHYSIONET_LAYOUT.names):
             raise ValueError("PhysioNet 2012 state was saved for a different channel list")
         variables = {}
