@@ -22,6 +22,7 @@ import numpy as np
 from condense.data.gaps import SINCE_LAST
 from condense.data.inputs import input_key
 from condense.checks import check_choice, check_fraction, check_int, check_positive, invalid_argument
+from condense.calibrate import CALIBRATIONS
 from condense.peers.kinds import PEERS
 
 #: Which input each Keras model family takes (see :mod:`condense.data.inputs`); the peers on
@@ -82,6 +83,9 @@ class TrainConfig:
     #: out-of-fold teacher predictions on the training split from this many folds (0: the
     #: teachers score the records they were fitted on)
     teacher_folds: int = DEFAULT_FOLDS
+    #: ``"platt"``: a logistic recalibration of the final logit, fitted on the validation split and
+    #: folded into the output layer (:mod:`condense.calibrate`); ``"none"``: the model as trained
+    calibrate: str = "none"
 
     def __post_init__(self):
         """Check every field now, not after an epoch: a ``ValueError`` naming the argument."""
@@ -100,6 +104,7 @@ class TrainConfig:
         if self.time_since_last and self.model not in RECURRENT_MODELS:
             raise ValueError(f"Argument `time_since_last` applies to models {RECURRENT_MODELS}, not to "
                              f"model={self.model!r}; got time_since_last=True.")
+        check_choice("calibrate", self.calibrate, CALIBRATIONS)
         if self.model in PRUNABLE_MODELS:
             self._check_keras_model()
         else:
@@ -124,7 +129,7 @@ class TrainConfig:
                              f"to model={self.model!r}; got teachers={list(self.teachers)!r}.")
 
     def _check_not_pruned(self) -> None:
-        for name, default in (("prune_quantile", None), ("prune_criterion", "mean_abs")):
+        for name, default in (("prune_quantile", None), ("prune_criterion", "mean_abs"), ("calibrate", "none")):
             value = getattr(self, name)
             if value != default:
                 raise ValueError(

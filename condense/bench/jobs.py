@@ -198,12 +198,14 @@ class _JobRunner:
         from condense.evaluate.summary import summarize
 
         y = self.y_test if y is None else y
-        s = summarize(y, p, n_resamples=self.profile.bootstrap_resamples, seed=self.seed, probabilities=probabilities)
-        # calibration (ECE over 10 equal-frequency bins, logistic recalibration slope / intercept):
-        # None for a score that is not a probability, or where the recalibration fit has no maximum
+        base_rate = float(np.mean(self.ctx.dataset.train.y == 1))  # the event-1 threshold: no test label
+        s = summarize(y, p, n_resamples=self.profile.bootstrap_resamples, seed=self.seed, probabilities=probabilities,
+                      base_rate=base_rate)
+        # calibration (ECE over 10 equal-frequency bins, logistic recalibration slope / intercept,
+        # Hosmer-Lemeshow H): None for a score that is not a probability, or where the fit has no maximum
         return {"auroc": s["auroc"], "auroc_low": s["auroc_ci"][0], "auroc_high": s["auroc_ci"][1],
                 "auprc": s["auprc"], "brier": s["brier"], "ece": s["ece"], "cal_slope": s["cal_slope"],
-                "cal_intercept": s["cal_intercept"], "n_test": s["n"]}
+                "cal_intercept": s["cal_intercept"], "event1": s["event1"], "hl_h": s["hl_h"], "n_test": s["n"]}
 
     def _model_dir(self, row: str) -> Path:
         return self.work / model_dir_name(self.seed, row)

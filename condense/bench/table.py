@@ -15,8 +15,10 @@ Columns (:data:`COLUMNS`), in groups:
 * times: ``*_us_median`` / ``*_us_p95`` / ``*_us`` in microseconds per sample (batch 1, one thread),
   ``train_seconds`` in seconds; ``*_ratio`` columns are unitless ratios to another row's value.
 * test-set scores: ``auroc`` (with ``auroc_low`` / ``auroc_high``, the bootstrap interval),
-  ``auprc``, ``brier``, calibration (``ece``, ``cal_slope``, ``cal_intercept``), paired differences
-  ``auroc_diff*`` (new - reference, with their interval), ``n_test`` patients, ``seeds``.
+  ``auprc``, ``brier``, calibration (``ece``, ``cal_slope``, ``cal_intercept``), the PhysioNet/CinC
+  2012 challenge's ``event1`` (min(Se, +P), threshold from the training death rate) and ``hl_h``
+  (event 2: Hosmer-Lemeshow H over deciles of risk, on the ``n_test`` patients: it grows with
+  them), paired differences ``auroc_diff*`` (new - reference, with their interval), ``seeds``.
 * export facts: ``tflite_format``, ``route``, ``parity_max_abs`` (file vs Keras), TFLM columns.
 
 With several seeds every numeric column is the mean over seeds, ``*_std`` its standard
@@ -46,7 +48,7 @@ COLUMNS = (
     "peer_latency_us_median", "peer_latency_us_p95",
     "train_seconds", "train_ratio", "epochs_run",
     "auroc", "auroc_low", "auroc_high", "auroc_std", "auprc", "auprc_std", "brier", "brier_std",
-    "ece", "ece_std", "cal_slope", "cal_intercept",
+    "ece", "ece_std", "cal_slope", "cal_intercept", "event1", "hl_h",
     "auroc_diff", "auroc_diff_low", "auroc_diff_high", "auroc_diff_lr", "auroc_diff_lr_low", "auroc_diff_lr_high",
     "auroc_diff_gbm", "auroc_diff_gbm_low", "auroc_diff_gbm_high",
     "parity_max_abs", "n_test", "seeds",

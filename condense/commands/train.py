@@ -7,6 +7,7 @@ import sys
 
 from condense.commands.export import format_help
 from condense.commands.paths import output_file, output_folder
+from condense.calibrate import CALIBRATIONS
 from condense.export.formats import FORMS, score_format_names
 from condense.train import (
     BEST_PATIENCE, DEFAULT_ALPHA, DEFAULT_FOLDS, DEFAULT_TEMPERATURE, PROTOCOLS, SELECT_CHOICES, model_names,
@@ -41,6 +42,10 @@ def register(sub) -> None:
     p.add_argument("--prune-quantile", type=float, default=None, help="prune units below this quantile of importance (e.g. 0.25, 0.5)")
     p.add_argument("--prune-after", type=int, default=1, help="epochs before pruning (default 1, the paper's)")
     p.add_argument("--prune-criterion", default="mean_abs", help="unit importance criterion: mean_abs (default, the paper), or any name of condense.prune.CRITERIA (docs/pruning.md)")
+    p.add_argument("--calibrate", choices=CALIBRATIONS, default="none",
+                   help="platt: fit a logistic recalibration of the final logit on the validation split and fold it "
+                        "into the output layer (probabilities become risks; AUROC unchanged; docs/calibration.md); "
+                        "none: as trained (default)")
     p.add_argument("--time-since-last", action="store_true",
                    help="lstm/hlstm: add one input channel per variable, the hours since it was last observed "
                         "(GRU-D style; docs/distillation.md has the measurement)")
@@ -152,6 +157,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         distill_alpha=args.distill_alpha,
         distill_temperature=args.distill_temperature,
         teacher_folds=args.teacher_folds,
+        calibrate=args.calibrate,
         strict=args.strict,
         cache_dir=args.cache_dir,
         verbose=0 if args.quiet or on_epoch is not None else 1,
@@ -183,10 +189,21 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     print(
         f"{args.model} [{_format_label(args)}]: test AUROC {test['auroc']:.4f} [{test['auroc_ci'][0]:.4f}, "
         f"{test['auroc_ci'][1]:.4f}], AUPRC {test['auprc']:.4f}, Brier {test['brier']:.4f}, n={test['n']}"
+        + _challenge_text(test)
     )
     if args.json:
         write_json(args.json, metrics)
     return 0
+
+
+def _challenge_text(m: dict) -> str:
+    """The PhysioNet/CinC 2012 challenge's two scores, as the command lines print them."""
+    parts = []
+    if m.get("event1") is not None:
+        parts.append(f"event 1 {m['event1']:.4f} (threshold from the training death rate)")
+    if m.get("hl_h") is not None:
+        parts.append(f"event 2 H {m['hl_h']:.2f} on {m['n']:,} patients")
+    return "; challenge " + ", ".join(parts) if parts else ""
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
@@ -204,6 +221,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
         line += f"; AUROC {m['auroc']:.4f} [{m['auroc_ci'][0]:.4f}, {m['auroc_ci'][1]:.4f}] on {labelled:,} labelled"
         if labelled < n:
             line += f" ({n - labelled:,} without a label)"
+        line += _challenge_text(m)
     elif labelled:
         line += f" ({labelled:,} labelled, all of one class: no AUROC)"
     else:

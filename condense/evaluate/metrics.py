@@ -35,7 +35,9 @@ import numpy as np
 from condense.evaluate.counts import auprc_from_counts, auroc_from_counts, counts_full, score_bins
 from condense.evaluate.validate import check_labels, check_scores, require_both_classes
 
-__all__ = ["auroc", "auprc", "brier", "calibration", "CALIBRATION_BINNINGS"]
+__all__ = ["auroc", "auprc", "brier", "calibration", "challenge_event1", "hosmer_lemeshow", "logistic_recalibration",
+           "CALIBRATION_BINNINGS",
+           "CHALLENGE_BEST_EVENT1", "CHALLENGE_BEST_EVENT2"]
 
 #: Binning strategies of :func:`calibration`.
 CALIBRATION_BINNINGS: tuple[str, ...] = ("quantile", "uniform")
@@ -138,7 +140,13 @@ def _recalibration_fit(y: np.ndarray, p: np.ndarray) -> tuple[float, float, str 
     the reason.
     """
     q = np.clip(p, _LOGIT_EPS, 1.0 - _LOGIT_EPS)
-    x = np.log(q) - np.log1p(-q)
+    return logistic_recalibration(y, np.log(q) - np.log1p(-q))
+
+
+def logistic_recalibration(y: np.ndarray, x: np.ndarray) -> tuple[float, float, str | None]:
+    """Maximum-likelihood ``(intercept, slope)`` of ``logit P(y=1) = a + b * x`` for logits ``x``
+    (float64), and why there is none (NaN then): the fit behind :func:`calibration`'s slope and
+    intercept, and behind Platt recalibration (:mod:`condense.calibrate`)."""
     if np.ptp(x) == 0.0:
         return math.nan, math.nan, "every predicted probability is the same: no slope"
     neg, pos = x[y == 0], x[y == 1]
@@ -238,3 +246,62 @@ def calibration(y, p, *, n_bins: int = 10, strategy: str = "quantile") -> dict:
 
 
 _POINT = {"auroc": auroc, "auprc": auprc, "brier": brier}
+
+
+# --------------------------------------------------------------------------- the PhysioNet/CinC 2012 challenge's scores
+
+
+#: The challenge's winning scores on 4,000 unseen stays (set C), for reading a table beside them.
+CHALLENGE_BEST_EVENT1 = 0.5353
+CHALLENGE_BEST_EVENT2 = 17.88
+
+
+def challenge_event1(y, p, *, base_rate: float) -> dict:
+    """The PhysioNet/CinC 2012 challenge's event 1: ``min(sensitivity, positive predictivity)`` of a
+    binary prediction.
+
+    The threshold uses no test label: the ``k = round(base_rate * n)`` highest scores (at least one)
+    are predicted to die, ``base_rate`` being the death rate of the *training* split, so as many
+    deaths are predicted as the training data would expect (scores tied with the k-th highest are
+    predicted positive too). Any score that ranks works (risk scores included).
+
+    Returns:
+        ``{"event1", "sensitivity", "ppv", "threshold", "predicted_positive"}`` (plain numbers).
+    """
+    y = check_labels(y)
+    p = check_scores(p, y.size)
+    require_both_classes(y, "challenge_event1")
+    if isinstance(base_rate, bool) or not isinstance(base_rate, (int, float, np.floating)) \
+            or not 0.0 < float(base_rate) < 1.0:
+        raise ValueError(f"base_rate must be a death rate in (0, 1), got {base_rate!r}")
+    k = max(1, int(round(float(base_rate) * y.size)))
+    threshold = float(np.sort(p)[y.size - k])
+    predicted = p >= threshold
+    true_positive = int(np.count_nonzero(predicted & (y == 1)))
+    sensitivity = true_positive / int(y.sum())
+    ppv = true_positive / int(np.count_nonzero(predicted))
+    return {"event1": min(sensitivity, ppv), "sensitivity": sensitivity, "ppv": ppv, "threshold": threshold,
+            "predicted_positive": int(np.count_nonzero(predicted))}
+
+
+def hosmer_lemeshow(y, p, *, n_groups: int = 10) -> dict:
+    """The PhysioNet/CinC 2012 challenge's event 2: the Hosmer-Lemeshow H statistic,
+    ``sum over groups of (O - E)^2 / (E (1 - E / n))`` over deciles of predicted risk (the groups
+    of :func:`calibration`'s quantile bins; O deaths, E expected deaths, n patients per group).
+
+    Lower is better calibrated; H grows with the number of patients for the same miscalibration,
+    so compare it only on the same patients (``n`` is returned with it). Groups whose expected
+    count is 0 or n (no variance) are left out and counted in ``skipped_groups``.
+    """
+    n_groups, _ = _check_bins(n_groups, "quantile")
+    y = check_labels(y)
+    p = check_scores(p, y.size, probabilities=True)
+    bins = _calibration_bin_of(p, n_groups, "quantile")
+    sizes = np.bincount(bins, minlength=n_groups).astype(np.float64)
+    observed = np.bincount(bins, weights=y, minlength=n_groups)
+    expected = np.bincount(bins, weights=p, minlength=n_groups)
+    variance = expected * (1.0 - np.divide(expected, sizes, out=np.zeros_like(expected), where=sizes > 0))
+    used = (sizes > 0) & (variance > 0)
+    h = float(np.sum((observed[used] - expected[used]) ** 2 / variance[used]))
+    skipped = int(np.count_nonzero(sizes > 0) - np.count_nonzero(used))
+    return {"hl_h": h, "groups": int(np.count_nonzero(used)), "skipped_groups": skipped, "n": int(y.size)}

@@ -38,12 +38,20 @@ def data_summary(dataset: Dataset, spec: str) -> dict:
         "fingerprint": dataset.fingerprint,
         "layout": dataset.layout.name,
         "n": {name: len(dataset.split(name)) for name in ("train", "val", "test")},
+        "deaths": {name: int(np.count_nonzero(dataset.split(name).y == 1)) for name in ("train", "val", "test")},
         "issues": dict(dataset.issues),
     }
 
 
-def score_metrics(y: np.ndarray, p: np.ndarray, seed: int) -> dict:
-    return summarize(y, p, n_resamples=BOOTSTRAP_RESAMPLES, seed=seed)
+def train_base_rate(data: dict) -> float | None:
+    """The training split's death rate from a manifest's ``data`` entry (:func:`data_summary`); None for a
+    manifest written before it recorded deaths. The challenge's event-1 threshold (no test label used)."""
+    deaths, n = (data.get("deaths") or {}).get("train"), (data.get("n") or {}).get("train")
+    return deaths / n if isinstance(deaths, int) and isinstance(n, int) and 0 < deaths < n else None
+
+
+def score_metrics(y: np.ndarray, p: np.ndarray, seed: int, base_rate: float | None = None) -> dict:
+    return summarize(y, p, n_resamples=BOOTSTRAP_RESAMPLES, seed=seed, base_rate=base_rate)
 
 
 def train_on_dataset(config: TrainConfig, dataset: Dataset, *, verbose: int = 1, on_epoch=None, prepared=None,
@@ -84,13 +92,18 @@ def train_on_dataset(config: TrainConfig, dataset: Dataset, *, verbose: int = 1,
             val_auroc_history=result.val_auroc, selected_epoch=result.selected_epoch,
             stopped_early=result.stopped_early, prune=result.prune, masking_in_training=result.masking,
         )
+        if config.calibrate == "platt":  # fitted on validation only, folded into the output layer
+            from condense.calibrate import recalibrate
+
+            record["calibration"] = recalibrate(model, x["val"], y["val"])
         from condense.train import predict_proba
 
         predict = lambda a: predict_proba(model, a)  # noqa: E731
     p_val, p_test = predict(x["val"]), predict(x["test"])
+    base_rate = float(np.mean(y["train"] == 1))  # the challenge's event-1 threshold: no test label
     record["metrics"] = {
-        "val": score_metrics(y["val"], p_val, config.seed),
-        "test": score_metrics(y["test"], p_test, config.seed),
+        "val": score_metrics(y["val"], p_val, config.seed, base_rate),
+        "test": score_metrics(y["test"], p_test, config.seed, base_rate),
     }
     record["p_test"] = p_test
     return model, inputs, record
@@ -188,7 +201,7 @@ def evaluate_run(model_dir, *, data: str | None = None, fmt: str = "keras", cach
         raise ValueError(f"data={spec!r}: the test split has no labels to evaluate against")
     p = saved.predict_raw(dataset.test.X)
     return {"format": fmt, "form": form, "model_dir": str(Path(model_dir)), "data": spec,
-            "test": score_metrics(dataset.test.y, p, manifest["seed"])}
+            "test": score_metrics(dataset.test.y, p, manifest["seed"], float(np.mean(dataset.train.y == 1)))}
 
 
 def export_run(model_dir, fmt: str, *, calibration: int = 300, data: str | None = None, cache_dir=None,
@@ -304,7 +317,8 @@ def predict_run(model_dir, *, data: str, out_csv, fmt: str = "keras", strict: bo
                "issues": dict(issues), "metrics": None}
     y_known = split.y[known]
     if label_column and 0 < y_known.sum() < len(y_known):
-        summary["metrics"] = score_metrics(y_known, p[known], saved.manifest["seed"])
+        summary["metrics"] = score_metrics(y_known, p[known], saved.manifest["seed"],
+                                           train_base_rate(saved.manifest.get("data") or {}))
     # everything is computed: only now is the CSV written (atomically: a crash leaves no file)
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")

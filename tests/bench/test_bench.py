@@ -123,6 +123,8 @@ def test_table_has_every_row_and_column(smoke_run):
         if r["status"] == "ok":
             assert 0.0 <= float(r["ece"]) <= 1.0 and r["ece_std"] == "", r["row"]
             assert (r["cal_slope"] == "") == (r["cal_intercept"] == ""), r["row"]
+            assert 0.0 <= float(r["event1"]) <= 1.0 and float(r["hl_h"]) >= 0.0, r["row"]  # the challenge's scores
+    assert by_row["lstm"]["condensation"] == "baseline" and by_row["lstm-prune50"]["condensation"] == "pruning"
     assert by_row["lstm-prune50"]["auroc_diff"] != "" and by_row["lstm-prune50"]["baseline"] == "lstm"
     assert all(r["auroc_diff_lr"] == "" for r in rows), "the LR row failed: nothing to compare against"
     assert by_row["dnn-int8"]["tflite_format"] == "int8"
@@ -322,7 +324,8 @@ def test_reference_scores_and_differences_against_the_logistic_regression(tiny_d
     known = ~np.isnan(score["test"])
     assert row["row"] == "severity" and row["status"] == "ok" and row["params"] == ""
     assert int(row["n_test"]) == len(y) - 5
-    assert row["ece"] == row["cal_slope"] == row["cal_intercept"] == "", "a reference score is not a probability"
+    assert row["ece"] == row["cal_slope"] == row["cal_intercept"] == row["hl_h"] == "", "a score is not a probability"
+    assert 0.0 <= float(row["event1"]) <= 1.0 and row["condensation"] == "reference"  # event 1 needs only a ranking
     assert dnn["ece"] != "" and lr["ece"] != ""
     assert float(row["auroc"]) == pytest.approx(roc_auc_score(y[known], score["test"][known]), abs=1e-6)
     assert float(row["auroc_low"]) < float(row["auroc"]) < float(row["auroc_high"])

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from condense.evaluate.bootstrap import bootstrap_ci
-from condense.evaluate.metrics import auprc, auroc, brier
+from condense.evaluate.metrics import auprc, auroc, brier, challenge_event1
 from condense.evaluate.summary import summarize
 from scored_cohorts import cohort
 
@@ -17,7 +17,9 @@ def test_summarize_returns_plain_json_ready_values():
     y, p = cohort(300, 13)
     out = summarize(y, p, n_resamples=500, seed=0)
     assert set(out) == {"auroc", "auroc_ci", "auprc", "auprc_ci", "brier", "n", "positives",
-                        "ece", "cal_slope", "cal_intercept"}
+                        "ece", "cal_slope", "cal_intercept", "event1", "hl_h"}
+    assert out["event1"] is None and type(out["hl_h"]) is float  # event 1 needs the training base rate
+    assert summarize(y, p, n_resamples=0, base_rate=0.2)["event1"] == challenge_event1(y, p, base_rate=0.2)["event1"]
     assert type(out["n"]) is int and out["n"] == 300
     assert type(out["positives"]) is int and out["positives"] == int(y.sum())
     for key in ("auroc", "auprc", "brier", "ece", "cal_slope", "cal_intercept"):

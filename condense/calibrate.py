@@ -1,0 +1,86 @@
+"""Recalibration that costs nothing at run time: Platt scaling folded into the last Dense layer.
+
+A model's probabilities are risks only when they are calibrated. Distillation, for one, inherits
+its teacher's underestimate (docs/calibration.md). ``condense train --calibrate platt`` fits a
+logistic recalibration of the model's final logit on the **validation split only**,
+
+    logit' = a * logit + b,
+
+and folds it into the output layer, ``Dense(1, sigmoid)``: kernel ``a * W``, bias ``a * c + b``.
+The model keeps its architecture, its parameter count and its operators, so ``model.keras`` and
+every ``.tflite`` file made from it (sequence and step forms) carry the recalibration exactly,
+with no extra op. ``a > 0`` keeps the ranking (AUROC unchanged); a fit with ``a <= 0`` (a model
+that ranks backwards on validation) or without a maximum is refused with its reason.
+
+The logit is computed in float64 from the layer's input (not recovered from a float32 probability,
+whose logit loses precision near 0 and 1).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from condense.evaluate.metrics import calibration, logistic_recalibration
+
+__all__ = ["CALIBRATIONS", "final_logits", "fit_platt", "fold_platt", "recalibrate"]
+
+#: ``--calibrate`` choices: Platt scaling folded into the model, or the model as trained.
+CALIBRATIONS = ("platt", "none")
+
+
+def _output_dense(model):
+    """The model's last layer when it is ``Dense(1, sigmoid)``; ValueError naming what it is otherwise."""
+    import keras
+
+    layer = model.layers[-1]
+    activation = getattr(getattr(layer, "activation", None), "__name__", None)
+    if not isinstance(layer, keras.layers.Dense) or layer.units != 1 or activation != "sigmoid":
+        raise ValueError(f"recalibration folds into a final Dense(1, sigmoid) layer; {model.name!r} ends with "
+                         f"{type(layer).__name__} {layer.name!r}" + (f" (activation {activation})" if activation else ""))
+    return layer
+
+
+def final_logits(model, x: np.ndarray, batch_size: int = 256) -> np.ndarray:
+    """(N,) float64 logits of the model's output layer (its input times its weights, in float64)."""
+    import keras
+
+    layer = _output_dense(model)
+    features = keras.Model(model.inputs, layer.input).predict(x, batch_size=batch_size, verbose=0)
+    kernel, bias = (np.asarray(w, np.float64) for w in layer.get_weights())
+    return np.asarray(features, np.float64).reshape(len(x), -1) @ kernel[:, 0] + bias[0]
+
+
+def fit_platt(y_val: np.ndarray, logits_val: np.ndarray) -> tuple[float, float]:
+    """``(a, b)`` of ``logit' = a * logit + b``, the maximum-likelihood fit on the validation split."""
+    b, a, problem = logistic_recalibration(np.asarray(y_val).astype(np.int8), np.asarray(logits_val, np.float64))
+    if problem is not None:
+        raise ValueError(f"Platt recalibration has no fit on the validation split: {problem}")
+    if not a > 0:
+        raise ValueError(f"Platt recalibration on the validation split gives slope {a:.3g} <= 0 (the model ranks "
+                         "validation patients backwards): refusing to fold a ranking reversal into it")
+    return a, b
+
+
+def fold_platt(model, a: float, b: float) -> None:
+    """Fold ``logit' = a * logit + b`` into the model's output layer, in place."""
+    layer = _output_dense(model)
+    kernel, bias = (np.asarray(w, np.float64) for w in layer.get_weights())
+    layer.set_weights([(a * kernel).astype(np.float32), (a * bias + b).astype(np.float32)])
+
+
+def recalibrate(model, x_val: np.ndarray, y_val: np.ndarray) -> dict:
+    """Fit Platt scaling on the validation split and fold it into ``model`` (in place).
+
+    Returns what a manifest records: ``{"method": "platt", "a", "b", "val_before", "val_after"}``,
+    the last two the validation calibration (ECE, slope, intercept) before and after; after is
+    on the data the fit was made on (slope 1 and intercept 0 by construction), so judge it on test.
+    """
+    y_val = np.asarray(y_val)
+    logits = final_logits(model, x_val)
+    a, b = fit_platt(y_val, logits)
+    before = calibration(y_val, 1.0 / (1.0 + np.exp(-logits)))
+    fold_platt(model, a, b)
+    after = calibration(y_val, 1.0 / (1.0 + np.exp(-(a * logits + b))))
+    keep = ("ece", "slope", "intercept")
+    return {"method": "platt", "a": a, "b": b, "val_before": {k: before[k] for k in keep},
+            "val_after": {k: after[k] for k in keep}}
