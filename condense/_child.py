@@ -40,6 +40,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from condense.io import work_folder, write_json
+from condense.plugins import import_plugins
 
 #: Characters of a child's exception message kept in its result.
 ERROR_CHARS = 1500
@@ -281,7 +282,6 @@ def child_main(handler: Callable[[dict], object], argv: list[str] | None = None)
     request = json.loads(Path(argv[0]).read_text(encoding="utf-8"))
     try:
         if request.get("plugins"):  # what the parent registered from its own modules (condense.plugins)
-            from condense.plugins import import_plugins
 
             import_plugins(request["plugins"])
         result = handler(request)

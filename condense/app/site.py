@@ -21,6 +21,14 @@ import shutil
 import tempfile
 from pathlib import Path
 
+from condense.data.contract import input_rules
+from condense.data.inputs import PREPROCESSING_FILE, ModelInputs
+from condense.export.formats import get_format
+from condense.export.metadata import read_metadata
+from condense.peers.kinds import PEERS
+from condense.runs.model_dir import ModelDirError, check_export, load_manifest, tflite_file
+from condense.runs.workflow import export_run
+
 __all__ = ["build_site", "find_litertjs", "LITERTJS_FILES", "SITE_MARKER", "STATIC_FILES"]
 
 #: Our files, from ``condense/app/static``.
@@ -59,13 +67,6 @@ def find_litertjs(litert=None) -> Path:
 
 def _model_file(model_dir: Path, fmt: str, *, data, cache_dir, quiet: bool) -> tuple[Path, dict, bool]:
     """The model file the site ships (exported first when needed), its metadata, and whether it was exported."""
-    from condense.data.contract import input_rules
-    from condense.data.inputs import PREPROCESSING_FILE, ModelInputs
-    from condense.export.formats import get_format
-    from condense.export.metadata import read_metadata
-    from condense.runs.model_dir import ModelDirError, check_export, load_manifest, tflite_file
-    from condense.runs.workflow import export_run
-    from condense.peers.kinds import PEERS
 
     get_format(fmt)  # an unknown format: say so before anything runs
     manifest = load_manifest(model_dir)

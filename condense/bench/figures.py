@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Iterable, Sequence
 
 from condense.bench.table import finite, is_ok
+from condense.evaluate.metrics import auroc, calibration
 from condense.io import atomic_path
 
 #: Resolution of the PNG files (the canvas is laid out at the same one, so placed labels keep their gaps).
@@ -413,8 +414,6 @@ def roc_figure(curves: dict, table: Sequence[dict]):
     import numpy as np
     from sklearn.metrics import roc_curve
 
-    from condense.evaluate.metrics import auroc
-
     fig = _new_figure(12.5, 11.5)
     axes = fig.subplots(2, 2).ravel()
     fig.subplots_adjust(left=0.07, right=0.98, top=0.93, bottom=0.07, hspace=0.22, wspace=0.15)
@@ -511,8 +510,6 @@ def calibration_figure(curves: dict, table: Sequence[dict]):
     legend: ``row: ECE …, slope …`` from the table (computed from the curve where the table has none).
     Rows whose scores are not probabilities (reference scores) are left out and named."""
     import numpy as np
-
-    from condense.evaluate.metrics import calibration
 
     fig = _new_figure(12.5, 11.8)
     axes = fig.subplots(2, 2).ravel()

@@ -46,6 +46,8 @@ from pathlib import Path
 import numpy as np
 
 from condense._child import child_main, child_result
+from condense.export.litert_runner import TFLiteModel, open_tflite
+from condense.export.step_runner import StepModel
 from condense.io import work_folder
 
 __all__ = [
@@ -157,7 +159,6 @@ def tflite_latency(
     Returns:
         :func:`measure_latency`'s dict plus ``"num_threads"``.
     """
-    from condense.export.litert_runner import TFLiteModel
 
     _check_counts(warmup, repeats)
     runner = TFLiteModel(path, num_threads=num_threads)
@@ -168,8 +169,6 @@ def tflite_latency(
 def _single_call(path, x_one, num_threads: int):
     """One prediction of a whole-sequence file, or one hour of a step file (the last hour of
     ``x_one``, the state carried from call to call as an app does)."""
-    from condense.export.litert_runner import open_tflite
-    from condense.export.step_runner import StepModel
 
     runner = open_tflite(path, num_threads=num_threads)
     if isinstance(runner, StepModel):

@@ -10,6 +10,7 @@
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Callable
 import os
 import sys
 from pathlib import Path
@@ -17,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from condense.export.inspection import constant_stats, op_names, variable_tensor_count
+from condense.export.step_runner import StepModel, is_step_file
 
 __all__ = ["TFLiteModel", "open_tflite", "parity_check"]
 
@@ -24,7 +26,6 @@ __all__ = ["TFLiteModel", "open_tflite", "parity_check"]
 def open_tflite(path, *, num_threads: int = 1):
     """The LiteRT runner of any file condense writes: :class:`~condense.export.step_runner.StepModel`
     for a step file (chained over the hours), else :class:`TFLiteModel` (the whole sequence, or a DNN)."""
-    from condense.export.step_runner import StepModel, is_step_file
 
     if is_step_file(path):
         return StepModel(path, num_threads=num_threads)

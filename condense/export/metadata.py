@@ -20,6 +20,10 @@ import os
 import zlib
 from pathlib import Path
 
+from condense import __version__
+from condense.data.contract import input_rules
+from condense.export import tflite_edit
+
 __all__ = ["METADATA_NAME", "read_metadata", "with_metadata", "file_metadata"]
 
 #: Name of the metadata entry (``Model.metadata[].name``) that holds condense's JSON, zlib-compressed
@@ -36,8 +40,6 @@ def file_metadata(manifest: dict, preprocessing: dict, *, fmt: str, form: str, s
     ``preprocessing.json``); the conversion child adds the step file's state tensors.
     ``normalizer_folded``: the file takes the continuous channels in their units (the normalizer's
     mean / scale are folded into its first layer; ``preprocessing.normalizer`` is then for reference)."""
-    from condense import __version__
-    from condense.data.contract import input_rules
 
     layout = preprocessing.get("layout") or {}
     test = (manifest.get("metrics") or {}).get("test") or {}
@@ -64,8 +66,6 @@ def with_metadata(data: bytes, entry: dict) -> bytes:
     an earlier one). Child side: needs TensorFlow's flatbuffer tools."""
     import numpy as np
 
-    from condense.export import tflite_edit
-
     model = tflite_edit.read_model(data)
     model.metadata = [m for m in (model.metadata or []) if tflite_edit._decoded(m.name) != METADATA_NAME]
     packed = zlib.compress(json.dumps(entry, sort_keys=True, separators=(",", ":")).encode(), 9)
@@ -80,13 +80,11 @@ def read_metadata(source: str | os.PathLike | bytes) -> tuple[dict | None, str]:
     that does not parse); ``note`` is empty when the metadata was read."""
     from ai_edge_litert import schema_py_generated as schema
 
-    from condense.export.tflite_edit import _decoded
-
     data = bytes(source) if isinstance(source, (bytes, bytearray)) else Path(source).read_bytes()
     model = schema.Model.GetRootAs(data, 0)
     for k in range(model.MetadataLength()):
         entry = model.Metadata(k)
-        if _decoded(entry.Name()) != METADATA_NAME:
+        if tflite_edit._decoded(entry.Name()) != METADATA_NAME:
             continue
         raw = model.Buffers(entry.Buffer()).DataAsNumpy()
         try:

@@ -36,6 +36,9 @@ from pathlib import Path
 import numpy as np
 
 from condense._child import ChildError, child_main, run_child
+from condense.export.inspection import opcode_names
+from condense.export.step_graph import INPUT_NAME, OUTPUT_NAME, STATE_OUT_SUFFIX
+from condense.export.step_runner import is_step_file, step_io_names
 from condense.io import work_folder
 
 __all__ = ["MicroError", "available", "micro_problem", "run_micro"]
@@ -69,8 +72,6 @@ def available() -> bool:
 def micro_problem(path) -> str:
     """Why the ``.tflite`` file at ``path`` cannot run on TFLM ('' when nothing is known against it)."""
     from ai_edge_litert import schema_py_generated as schema
-
-    from condense.export.inspection import opcode_names
 
     model = schema.Model.GetRootAs(Path(path).read_bytes(), 0)
     codes = opcode_names(model)
@@ -108,7 +109,6 @@ def run_micro(path, x, *, search_arena: bool = True, timeout: float = 600.0) -> 
     if not available():
         raise ImportError("TensorFlow Lite for Microcontrollers needs the `tflite-micro` package "
                           "(pip install tflite-micro; Linux x86_64 wheels)")
-    from condense.export.step_runner import is_step_file
 
     path = Path(path)
     problem = micro_problem(path)
@@ -210,8 +210,6 @@ def _run_micro_child(request: dict) -> dict:
 def _run_steps(interpreter, data: bytes, x: np.ndarray) -> list:
     """A step file (float I/O) over sequences ``x`` (N, T, C): each from zero state, the state
     outputs fed back as inputs, the output after the last step per sequence."""
-    from condense.export.step_graph import INPUT_NAME, OUTPUT_NAME, STATE_OUT_SUFFIX
-    from condense.export.step_runner import step_io_names
 
     inputs, outputs = step_io_names(data)
     shapes = {name: tuple(interpreter.get_input_details(k)["shape"]) for k, name in enumerate(inputs)}

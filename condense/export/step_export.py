@@ -13,6 +13,10 @@ from __future__ import annotations
 
 import numpy as np
 
+from condense.export.recurrent_graphs import analyse, masked_steps
+from condense.export.step_graph import OUTPUT_NAME, StepGraph, step_problem
+from condense.export.step_runner import StepModel
+
 __all__ = ["convert_step", "STEP_FLOAT_TOL", "STEP_CALIBRATION_PAIRS"]
 
 #: Largest |p_step - p_keras| a float32 step file may have after the chained steps.
@@ -27,7 +31,6 @@ FORBIDDEN_STEP_OPS = ("WHILE", "VAR_HANDLE", "READ_VARIABLE", "ASSIGN_VARIABLE",
 
 def _masking_checked(chain, calibration, name: str) -> dict:
     """Dropping Masking from the step must be exact on the data (no all-mask time step)."""
-    from condense.export.recurrent_graphs import masked_steps
 
     if chain.masking is None:
         return {"dropped": True, "reason": "the model has no Masking layer"}
@@ -57,9 +60,6 @@ def convert_step(model, calibration, spec, name: str, normalizer=None) -> tuple[
     """The step file's bytes for ``model`` in format ``spec``, and the plan (route, masking, states);
     ``normalizer=(mean, scale)`` folds the input standardization into the first layer (float32)."""
     import tensorflow as tf
-
-    from condense.export.recurrent_graphs import analyse
-    from condense.export.step_graph import OUTPUT_NAME, StepGraph, step_problem
 
     chain = analyse(model)
     # full int8 stops before a sigmoid/linear Dense head and appends it in float after conversion:
@@ -107,7 +107,6 @@ def unnormalized(x: np.ndarray, mean, scale) -> np.ndarray:
 def check_step_file(data: bytes, ops: list[str], model, calibration, fmt: str, normalizer=None) -> dict:
     """Checks before a step file is written; returns what they measured (raises when one fails).
     With ``normalizer=(mean, scale)`` folded into the file, the file is fed ``calibration * scale + mean``."""
-    from condense.export.step_runner import StepModel
 
     held = sorted(set(ops) & set(FORBIDDEN_STEP_OPS))
     if held:
