@@ -28,7 +28,7 @@ import numpy as np
 
 from condense.bench.executors import GridProgress, make_executor
 from condense.bench.jobs import Job, JobContext, JobResult, error_text, plan_jobs, train_config
-from condense.bench.profiles import Profile, profile_from_json
+from condense.bench.profiles import Profile
 from condense.bench.rows import LATENCY_REFERENCE, PAIRED_REFERENCES, RowSpec, plan_rows
 from condense.bench.store import RunStore, RunStoreError
 from condense.checks import check_int
@@ -89,13 +89,13 @@ def resume_benchmark(out_dir, *, cache_dir=None, quiet: bool = False, executor: 
                      ray_address: str | None = None, workers: int | None = None) -> tuple[Path, bool]:
     """Finish the run in ``out_dir`` with the settings it started with: jobs already saved in its
     ``rows/`` are kept, the missing ones (and failed ones) run. Returns (out_dir, all_ok)."""
-    plan = RunStore(out_dir).plan()
-    if plan is None:
+    settings = RunStore(out_dir).settings()
+    if settings is None:
         raise RunStoreError(f"{out_dir}: no benchmark run to resume (no rows/plan.json; "
                             "a run folder made by `condense bench` holds one)")
-    return run_benchmark(profile_from_json(plan["profile"]), out_dir=out_dir, seeds=int(plan["seeds"]),
-                         cache_dir=cache_dir, quiet=quiet, only=plan.get("rows"), executor=executor,
-                         ray_address=ray_address, workers=workers, resume=True)
+    profile, seeds, rows = settings
+    return run_benchmark(profile, out_dir=out_dir, seeds=seeds, cache_dir=cache_dir, quiet=quiet, only=rows,
+                         executor=executor, ray_address=ray_address, workers=workers, resume=True)
 
 
 def run_benchmark(profile: Profile, *, out_dir, seeds: int = 1, cache_dir=None, quiet: bool = False,
@@ -107,17 +107,53 @@ def run_benchmark(profile: Profile, *, out_dir, seeds: int = 1, cache_dir=None, 
     :class:`~condense.bench.executors.RayExecutor`). ``resume``: keep the jobs ``out_dir`` already
     holds (use :func:`resume_benchmark` to take the settings from the folder). Returns (out_dir, all_ok).
     """
-    from condense.bench import report as bench_report
-    from condense.runs.model_dir import git_commit, library_versions
-
     check_int("seeds", seeds, 1)
-    for spec in plan_rows(profile):  # a bad setting fails here, before the data is read
-        for seed in range(seeds):
-            if spec.kind in ("train", "peer"):
-                train_config(profile, spec, seed)
+    check_settings(profile, seeds, only)  # a bad setting fails here, before the data is read
     runner = make_executor(executor, address=ray_address, workers=workers, threads=profile.threads)
     out_dir = Path(out_dir)
     store = RunStore(out_dir)
+    with store.lock():  # one writer per run folder, from the first check to the last output
+        return _run_locked(profile, store, seeds=seeds, cache_dir=cache_dir, quiet=quiet, only=only,
+                           runner=runner, executor=executor, resume=resume)
+
+
+def check_settings(profile: Profile, seeds: int, only: list[str] | None) -> None:
+    """Every setting a run can check without its data: the row names (a reference score row is
+    checked again once the data says which it has) and each selected row's training settings."""
+    from condense.data.physionet2012.load import REFERENCE_SCORES
+
+    if only is not None and (isinstance(only, str) or not all(isinstance(r, str) for r in only)):
+        raise ValueError(f"rows must be a list of row names, got {only!r}")
+    rows = plan_rows(profile)
+    selected = select_rows(rows, only, also_known=[name.lower() for name in REFERENCE_SCORES.values()])
+    sources = {r.source for r in selected}
+    for spec in [r for r in rows if r in selected or r.row in sources]:
+        if spec.kind in ("train", "peer"):
+            for seed in range(seeds):
+                try:
+                    train_config(profile, spec, seed)
+                except ValueError as exc:
+                    raise ValueError(f"row {spec.row}: {exc}") from None
+
+
+def select_rows(rows: list[RowSpec], only: list[str] | None, also_known: list[str] = ()) -> list[RowSpec]:
+    """The rows named in ``only`` (all when None); a name neither a row nor in ``also_known`` is an error."""
+    if not only:
+        return rows
+    known = [r.row for r in rows] + list(also_known)
+    unknown = sorted(set(only) - set(known))
+    if unknown:
+        raise ValueError(f"unknown row(s) {unknown}; known: {known}")
+    return [r for r in rows if r.row in only]
+
+
+def _run_locked(profile: Profile, store: RunStore, *, seeds: int, cache_dir, quiet: bool, only, runner,
+                executor: str, resume: bool) -> tuple[Path, bool]:
+    """:func:`run_benchmark` under the run folder's lock."""
+    from condense.bench import report as bench_report
+    from condense.runs.model_dir import git_commit, library_versions
+
+    out_dir = store.out_dir
     if not resume:
         store.check_new()
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -129,12 +165,7 @@ def run_benchmark(profile: Profile, *, out_dir, seeds: int = 1, cache_dir=None, 
     t0 = time.perf_counter()
     dataset = load_dataset(profile.data, seed=0, cache_dir=cache_dir, quiet=quiet)
     dataset.require_labels()  # before any row trains
-    rows = plan_rows(profile, dataset.extras.get("reference_scores"))
-    if only:
-        unknown = sorted(set(only) - {r.row for r in rows})
-        if unknown:
-            raise ValueError(f"unknown row(s) {unknown}; known: {[r.row for r in rows]}")
-        rows = [r for r in rows if r.row in only]
+    rows = select_rows(plan_rows(profile, dataset.extras.get("reference_scores")), only)
     jobs = plan_jobs(rows, seeds)
     if resume:
         store.check_data(dataset.fingerprint)
