@@ -133,7 +133,7 @@ def train_run(*, data: str, out_dir, strict: bool = False, cache_dir=None, verbo
         if config.distilled:
             from condense.distill import check_teacher_dirs
 
-            check_teacher_dirs(config)
+            check_teacher_dirs(config, out_dir)
         dataset = load_dataset(data, seed=config.seed, strict=strict, cache_dir=cache_dir, quiet=quiet)
         dataset.require_labels()  # unlabelled records or a single-class split: refused before training
         log(f"data {dataset.source}: train {len(dataset.train)}, val {len(dataset.val)}, test {len(dataset.test)} "
