@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from condense.bench.executors import GridProgress, make_executor
-from condense.bench.jobs import Job, JobContext, JobResult, error_text, plan_jobs, train_config
+from condense.bench.jobs import SKIPPED, Job, JobContext, JobResult, error_text, plan_jobs, skipped_result, train_config
 from condense.bench.profiles import Profile
 from condense.bench.rows import LATENCY_REFERENCE, PAIRED_REFERENCES, RowSpec, plan_rows
 from condense.bench.store import RunStore, RunStoreError
@@ -195,6 +195,14 @@ def _run_locked(profile: Profile, store: RunStore, *, seeds: int, cache_dir, qui
         + f" on {dataset.source} (train {len(dataset.train)}, val {len(dataset.val)}, test {len(dataset.test)}), "
         f"{profile.epochs} epochs, batch {profile.batch_size}, executor {runner.name} -> {out_dir}"
     )
+    # an optional peer that is not installed: its rows are skipped (not saved: a later --resume tries
+    # again), unless the run named its rows (--rows), which then fail saying the same
+    skipped = {} if only else {job.key: r for job in todo if (r := skipped_result(job)) is not None}
+    for job in todo:
+        if job.key in skipped:
+            results[job.key] = skipped[job.key]
+            progress.skipped(job, skipped[job.key])
+    todo = [job for job in todo if job.key not in skipped]
 
     def on_result(job: Job, result: JobResult) -> None:
         store.save(job, result)
@@ -234,7 +242,7 @@ def _run_locked(profile: Profile, store: RunStore, *, seeds: int, cache_dir, qui
     store.finish()
     phases["outputs"] = time.perf_counter() - t_out
     progress.say("phases: " + ", ".join(f"{name.replace('_', ' ')} {seconds:.0f} s" for name, seconds in phases.items()))
-    all_ok = all(r.get("status") == "ok" for seed_rows in per_seed for r in seed_rows)
+    all_ok = all(r.get("status") in ("ok", SKIPPED) for seed_rows in per_seed for r in seed_rows)
     grid = header["grid"]
     if grid["job_seconds"] > 0:
         progress.say(f"grid: {grid['grid_seconds'] / 60:.1f} min wall for {grid['job_seconds'] / 60:.1f} min of jobs "

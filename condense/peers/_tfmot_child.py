@@ -76,9 +76,12 @@ def _import_libraries():
             # e.g. importing tfmot without TensorFlow installed names "tensorflow"
             root = (getattr(exc, "name", None) or module_name).split(".")[0]
             culprit = pip_names.get(root, pip_name)
+            from condense.peers.tfmot_bridge import INSTALL_COMMAND  # no TensorFlow there
+
+            install = "pip install 'tensorflow-cpu>=2.21,<2.22'" if culprit == "tensorflow" else INSTALL_COMMAND
             raise PeerError(
                 f"{culprit} is not importable in the tfmot child ({type(exc).__name__}: {exc}); "
-                f"install it in this environment: pip install {culprit}"
+                f"install it in this environment: {install}"
             ) from exc
     tf = modules["tensorflow"]
     tf_keras = modules["tf_keras"]
