@@ -33,6 +33,7 @@ from pathlib import Path
 import numpy as np
 
 from condense.bench.jobs import Job, JobResult
+from condense.bench.predictions import load_npz
 from condense.io import atomic_path, read_json, sha256_file, write_json
 
 ROWS_DIR = "rows"
@@ -184,8 +185,7 @@ class RunStore:
             return None
         try:
             record = read_json(record_path)
-            with np.load(scores_path, allow_pickle=False) as npz:
-                scores = {row: np.asarray(npz[row]) for row in npz.files}
+            scores = load_npz(scores_path)  # headers checked before anything is loaded
             if not record.get("ok") or set(record.get("rows", {})) != {r.row for r in job.rows}:
                 return None
             for rel, entry in record.get("files", {}).items():
