@@ -258,7 +258,12 @@ def export_run(model_dir, fmt: str, *, calibration: int = 300, data: str | None 
                         int8_io=int8_io, route=route, form=form, metadata=metadata, dynamic_batch=dynamic_batch,
                         normalizer=saved.inputs.folded_normalizer() if folded else None)
         path, info = export_tflite_many([job], quiet=not verbose, details=True)[0]
-        record_file(model_dir, path.name, source_sha256=source_sha256)
+        try:
+            record_file(model_dir, path.name, source_sha256=source_sha256)
+        except OSError as exc:  # e.g. disk full: an unrecorded file would only read as stale later
+            path.unlink(missing_ok=True)
+            raise OSError(exc.errno, f"{exc.strerror} (the new {path.name} was removed, since the manifest could not "
+                                     "record it; free space and export again)", exc.filename) from exc
     x_test = saved.inputs.transform(dataset.test.X)
     p_keras = saved.predict_inputs(x_test)
     runner = open_tflite(path)
