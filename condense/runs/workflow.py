@@ -326,7 +326,7 @@ def predict_run(model_dir, *, data: str, out_csv, fmt: str = "keras", strict: bo
     p = saved.predict_raw(split.X)
     known = split.y >= 0
     label_column = bool(known.any())
-    summary = {"n": len(split), "out": str(out_csv), "format": fmt, "labelled": int(known.sum()),
+    summary = {"n": len(split), "out": str(out_csv), "format": fmt, "scored_by": saved.label, "labelled": int(known.sum()),
                "issues": dict(issues), "metrics": None}
     y_known = split.y[known]
     if label_column and 0 < y_known.sum() < len(y_known):

@@ -195,6 +195,9 @@ def _read_folder(path: Path) -> SetFiles:
         return p.read_bytes()
 
     for p in sorted(set_dir.iterdir()):
+        if p.is_symlink() and not p.exists():  # is_file() would say False and the record would vanish uncounted
+            raise DataError(f"{p}: a symbolic link that cannot be followed (a loop, or its target is missing); "
+                            "remove it or point it at a record file")
         if p.is_file() and not _OUTCOMES_RE.match(p.name):
             name = f"{set_dir.name}/{p.name}"
             members[name], where[name] = read(p), str(p)
@@ -226,6 +229,8 @@ def _pick_set(path: Path, members: dict[str, bytes], digest: str, where_of, set_
         else:
             ignored += 1  # a README or similar outside the set folder
     if not by_set:
+        if set_name is not None:  # a folder read found the set folder: it holds no files
+            raise DataError(f"{path}: no <RecordID>.txt record files in {set_name}/ (the set folder is empty)")
         raise DataError(f"{path}: no set-*/ folder of <RecordID>.txt record files found")
     if len(by_set) > 1:
         raise DataError(f"{path}: holds several set folders ({', '.join(sorted(by_set))}); point at one")
