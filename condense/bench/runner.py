@@ -118,14 +118,13 @@ def run_benchmark(profile: Profile, *, out_dir, seeds: int = 1, cache_dir=None, 
 
 
 def check_settings(profile: Profile, seeds: int, only: list[str] | None) -> None:
-    """Every setting a run can check without its data: the row names (a reference score row is
-    checked again once the data says which it has) and each selected row's training settings."""
-    from condense.data.physionet2012.load import REFERENCE_SCORES
-
+    """Every setting a run can check without its data: each selected row's training settings (row
+    names are checked once the data says which reference-score rows it has; nothing is deleted
+    before that)."""
     if only is not None and (isinstance(only, str) or not all(isinstance(r, str) for r in only)):
         raise ValueError(f"rows must be a list of row names, got {only!r}")
     rows = plan_rows(profile)
-    selected = select_rows(rows, only, also_known=[name.lower() for name in REFERENCE_SCORES.values()])
+    selected = [r for r in rows if not only or r.row in only]
     sources = {r.source for r in selected}
     for spec in [r for r in rows if r in selected or r.row in sources]:
         if spec.kind in ("train", "peer"):
@@ -136,11 +135,11 @@ def check_settings(profile: Profile, seeds: int, only: list[str] | None) -> None
                     raise ValueError(f"row {spec.row}: {exc}") from None
 
 
-def select_rows(rows: list[RowSpec], only: list[str] | None, also_known: list[str] = ()) -> list[RowSpec]:
-    """The rows named in ``only`` (all when None); a name neither a row nor in ``also_known`` is an error."""
+def select_rows(rows: list[RowSpec], only: list[str] | None) -> list[RowSpec]:
+    """The rows named in ``only`` (all when None); a name that is not a row is an error."""
     if not only:
         return rows
-    known = [r.row for r in rows] + list(also_known)
+    known = [r.row for r in rows]
     unknown = sorted(set(only) - set(known))
     if unknown:
         raise ValueError(f"unknown row(s) {unknown}; known: {known}")

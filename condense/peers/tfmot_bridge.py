@@ -415,7 +415,7 @@ def _run_child(
     quiet: bool,
 ) -> dict:
     request = {**config, "pruning_schedule": schedule, "peer": peer, "arrays": str(npz_path),
-               "out_dir": str(out_dir), "quiet": bool(quiet)}
+               "out_dir": str(out_dir), "quiet": bool(quiet), "install_command": INSTALL_COMMAND}
     try:
         run = run_child(CHILD_MODULE, request, what=f"tfmot peer {peer!r}", timeout=timeout, quiet=quiet,
                         legacy_keras=True, env={"PYTHONHASHSEED": str(config["seed"] % (2**32))},

@@ -60,12 +60,12 @@ def test_a_second_bench_on_a_run_folder_in_use_fails_at_once_naming_the_first(tm
         assert (tmp_path / ".run.lock").read_text().strip() == str(os.getpid())
 
 
-def test_a_mistyped_new_run_deletes_nothing_of_a_finished_run(tmp_path, tiny_cohort, capsys):
+def test_a_mistyped_new_run_deletes_nothing_of_a_finished_run(tmp_path, tiny_cohort, tiny_cache, capsys):
     run = tmp_path / "r7"
     _finished_run(run, tiny_cohort)
     before = sorted(p.relative_to(run) for p in run.rglob("*"))
     assert main(["bench", "--profile", "smoke", "--data", str(tiny_cohort), "--rows", "lstm,lsmt",
-                 "--out", str(run), "--quiet"]) == 2
+                 "--out", str(run), "--cache-dir", str(tiny_cache), "--quiet"]) == 2
     assert "unknown row(s) ['lsmt']" in capsys.readouterr().err
     assert sorted(p.relative_to(run) for p in run.rglob("*")) == before, "rows/ and models/ untouched"
     assert RunStore(run).plan()["finished"]
