@@ -43,12 +43,15 @@ __all__ = ["PEER_PREFIX", "Teacher", "check_teacher_dirs", "distill_targets", "f
 
 
 def soften(p: np.ndarray, temperature: float) -> np.ndarray:
-    """``sigmoid(logit(p) / T)``, computed as ``p^(1/T) / (p^(1/T) + (1-p)^(1/T))`` (exact at 0, 1)."""
+    """``sigmoid(logit(p) / T)``, in log space: exact at 0, 0.5 and 1, and finite for any ``T > 0``
+    (a tiny ``T`` gives 0 or 1, where ``p^(1/T) / (p^(1/T) + (1-p)^(1/T))`` underflowed to 0/0)."""
     p = np.clip(np.asarray(p, dtype=np.float64), 0.0, 1.0)
     if temperature == 1.0:
         return p
-    a, b = p ** (1.0 / temperature), (1.0 - p) ** (1.0 / temperature)
-    return a / (a + b)
+    with np.errstate(divide="ignore", over="ignore"):
+        z = (np.log(p) - np.log1p(-p)) / temperature  # +-inf at 1 and 0
+        e = np.exp(-np.abs(z))  # in [0, 1]: no overflow
+    return np.where(z >= 0, 1.0 / (1.0 + e), e / (1.0 + e))
 
 
 def distill_targets(y: np.ndarray, p_teacher: np.ndarray, alpha: float, temperature: float = 1.0) -> np.ndarray:
@@ -59,7 +62,11 @@ def distill_targets(y: np.ndarray, p_teacher: np.ndarray, alpha: float, temperat
         raise ValueError(f"labels {y.shape} and teacher probabilities {p_teacher.shape} differ in shape")
     if not np.all(np.isfinite(p_teacher)) or p_teacher.min() < 0 or p_teacher.max() > 1:
         raise ValueError("teacher probabilities must be finite and in [0, 1]")
-    return (alpha * y + (1.0 - alpha) * soften(p_teacher, temperature)).astype(np.float32)
+    target = (alpha * y + (1.0 - alpha) * soften(p_teacher, temperature)).astype(np.float32)
+    bad = int(np.count_nonzero(~np.isfinite(target) | (target < 0) | (target > 1)))
+    if bad:
+        raise ValueError(f"{bad} distillation target(s) are not in [0, 1] (alpha {alpha!r}, temperature {temperature!r})")
+    return target
 
 
 def fold_assignment(y: np.ndarray, folds: int, seed: int) -> np.ndarray:
@@ -98,17 +105,23 @@ def _teacher_manifest(name: str) -> dict:
     return load_manifest(name)
 
 
-def check_teacher_dirs(config: TrainConfig) -> None:
-    """Every teacher directory exists and holds a readable manifest: checked before the data is read."""
+def check_teacher_dirs(config: TrainConfig, out_dir=None) -> None:
+    """Every teacher directory exists, holds a readable manifest and is not ``out_dir`` (the
+    student would replace its teacher): checked before the data is read."""
     for name in config.teachers:
         if not name.startswith(PEER_PREFIX):
+            if out_dir is not None and Path(name).resolve() == Path(out_dir).resolve():
+                raise ValueError(f"teacher {name} is the output folder (--out {out_dir}): the student would replace "
+                                 "its teacher; give another --out")
             _teacher_manifest(name)
 
 
 def resolve_teachers(config: TrainConfig, dataset: Dataset) -> list[Teacher]:
-    """The student's teachers, each checked: a directory trained on another cohort or split, or a
-    distilled one that cross-fitting would have to refit with its own teachers, is refused."""
-    from condense.runs.model_dir import PREPROCESSING_FILE
+    """The student's teachers, each checked: a directory whose files do not load or do not match
+    its manifest's hashes (whatever the folds: cross-fitting refits from the configuration, but a
+    damaged teacher is no teacher), trained on another cohort or split, or distilled (cross-fitting
+    would have to refit its own teachers too), is refused."""
+    from condense.runs.model_dir import load_run
 
     teachers = []
     for name in config.teachers:
@@ -131,7 +144,7 @@ def resolve_teachers(config: TrainConfig, dataset: Dataset) -> list[Teacher]:
         if teacher_config.teachers and config.teacher_folds:
             raise ValueError(f"teacher {model_dir} was itself distilled: cross-fitting it would refit its own "
                              "teachers too; use --teacher-folds 0 or an undistilled teacher")
-        inputs = ModelInputs.load(model_dir / PREPROCESSING_FILE)
+        _, inputs, _ = load_run(model_dir)  # every file loads and matches its recorded sha256
         if inputs.layout.to_json() != dataset.layout.to_json():
             raise ValueError(f"teacher {model_dir} reads layout {inputs.layout.name!r}, the data is "
                              f"{dataset.layout.name!r}")
@@ -169,6 +182,10 @@ def teacher_probabilities(config: TrainConfig, dataset: Dataset, *, prepared=Non
 
     y = {name: dataset.split(name).y for name in ("train", "val")}
     folds = config.teacher_folds
+    smaller = int(min(np.unique(y["train"], return_counts=True)[1]))
+    if folds > smaller:  # more folds than records of a label: empty folds, or fits that never see that label
+        raise ValueError(f"Argument `teacher_folds` must be at most {smaller}, the training records of the rarer "
+                         f"label (every fold holds out records of both labels); got teacher_folds={folds}.")
     fold = fold_assignment(y["train"], folds, config.seed) if folds else None
     rows, probabilities, keras_ran = [], [], False
     for teacher in resolve_teachers(config, dataset):

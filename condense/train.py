@@ -121,6 +121,9 @@ class TrainConfig:
         if not (isinstance(self.distill_alpha, (int, float)) and not isinstance(self.distill_alpha, bool)
                 and 0.0 <= self.distill_alpha <= 1.0):
             raise invalid_argument("distill_alpha", "a number in [0, 1]", self.distill_alpha)
+        if self.teachers and self.distill_alpha == 1.0:
+            raise invalid_argument("distill_alpha", "< 1 with teachers (1 trains on the labels alone and ignores "
+                                   "them; leave out the teachers to train without distillation)", self.distill_alpha)
         check_positive("distill_temperature", self.distill_temperature)
         if self.teacher_folds != 0:
             check_int("teacher_folds", self.teacher_folds, 2)

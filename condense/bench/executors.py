@@ -58,6 +58,12 @@ class GridProgress:
         """A job finished by an earlier run: counted, not timed."""
         self.left -= job.units(self.epochs)
         self.done += 1
+
+    def skipped(self, job: Job, result: JobResult) -> None:
+        """A job that does not run (an optional peer not installed): counted, and said once."""
+        self.resumed(job, result)
+        reason = next(iter(result.rows.values())).get("error", "")
+        self.say(f"{self.status()} {job.key} skipped: {reason}")
         self.failed += not result.ok
 
     def started(self, job: Job) -> None:

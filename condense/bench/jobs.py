@@ -118,6 +118,24 @@ def failed_result(job: Job, error: str, seconds: float = 0.0) -> JobResult:
     return JobResult(job.key, job.seed, rows, seconds=seconds)
 
 
+#: The status of a row that did not run because an optional peer is not installed (the run's
+#: rows were not named, so the user did not ask for it): not a failure; ``error`` says how to install it.
+SKIPPED = "skipped"
+
+
+def skipped_result(job: Job) -> JobResult | None:
+    """``job``'s rows skipped when it is a tfmot peer whose optional packages are missing; else None."""
+    from condense.peers.tfmot_bridge import missing_message, missing_packages
+
+    main = job.rows[0]
+    missing = missing_packages() if main.kind == "tfmot" else []
+    if not missing:
+        return None
+    reason = missing_message(main.train["peer"], missing)
+    return JobResult(job.key, job.seed, {spec.row: {**row_identity(spec, job.seed), "status": SKIPPED, "error": reason}
+                                         for spec in job.rows})
+
+
 def row_identity(spec: RowSpec, seed: int) -> dict:
     return {"row": spec.row, "model": spec.model, "method": spec.method, "family": spec.family,
             "condensation": spec.condensation, "form": spec.form, "baseline": spec.baseline or "", "seed": seed}

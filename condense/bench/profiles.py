@@ -43,9 +43,7 @@ class Profile:
     def __post_init__(self) -> None:  # a bad profile fails where it is made, naming the field
         check_int("epochs", self.epochs, 1)
         check_int("batch_size", self.batch_size, 1)
-        check_int("prune_after", self.prune_after, 1)
-        if self.prune_after >= self.epochs and (self.lstm_quantiles or self.dnn_quantiles or self.hlstm_quantiles):
-            raise invalid_argument("prune_after", f"< epochs ({self.epochs}) when rows are pruned", self.prune_after)
+        check_int("prune_after", self.prune_after, 1)  # < epochs: checked per pruned row that a run selects
         for name in ("lstm_quantiles", "dnn_quantiles", "hlstm_quantiles"):
             for q in getattr(self, name):
                 if not (isinstance(q, (int, float)) and not isinstance(q, bool) and 0 < q < 1):

@@ -35,7 +35,8 @@ def aggregate(per_seed: list[list[dict]]) -> list[dict]:
         runs = [rows[i] for rows in per_seed]
         row = {c: first.get(c, "") for c in COLUMNS}
         failed = [r for r in runs if r.get("status") != "ok"]
-        row["status"] = "failed" if failed else "ok"
+        skipped = failed and all(r.get("status") == "skipped" for r in runs)  # an optional peer not installed
+        row["status"] = "skipped" if skipped else "failed" if failed else "ok"
         row["error"] = failed[0].get("error", "") if failed else ""
         row["seeds"] = len(runs)
         for col in NUMERIC:
@@ -138,7 +139,7 @@ def table_markdown(table: list[dict], header: dict) -> str:
     ]
     for row in table:
         if row["status"] != "ok":
-            lines.append(f"| {row['model']} | {row['method']} | FAILED: {row['error']} | | | | |")
+            lines.append(f"| {row['model']} | {row['method']} | {row['status'].upper()}: {row['error']} | | | | |")
             continue
         file_bytes = _v(row, "tflite_bytes") if is_quantized(row.get("tflite_format")) else None
         file_bytes = file_bytes or _v(row, "keras_bytes") or _v(row, "deploy_bytes")
@@ -162,7 +163,7 @@ def table_markdown(table: list[dict], header: dict) -> str:
     ]
     for row in table:
         if row["status"] != "ok":
-            lines.append(f"| {row['row']} | FAILED: {row['error']} ||||||||||||||||||")
+            lines.append(f"| {row['row']} | {row['status'].upper()}: {row['error']} ||||||||||||||||||")
             continue
         nz = _v(row, "nonzero_params")
         params = _f(_v(row, "params"), ",.0f") + (f" ({nz:,.0f})" if nz is not None else "")

@@ -27,8 +27,8 @@ from pathlib import Path
 import numpy as np
 
 from condense.bench.executors import GridProgress, make_executor
-from condense.bench.jobs import Job, JobContext, JobResult, error_text, plan_jobs, train_config
-from condense.bench.profiles import Profile, profile_from_json
+from condense.bench.jobs import SKIPPED, Job, JobContext, JobResult, error_text, plan_jobs, skipped_result, train_config
+from condense.bench.profiles import Profile
 from condense.bench.rows import LATENCY_REFERENCE, PAIRED_REFERENCES, RowSpec, plan_rows
 from condense.bench.store import RunStore, RunStoreError
 from condense.checks import check_int
@@ -89,13 +89,13 @@ def resume_benchmark(out_dir, *, cache_dir=None, quiet: bool = False, executor: 
                      ray_address: str | None = None, workers: int | None = None) -> tuple[Path, bool]:
     """Finish the run in ``out_dir`` with the settings it started with: jobs already saved in its
     ``rows/`` are kept, the missing ones (and failed ones) run. Returns (out_dir, all_ok)."""
-    plan = RunStore(out_dir).plan()
-    if plan is None:
+    settings = RunStore(out_dir).settings()
+    if settings is None:
         raise RunStoreError(f"{out_dir}: no benchmark run to resume (no rows/plan.json; "
                             "a run folder made by `condense bench` holds one)")
-    return run_benchmark(profile_from_json(plan["profile"]), out_dir=out_dir, seeds=int(plan["seeds"]),
-                         cache_dir=cache_dir, quiet=quiet, only=plan.get("rows"), executor=executor,
-                         ray_address=ray_address, workers=workers, resume=True)
+    profile, seeds, rows = settings
+    return run_benchmark(profile, out_dir=out_dir, seeds=seeds, cache_dir=cache_dir, quiet=quiet, only=rows,
+                         executor=executor, ray_address=ray_address, workers=workers, resume=True)
 
 
 def run_benchmark(profile: Profile, *, out_dir, seeds: int = 1, cache_dir=None, quiet: bool = False,
@@ -107,17 +107,52 @@ def run_benchmark(profile: Profile, *, out_dir, seeds: int = 1, cache_dir=None, 
     :class:`~condense.bench.executors.RayExecutor`). ``resume``: keep the jobs ``out_dir`` already
     holds (use :func:`resume_benchmark` to take the settings from the folder). Returns (out_dir, all_ok).
     """
-    from condense.bench import report as bench_report
-    from condense.runs.model_dir import git_commit, library_versions
-
     check_int("seeds", seeds, 1)
-    for spec in plan_rows(profile):  # a bad setting fails here, before the data is read
-        for seed in range(seeds):
-            if spec.kind in ("train", "peer"):
-                train_config(profile, spec, seed)
+    check_settings(profile, seeds, only)  # a bad setting fails here, before the data is read
     runner = make_executor(executor, address=ray_address, workers=workers, threads=profile.threads)
     out_dir = Path(out_dir)
     store = RunStore(out_dir)
+    with store.lock():  # one writer per run folder, from the first check to the last output
+        return _run_locked(profile, store, seeds=seeds, cache_dir=cache_dir, quiet=quiet, only=only,
+                           runner=runner, executor=executor, resume=resume)
+
+
+def check_settings(profile: Profile, seeds: int, only: list[str] | None) -> None:
+    """Every setting a run can check without its data: each selected row's training settings (row
+    names are checked once the data says which reference-score rows it has; nothing is deleted
+    before that)."""
+    if only is not None and (isinstance(only, str) or not all(isinstance(r, str) for r in only)):
+        raise ValueError(f"rows must be a list of row names, got {only!r}")
+    rows = plan_rows(profile)
+    selected = [r for r in rows if not only or r.row in only]
+    sources = {r.source for r in selected}
+    for spec in [r for r in rows if r in selected or r.row in sources]:
+        if spec.kind in ("train", "peer"):
+            for seed in range(seeds):
+                try:
+                    train_config(profile, spec, seed)
+                except ValueError as exc:
+                    raise ValueError(f"row {spec.row}: {exc}") from None
+
+
+def select_rows(rows: list[RowSpec], only: list[str] | None) -> list[RowSpec]:
+    """The rows named in ``only`` (all when None); a name that is not a row is an error."""
+    if not only:
+        return rows
+    known = [r.row for r in rows]
+    unknown = sorted(set(only) - set(known))
+    if unknown:
+        raise ValueError(f"unknown row(s) {unknown}; known: {known}")
+    return [r for r in rows if r.row in only]
+
+
+def _run_locked(profile: Profile, store: RunStore, *, seeds: int, cache_dir, quiet: bool, only, runner,
+                executor: str, resume: bool) -> tuple[Path, bool]:
+    """:func:`run_benchmark` under the run folder's lock."""
+    from condense.bench import report as bench_report
+    from condense.runs.model_dir import git_commit, library_versions
+
+    out_dir = store.out_dir
     if not resume:
         store.check_new()
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -129,12 +164,7 @@ def run_benchmark(profile: Profile, *, out_dir, seeds: int = 1, cache_dir=None, 
     t0 = time.perf_counter()
     dataset = load_dataset(profile.data, seed=0, cache_dir=cache_dir, quiet=quiet)
     dataset.require_labels()  # before any row trains
-    rows = plan_rows(profile, dataset.extras.get("reference_scores"))
-    if only:
-        unknown = sorted(set(only) - {r.row for r in rows})
-        if unknown:
-            raise ValueError(f"unknown row(s) {unknown}; known: {[r.row for r in rows]}")
-        rows = [r for r in rows if r.row in only]
+    rows = select_rows(plan_rows(profile, dataset.extras.get("reference_scores")), only)
     jobs = plan_jobs(rows, seeds)
     if resume:
         store.check_data(dataset.fingerprint)
@@ -164,6 +194,14 @@ def run_benchmark(profile: Profile, *, out_dir, seeds: int = 1, cache_dir=None, 
         + f" on {dataset.source} (train {len(dataset.train)}, val {len(dataset.val)}, test {len(dataset.test)}), "
         f"{profile.epochs} epochs, batch {profile.batch_size}, executor {runner.name} -> {out_dir}"
     )
+    # an optional peer that is not installed: its rows are skipped (not saved: a later --resume tries
+    # again), unless the run named its rows (--rows), which then fail saying the same
+    skipped = {} if only else {job.key: r for job in todo if (r := skipped_result(job)) is not None}
+    for job in todo:
+        if job.key in skipped:
+            results[job.key] = skipped[job.key]
+            progress.skipped(job, skipped[job.key])
+    todo = [job for job in todo if job.key not in skipped]
 
     def on_result(job: Job, result: JobResult) -> None:
         store.save(job, result)
@@ -203,7 +241,7 @@ def run_benchmark(profile: Profile, *, out_dir, seeds: int = 1, cache_dir=None, 
     store.finish()
     phases["outputs"] = time.perf_counter() - t_out
     progress.say("phases: " + ", ".join(f"{name.replace('_', ' ')} {seconds:.0f} s" for name, seconds in phases.items()))
-    all_ok = all(r.get("status") == "ok" for seed_rows in per_seed for r in seed_rows)
+    all_ok = all(r.get("status") in ("ok", SKIPPED) for seed_rows in per_seed for r in seed_rows)
     grid = header["grid"]
     if grid["job_seconds"] > 0:
         progress.say(f"grid: {grid['grid_seconds'] / 60:.1f} min wall for {grid['job_seconds'] / 60:.1f} min of jobs "

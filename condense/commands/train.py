@@ -215,7 +215,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
         counts = ", ".join(f"{kind} {n:,}" for kind, n in sorted(summary["issues"].items()))
         _log(args, f"input problems counted and treated as missing or clipped: {counts}")
     n, labelled = summary["n"], summary["labelled"]
-    line = f"scored {n:,} records [{_format_label(args)}] -> {args.out}"
+    line = f"scored {n:,} records [{summary['scored_by']}] -> {args.out}"
     m = summary["metrics"]
     if m is not None:
         line += f"; AUROC {m['auroc']:.4f} [{m['auroc_ci'][0]:.4f}, {m['auroc_ci'][1]:.4f}] on {labelled:,} labelled"

@@ -57,7 +57,7 @@ def _injected_abort(peer: str | None) -> bool:
     return False
 
 
-def _import_libraries():
+def _import_libraries(install_command: str):
     """Import TensorFlow, tf_keras and tfmot; raise :class:`PeerError` naming what is missing."""
     if not _LEGACY_WAS_SET and any(
         name in sys.modules for name in ("tensorflow", "keras", "tf_keras", "tensorflow_model_optimization")
@@ -76,9 +76,10 @@ def _import_libraries():
             # e.g. importing tfmot without TensorFlow installed names "tensorflow"
             root = (getattr(exc, "name", None) or module_name).split(".")[0]
             culprit = pip_names.get(root, pip_name)
+            install = "pip install 'tensorflow-cpu>=2.21,<2.22'" if culprit == "tensorflow" else install_command
             raise PeerError(
                 f"{culprit} is not importable in the tfmot child ({type(exc).__name__}: {exc}); "
-                f"install it in this environment: pip install {culprit}"
+                f"install it in this environment: {install}"
             ) from exc
     tf = modules["tensorflow"]
     tf_keras = modules["tf_keras"]
@@ -514,7 +515,7 @@ def run_peer(cfg: dict) -> dict:
     if peer not in PEERS:
         raise PeerError(f"unknown tfmot peer {peer!r}; known peers: {', '.join(PEERS)}")
     t0 = time.perf_counter()
-    tf, tf_keras, tfmot = _import_libraries()
+    tf, tf_keras, tfmot = _import_libraries(cfg["install_command"])  # the bridge's safe pip command
     import_seconds = time.perf_counter() - t0
     versions = _library_versions(tf, tf_keras, tfmot)
     Path(cfg["out_dir"]).mkdir(parents=True, exist_ok=True)

@@ -21,6 +21,7 @@ from __future__ import annotations
 import importlib.util
 import numbers
 import os
+import shlex
 from pathlib import Path
 from typing import Iterable, Mapping, Sequence
 
@@ -32,6 +33,8 @@ from condense.io import work_folder
 __all__ = [
     "CHILD_PATH",
     "DEFAULT_PEERS",
+    "INSTALL_COMMAND",
+    "PEER_REQUIREMENTS",
     "PEERS",
     "RESULT_KEYS",
     "missing_packages",
@@ -55,6 +58,14 @@ _REQUIRED_MODULES: dict[str, str] = {
     "tf_keras": "tf-keras",
     "tensorflow_model_optimization": "tensorflow-model-optimization",
 }
+
+#: The optional packages the peers need, pinned as ``requirements/peers.txt`` pins them (a wheel
+#: install has no ``requirements/`` folder to read; a test keeps the two equal).
+PEER_REQUIREMENTS = ("tf-keras==2.21.0", "tensorflow-model-optimization==0.8.1", "dm-tree>=0.1.8", "mock>=5",
+                     "scipy>=1.11", "six>=1.16")
+#: The one command that installs them safely: ``--no-deps``, as the Makefile does, because tf-keras
+#: declares the full ``tensorflow`` wheel, which plain ``pip install tf-keras`` lays over ``tensorflow-cpu``.
+INSTALL_COMMAND = "python -m pip install --no-deps " + " ".join(shlex.quote(r) for r in PEER_REQUIREMENTS)
 
 #: Keys every result dict carries (``None`` where a value does not apply or the peer failed).
 RESULT_KEYS = (
@@ -170,6 +181,12 @@ def missing_packages() -> list[str]:
     return missing
 
 
+def missing_message(peer: str, missing: list[str]) -> str:
+    """What a peer row says when its optional packages are missing: the names and the safe install command."""
+    return (f"tfmot peer {peer!r} cannot run: missing optional package(s) {', '.join(missing)}; install them "
+            f"without replacing tensorflow-cpu: {INSTALL_COMMAND}")
+
+
 def tfmot_available() -> bool:
     """True when tensorflow, tf-keras and tensorflow-model-optimization are installed.
 
@@ -274,10 +291,7 @@ def run_tfmot_peers(
         if not isinstance(peer, str) or peer not in PEERS:
             problems[i] = f"unknown tfmot peer {peer!r}; known peers: {', '.join(PEERS)}"
         elif missing:
-            problems[i] = (
-                f"tfmot peer {peer!r} cannot run: missing package(s) {', '.join(missing)} "
-                f"(pip install {' '.join(missing)})"
-            )
+            problems[i] = missing_message(peer, missing)
         else:
             problem = _check_arrays(arrays, peer)
             if problem:
@@ -401,7 +415,7 @@ def _run_child(
     quiet: bool,
 ) -> dict:
     request = {**config, "pruning_schedule": schedule, "peer": peer, "arrays": str(npz_path),
-               "out_dir": str(out_dir), "quiet": bool(quiet)}
+               "out_dir": str(out_dir), "quiet": bool(quiet), "install_command": INSTALL_COMMAND}
     try:
         run = run_child(CHILD_MODULE, request, what=f"tfmot peer {peer!r}", timeout=timeout, quiet=quiet,
                         legacy_keras=True, env={"PYTHONHASHSEED": str(config["seed"] % (2**32))},

@@ -232,7 +232,7 @@ def model_dir_lock(model_dir, *, create: bool = True) -> Iterator[Path]:
         except OSError as exc:
             raise ModelDirError(f"{model_dir}: cannot create {target.parent} ({exc.strerror})") from None
     try:
-        fd = _acquire(lock, model_dir)
+        fd = acquire_lock(lock, model_dir)
     except BaseException:
         _remove_empty(made, target)
         raise
@@ -242,9 +242,7 @@ def model_dir_lock(model_dir, *, create: bool = True) -> Iterator[Path]:
         yield target
     finally:
         del _HELD[key]
-        with contextlib.suppress(OSError):
-            os.unlink(lock)  # still holding it: a waiter that opened this file retries on the new one
-        os.close(fd)
+        release_lock(lock, fd)
         _remove_empty(made, target)
 
 
@@ -256,21 +254,25 @@ def _remove_empty(made: list[Path], target: Path) -> None:
                 folder.rmdir()
 
 
-def _acquire(lock: Path, model_dir) -> int:
+def acquire_lock(lock: Path, name, *, busy: type[Exception] = ModelDirBusy, error: type[Exception] = ModelDirError,
+                 held_by: str = "is being written by another condense process") -> int:
+    """Take the exclusive ``flock`` on the file ``lock`` and write our pid into it; the open fd.
+
+    Another holder: ``busy("<name> <held_by> (pid N)")`` at once; any other failure: ``error``.
+    Release with :func:`release_lock`.
+    """
     while True:
         try:
             fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o666)
         except OSError as exc:
-            raise ModelDirError(f"{model_dir}: cannot take its lock {lock} ({exc.strerror})") from None
+            raise error(f"{name}: cannot take its lock {lock} ({exc.strerror})") from None
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError as exc:
             os.close(fd)
             if exc.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
-                raise ModelDirBusy(
-                    f"{model_dir} is being written by another condense process (pid {_holder(lock)})"
-                ) from None
-            raise ModelDirError(f"{model_dir}: cannot take its lock {lock} ({exc.strerror})") from None
+                raise busy(f"{name} {held_by} (pid {_holder(lock)})") from None
+            raise error(f"{name}: cannot take its lock {lock} ({exc.strerror})") from None
         try:
             same = os.stat(lock).st_ino == os.fstat(fd).st_ino
         except FileNotFoundError:
@@ -281,6 +283,13 @@ def _acquire(lock: Path, model_dir) -> int:
         os.ftruncate(fd, 0)
         os.write(fd, f"{os.getpid()}\n".encode())
         return fd
+
+
+def release_lock(lock: Path, fd: int) -> None:
+    """Remove ``lock`` (still holding it: a waiter that opened this file retries on the new one), then close ``fd``."""
+    with contextlib.suppress(OSError):
+        os.unlink(lock)
+    os.close(fd)
 
 
 # -- writing ------------------------------------------------------------------------------------

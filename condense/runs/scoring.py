@@ -48,6 +48,14 @@ class SavedModel:
             metadata = read_metadata(path)[0] or {}
             self.normalizer_folded = bool(metadata.get("normalizer_folded"))
 
+    @property
+    def label(self) -> str:
+        """What scores, for output lines: ``keras``, the saved peer (``lr``, ``gbm``), or the file's
+        format (``int8``; ``int8 step`` for a step file)."""
+        if self.fmt == "keras":
+            return "keras" if hasattr(self.model, "get_weights") else str(self.manifest.get("model"))
+        return self.fmt + (f" {self.form}" if self.form != "sequence" else "")
+
     def predict_inputs(self, x: np.ndarray) -> np.ndarray:
         """Probabilities (N,) float64 for already-preprocessed model inputs (not normalized where the
         file has the normalizer folded in: :attr:`normalizer_folded`)."""

@@ -125,7 +125,7 @@ def train_run(*, data: str, out_dir, strict: bool = False, cache_dir=None, verbo
         if config.distilled:
             from condense.distill import check_teacher_dirs
 
-            check_teacher_dirs(config)
+            check_teacher_dirs(config, out_dir)
         dataset = load_dataset(data, seed=config.seed, strict=strict, cache_dir=cache_dir, quiet=quiet)
         dataset.require_labels()  # unlabelled records or a single-class split: refused before training
         log(f"data {dataset.source}: train {len(dataset.train)}, val {len(dataset.val)}, test {len(dataset.test)} "
@@ -250,7 +250,12 @@ def export_run(model_dir, fmt: str, *, calibration: int = 300, data: str | None 
                         int8_io=int8_io, route=route, form=form, metadata=metadata, dynamic_batch=dynamic_batch,
                         normalizer=saved.inputs.folded_normalizer() if folded else None)
         path, info = export_tflite_many([job], quiet=not verbose, details=True)[0]
-        record_file(model_dir, path.name, source_sha256=source_sha256)
+        try:
+            record_file(model_dir, path.name, source_sha256=source_sha256)
+        except OSError as exc:  # e.g. disk full: an unrecorded file would only read as stale later
+            path.unlink(missing_ok=True)
+            raise OSError(exc.errno, f"{exc.strerror} (the new {path.name} was removed, since the manifest could not "
+                                     "record it; free space and export again)", exc.filename) from exc
     x_test = saved.inputs.transform(dataset.test.X)
     p_keras = saved.predict_inputs(x_test)
     runner = open_tflite(path)
@@ -313,7 +318,7 @@ def predict_run(model_dir, *, data: str, out_csv, fmt: str = "keras", strict: bo
     p = saved.predict_raw(split.X)
     known = split.y >= 0
     label_column = bool(known.any())
-    summary = {"n": len(split), "out": str(out_csv), "format": fmt, "labelled": int(known.sum()),
+    summary = {"n": len(split), "out": str(out_csv), "format": fmt, "scored_by": saved.label, "labelled": int(known.sum()),
                "issues": dict(issues), "metrics": None}
     y_known = split.y[known]
     if label_column and 0 < y_known.sum() < len(y_known):

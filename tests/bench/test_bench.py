@@ -59,8 +59,10 @@ def test_unknown_profile_and_rows_are_clear_errors(tmp_path, tiny_cohort):
         dataclasses.replace(get_profile("smoke"), epochs=0)
     with pytest.raises(ValueError, match=r"Argument `lstm_quantiles` must be a tuple of quantiles in \(0, 1\)"):
         get_profile("smoke", lstm_quantiles=(0.5, 1.5))
-    with pytest.raises(ValueError, match=r"Argument `prune_after` must be < epochs \(2\)"):
-        get_profile("smoke", prune_after=2)
+    # prune_after >= epochs: refused for the pruned rows a run selects, before the data is read
+    with pytest.raises(ValueError, match=r"^row lstm-prune25: Argument `prune_after` must be an integer in \[1, epochs - 1\]"):
+        run_benchmark(get_profile("smoke", prune_after=2), out_dir=tmp_path / "out2")
+    assert not (tmp_path / "out2").exists()
 
 
 @pytest.fixture(scope="module")

@@ -119,7 +119,8 @@ def test_run_store_saves_a_job_and_loads_it_back(tmp_path):
 
 
 @pytest.mark.parametrize("damage", ["model file deleted", "model file truncated", "job failed", "record damaged",
-                                    "scores missing", "rows changed", "never ran"])
+                                    "scores missing", "scores truncated", "scores not an npz", "record a list",
+                                    "files not an object", "rows changed", "never ran"])
 def test_run_store_load_says_which_jobs_must_run_again(tmp_path, damage):
     store = RunStore(tmp_path / "run")
     job = _job()
@@ -133,6 +134,16 @@ def test_run_store_load_says_which_jobs_must_run_again(tmp_path, damage):
         (rows / "dnn.json").write_text('{"key": "seed1/dnn", "rows": ')
     elif damage == "scores missing":
         (rows / "dnn.npz").unlink()
+    elif damage == "scores truncated":  # was zipfile.BadZipFile out of --resume
+        data = (rows / "dnn.npz").read_bytes()
+        (rows / "dnn.npz").write_bytes(data[: len(data) // 2])
+    elif damage == "scores not an npz":
+        (rows / "dnn.npz").write_bytes(b"")
+    elif damage == "record a list":
+        (rows / "dnn.json").write_text("[1, 2]")
+    elif damage == "files not an object":
+        record = json.loads((rows / "dnn.json").read_text())
+        (rows / "dnn.json").write_text(json.dumps({**record, "files": {"models/seed1/dnn/model.keras": 5}}))
     elif damage == "rows changed":  # the same job name, now without its converted row
         job = Job(job.seed, job.rows[:1])
     elif damage == "never ran":
@@ -157,10 +168,11 @@ def test_run_store_check_new_refuses_an_unfinished_run_and_clears_a_finished_one
     store.finish()
     assert store.plan()["finished"]
     store.check_new()
-    assert not store.rows_dir.exists(), "a finished run's records are cleared for the new run"
-    assert store.plan() is None and store.load(job) is None
+    assert store.load(job) is not None, "checking deletes nothing"
+    store.begin({"profile": {"name": "smoke"}, "seeds": 1, "rows": ["lr"]})
+    assert store.plan()["rows"] == ["lr"] and store.load(job) is None, "a finished run's records are cleared"
+    assert not (out / "models").exists(), "and its models: none stays beside the new run, listed nowhere"
 
-    (out / "rows").mkdir()
     (out / "rows" / "plan.json").write_text("not json")
     with pytest.raises(RunStoreError, match="rows/plan.json: not a benchmark plan"):
         store.check_new()

@@ -301,6 +301,38 @@ def test_the_archive_bound_is_configurable_and_counts_uncompressed_bytes(tmp_pat
             read_records(archive)
 
 
+def test_one_record_file_past_the_per_file_bound_is_refused_before_it_is_read(tmp_path, monkeypatch):
+    """One 200 MB record took ``predict`` to 3.3 GB (~16x the file) from a folder or a .tar.gz. Each
+    file is now checked against ``CONDENSE_MAX_RECORD_BYTES`` (default 8 MiB) from its size first."""
+    from condense.data.physionet2012.files import DEFAULT_MAX_RECORD_BYTES, max_record_bytes
+
+    records = {str(1000 + k): [("00:30", "HR", 70 + k)] * 50 for k in range(4)}
+    root = write_set(tmp_path / "data", records, {rid: (10, 3, k % 2) for k, rid in enumerate(records)})
+    huge = root / "set-a" / "1004.txt"
+    with open(huge, "wb") as fh:  # 200 MiB, sparse: reading it would take the memory, not the disk
+        fh.truncate(200 * 2**20)
+    assert max_record_bytes() == DEFAULT_MAX_RECORD_BYTES == 8 * 2**20
+    with pytest.raises(DataError) as err:
+        read_records(root)
+    assert str(err.value) == (f"{huge}: 209715200 bytes (200.0 MiB), past the bound of 8388608 bytes (8.0 MiB) for one "
+                              "record file; not read (a real record is under 100 KB; set CONDENSE_MAX_RECORD_BYTES "
+                              "to allow more)")
+    huge.unlink()
+    archive = make_archive(root, tmp_path / "set-a.tar.gz")
+    biggest = max(len((root / "set-a" / f"{rid}.txt").read_bytes()) for rid in records)
+    monkeypatch.setenv("CONDENSE_MAX_RECORD_BYTES", str(biggest))  # exactly the biggest: read
+    assert len(read_records(archive).ids) == len(read_records(root).ids) == 4
+    monkeypatch.setenv("CONDENSE_MAX_RECORD_BYTES", str(biggest - 1))
+    with pytest.raises(DataError, match=rf"^{archive}:set-a/\d+\.txt: {biggest} bytes, past the bound of {biggest - 1} "
+                                        r"bytes for one record file; not read"):
+        read_records(archive)
+    with pytest.raises(DataError, match=rf"^{root}/set-a/\d+\.txt: {biggest} bytes, past the bound"):
+        read_records(root)
+    monkeypatch.setenv("CONDENSE_MAX_RECORD_BYTES", "lots")
+    with pytest.raises(DataError, match=r"^CONDENSE_MAX_RECORD_BYTES must be a whole number of bytes > 0, got 'lots'$"):
+        read_records(root)
+
+
 def test_archive_folder_and_set_folder_read_the_same(tmp_path):
     records = {str(1000 + k): [("00:30", "HR", 70 + k), (f"{k:02d}:15", "Temp", 36.5)] for k in range(12)}
     outcomes = {rid: (k, k % 5, k % 2) for k, rid in enumerate(records)}

@@ -169,3 +169,68 @@ def test_condense_train_with_a_teacher_directory_as_a_new_user(tiny_cohort, tiny
     assert code != 0
     assert f"teacher {teacher} was trained on another cohort or split" in err
     assert not (tmp_path / "refused").exists()
+
+
+@pytest.mark.parametrize("temperature", [1e-300, 1e-4, 0.5, 2.0, 1e300])
+def test_softened_targets_stay_finite_for_any_positive_temperature(temperature):
+    """Was ``p contains 48 NaN value(s)`` at epoch 1 with ``--distill-temperature 1e-4``: both powers
+    underflowed to 0/0. In log space a tiny temperature gives 0 or 1, a huge one 0.5."""
+    p = np.array([0.0, 1e-300, 0.2, 0.5, 0.9, 1 - 1e-16, 1.0])
+    soft = soften(p, temperature)
+    assert np.all(np.isfinite(soft)) and soft.min() >= 0 and soft.max() <= 1
+    assert soft[0] == 0.0 and soft[3] == 0.5 and soft[-1] == 1.0
+    assert np.all(np.diff(soft) >= 0), "order kept"
+    if temperature <= 1e-4:
+        assert soft.tolist() == [0.0, 0.0, 0.0, 0.5, 1.0, 1.0, 1.0]
+    if temperature == 1e300:
+        assert np.allclose(soft[1:-1], 0.5)
+    y = np.array([0, 0, 1, 1, 0, 1, 1])
+    target = distill_targets(y, p, 0.3, temperature)
+    assert target.dtype == np.float32 and np.all(np.isfinite(target))
+
+
+def test_alpha_one_and_more_folds_than_records_are_refused(tiny_dataset):
+    with pytest.raises(ValueError, match=r"Argument `distill_alpha` must be < 1 with teachers \(1 trains on the labels "
+                                         r"alone and ignores them"):
+        TrainConfig(model="lstm", teachers=("peer:gbm",), distill_alpha=1.0)
+    assert TrainConfig(model="lstm", distill_alpha=1.0).distilled is False
+    rarer = int(min(np.bincount(tiny_dataset.train.y.astype(int))))
+    with pytest.raises(ValueError, match=rf"^Argument `teacher_folds` must be at most {rarer}, the training records of "
+                                         r"the rarer label .*; got teacher_folds=400\.$"):
+        distill.teacher_probabilities(TrainConfig(model="lstm", teachers=("peer:lr",), teacher_folds=400), tiny_dataset)
+
+
+@pytest.mark.parametrize("damage", ["model file garbage", "preprocessing edited"])
+def test_a_damaged_teacher_is_refused_whatever_the_folds(trained_lr, tiny_dataset, tmp_path, damage):
+    """With cross-fitting the teacher's files were never read: a garbage model file made a
+    'distilled' student. Now every file loads and matches its manifest's sha256."""
+    from build_once import copy_of
+
+    from condense.runs.model_dir import ModelDirError
+
+    teacher = copy_of(trained_lr, tmp_path / "teacher")
+    if damage == "model file garbage":
+        (teacher / "model.lr.json").write_text("garbage")
+        match = "model.lr.json"
+    else:
+        prep = teacher / "preprocessing.json"
+        prep.write_text(prep.read_text() + "\n")
+        match = r"preprocessing\.json does not match manifest\.json"
+    for folds in (0, 5):
+        with pytest.raises((ModelDirError, ValueError), match=match):
+            distill.resolve_teachers(TrainConfig(model="lstm", teachers=(str(teacher),), teacher_folds=folds),
+                                     tiny_dataset)
+
+
+def test_a_teacher_that_is_the_output_folder_is_refused(trained_lr, tiny_cohort, tiny_cache, tmp_path, capsys):
+    """``--teacher X --out X`` replaced the teacher with the student, whose manifest named itself as teacher."""
+    from build_once import copy_of
+
+    teacher = copy_of(trained_lr, tmp_path / "teacher")
+    before = {p.name: p.read_bytes() for p in teacher.iterdir()}
+    code, _, err = _cli(capsys, "train", "--data", tiny_cohort, "--model", "lstm", "--epochs", "1", "--teacher",
+                        teacher, "--out", teacher, "--cache-dir", tiny_cache, "--quiet")
+    assert code == 2
+    assert err.strip() == (f"condense train: error: teacher {teacher} is the output folder (--out {teacher}): the "
+                           "student would replace its teacher; give another --out")
+    assert {p.name: p.read_bytes() for p in teacher.iterdir()} == before

@@ -175,7 +175,7 @@ def test_missing_package_is_reported_by_name_without_a_child(tmp_path, monkeypat
     assert missing_packages() == ["no-such-package"]
     [result] = run_tfmot_peers(_arrays(), tmp_path, peers=("prune_dnn",))
     assert result["status"] == "failed" and result["child_seconds"] is None
-    assert "no-such-package" in result["error"] and "pip install" in result["error"]
+    assert "no-such-package" in result["error"] and result["error"].endswith(tfmot_bridge.INSTALL_COMMAND)
 
 
 # -- 4. the three peers --------------------------------------------------------------------------
@@ -295,7 +295,7 @@ def test_tfmot_missing_in_the_child_names_the_package(tmp_path, monkeypatch):
     [result] = run_tfmot_peers(_arrays(), tmp_path / "out", peers=("prune_dnn",), epochs=1, batch_size=BATCH)
     assert result["status"] == "failed"
     assert "tensorflow-model-optimization is not importable" in result["error"]
-    assert "pip install tensorflow-model-optimization" in result["error"]
+    assert tfmot_bridge.INSTALL_COMMAND in result["error"], "the safe command: --no-deps, never the full tensorflow"
     assert result["returncode"] == 0, "an import failure is reported by the child, not a crash"
 
 

@@ -150,7 +150,8 @@ def test_predict_on_the_ihm_layout_names_stays(tiny_cohort, tmp_path, capsys):
     header, rows = read_csv(out)
     assert header == ["stay", "probability", "label"]
     assert len(rows) == 240 and rows[0][0].endswith("_timeseries.csv")
-    assert "AUROC" in capsys.readouterr().out
+    stdout = capsys.readouterr().out
+    assert f"scored 240 records [lr] -> {out}; AUROC" in stdout, "the logistic regression, not [keras]"
 
 
 def test_physionet_data_for_a_model_trained_elsewhere_is_one_clear_line(tiny_cohort, physionet_model, tmp_path, capsys):
@@ -163,3 +164,27 @@ def test_physionet_data_for_a_model_trained_elsewhere_is_one_clear_line(tiny_coh
     err = capsys.readouterr().err
     assert "no saved PhysioNet 2012 state" in err and "Traceback" not in err
     assert not (tmp_path / "x.csv").exists()
+
+
+def test_predict_on_a_folder_with_a_looping_symlink_or_an_empty_set_is_one_clear_line(physionet_model, tmp_path,
+                                                                                    capsys):
+    """A self-looping symlink was skipped silently (is_file() is False); an empty set-a/ was reported as
+    'no set-*/ folder'."""
+    model, root, cache = physionet_model
+    data = without_outcomes(root, tmp_path / "data")
+    loop = data / "set-a" / "999999.txt"
+    loop.symlink_to(loop.name)
+    out = tmp_path / "scores.csv"
+    args = ["predict", "--model", str(model), "--data", f"physionet2012:{data}", "--out", str(out),
+            "--cache-dir", str(cache), "--quiet"]
+    assert main(args) == 2
+    assert capsys.readouterr().err.strip() == (
+        f"condense predict: error: {loop}: a symbolic link that cannot be followed (a loop, or its target is "
+        "missing); remove it or point it at a record file")
+    empty = tmp_path / "empty"
+    (empty / "set-a").mkdir(parents=True)
+    args[4] = f"physionet2012:{empty}"
+    assert main(args) == 2
+    assert capsys.readouterr().err.strip() == (
+        f"condense predict: error: {empty}: no <RecordID>.txt record files in set-a/ (the set folder is empty)")
+    assert not out.exists()

@@ -5,10 +5,14 @@ memory, checked, never extracted to disk), a folder holding exactly one ``set-*/
 ``set-*/`` folder itself; ``Outcomes-<X>.txt`` pairs with ``set-<X>/`` (``docs/physionet2012.md``).
 Only bytes come out of here; :mod:`condense.data.physionet2012.parse` reads them.
 
-An archive is decompressed in steps and refused with a :class:`DataError` naming it as soon as
-its uncompressed bytes pass :func:`max_archive_bytes` (:data:`DEFAULT_MAX_ARCHIVE_BYTES`, or
-``$CONDENSE_MAX_ARCHIVE_BYTES``): a small archive that expands to gigabytes stops there, before
-memory runs out. The real set A is 31 MB uncompressed.
+An archive is streamed: decompressed in steps, member by member, and refused with a
+:class:`DataError` naming it as soon as its uncompressed bytes pass :func:`max_archive_bytes`
+(:data:`DEFAULT_MAX_ARCHIVE_BYTES`, or ``$CONDENSE_MAX_ARCHIVE_BYTES``): a small archive that
+expands to gigabytes stops there, before memory runs out. The real set A is 31 MB uncompressed.
+Every file (a record or the outcomes file) is also bounded on its own by :func:`max_record_bytes`
+(:data:`DEFAULT_MAX_RECORD_BYTES`, or ``$CONDENSE_MAX_RECORD_BYTES``), checked from its size
+before it is read (a folder's ``stat``, a tar member's header): reading and parsing take about
+15x a file's bytes at their peak, and the largest real file is 79 KB.
 """
 
 from __future__ import annotations
@@ -27,13 +31,19 @@ from pathlib import Path, PurePosixPath
 
 from condense.data.dataset import DataError
 
-__all__ = ["DEFAULT_MAX_ARCHIVE_BYTES", "MAX_ARCHIVE_BYTES_ENV", "SetFiles", "max_archive_bytes", "read_files"]
+__all__ = ["DEFAULT_MAX_ARCHIVE_BYTES", "DEFAULT_MAX_RECORD_BYTES", "MAX_ARCHIVE_BYTES_ENV", "MAX_RECORD_BYTES_ENV",
+           "SetFiles", "max_archive_bytes", "max_record_bytes", "read_files"]
 
 #: The most uncompressed bytes an archive may hold (2 GiB) unless ``$CONDENSE_MAX_ARCHIVE_BYTES``
 #: says otherwise.
 DEFAULT_MAX_ARCHIVE_BYTES = 2 * 1024**3
 #: The environment variable that sets the bound, in bytes.
 MAX_ARCHIVE_BYTES_ENV = "CONDENSE_MAX_ARCHIVE_BYTES"
+#: The most bytes one file of a set may hold (8 MiB: 100x the largest real one) unless
+#: ``$CONDENSE_MAX_RECORD_BYTES`` says otherwise.
+DEFAULT_MAX_RECORD_BYTES = 8 * 1024**2
+#: The environment variable that sets the per-file bound, in bytes.
+MAX_RECORD_BYTES_ENV = "CONDENSE_MAX_RECORD_BYTES"
 #: Bytes decompressed per step.
 _STEP = 1 << 20
 
@@ -53,19 +63,37 @@ class SetFiles:
     ignored: int
 
 
-def max_archive_bytes() -> int:
-    """The bound on an archive's uncompressed bytes: ``$CONDENSE_MAX_ARCHIVE_BYTES`` (a whole
-    number of bytes > 0) when set, else :data:`DEFAULT_MAX_ARCHIVE_BYTES`."""
-    text = os.environ.get(MAX_ARCHIVE_BYTES_ENV, "").strip()
+def _bound(env: str, default: int) -> int:
+    """``$env`` (a whole number of bytes > 0) when set, else ``default``."""
+    text = os.environ.get(env, "").strip()
     if not text:
-        return DEFAULT_MAX_ARCHIVE_BYTES
+        return default
     try:
         value = int(text.replace("_", ""))
     except ValueError:
         value = 0
     if value <= 0:
-        raise DataError(f"{MAX_ARCHIVE_BYTES_ENV} must be a whole number of bytes > 0, got {text!r}")
+        raise DataError(f"{env} must be a whole number of bytes > 0, got {text!r}")
     return value
+
+
+def max_archive_bytes() -> int:
+    """The bound on an archive's uncompressed bytes: ``$CONDENSE_MAX_ARCHIVE_BYTES`` (a whole
+    number of bytes > 0) when set, else :data:`DEFAULT_MAX_ARCHIVE_BYTES`."""
+    return _bound(MAX_ARCHIVE_BYTES_ENV, DEFAULT_MAX_ARCHIVE_BYTES)
+
+
+def max_record_bytes() -> int:
+    """The bound on one file of a set (a record or the outcomes file): ``$CONDENSE_MAX_RECORD_BYTES``
+    (a whole number of bytes > 0) when set, else :data:`DEFAULT_MAX_RECORD_BYTES`."""
+    return _bound(MAX_RECORD_BYTES_ENV, DEFAULT_MAX_RECORD_BYTES)
+
+
+def _check_file_size(where: str, size: int, limit: int) -> None:
+    """:class:`DataError` naming the file when it is past the per-file bound (before it is read)."""
+    if size > limit:
+        raise DataError(f"{where}: {_size(size)}, past the bound of {_size(limit)} for one record file; not read "
+                        f"(a real record is under 100 KB; set {MAX_RECORD_BYTES_ENV} to allow more)")
 
 
 def _size(n: int) -> str:
@@ -91,54 +119,62 @@ _DECOMPRESSORS = (
 )
 
 
-def _decompress(raw: bytes, path: Path, limit: int) -> io.BytesIO:
-    """The tar bytes inside a gzip, bzip2 or xz archive (by magic number); plain tar as is.
+class _Bounded(io.RawIOBase):
+    """A read-only stream over ``stream`` that raises ``_too_big`` once past ``limit`` bytes."""
 
-    Decompressed :data:`_STEP` bytes at a time, to the end of the stream (whose end marker and
-    checksum the decompressor checks); :class:`DataError` once past ``limit`` bytes.
-    """
-    opener = next((open_ for magic, open_ in _DECOMPRESSORS if raw.startswith(magic)), None)
-    if opener is None:
-        return io.BytesIO(raw)  # plain tar: no bigger than the file (checked before reading it)
-    out, size = io.BytesIO(), 0
-    with opener(io.BytesIO(raw)) as stream:
-        while True:
-            chunk = stream.read(min(_STEP, limit + 1 - size))
-            if not chunk:
-                out.seek(0)
-                return out
-            size += len(chunk)
-            if size > limit:
-                raise _too_big(path, limit)
-            out.write(chunk)
+    def __init__(self, stream, path: Path, limit: int):
+        self.stream, self.path, self.limit, self.size = stream, path, limit, 0
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer) -> int:
+        data = self.stream.read(min(len(buffer), _STEP))
+        self.size += len(data)
+        if self.size > self.limit:
+            raise _too_big(self.path, self.limit)
+        buffer[: len(data)] = data
+        return len(data)
 
 
 def _read_archive(path: Path) -> SetFiles:
-    """Stream every member of a tar archive (any compression) into memory, then pick the set."""
-    limit = max_archive_bytes()
+    """Stream a tar archive (any compression; by magic number) member by member into memory,
+    then pick the set. Each member is checked against the per-file bound from its header before
+    it is read; the stream is read to its end, so the decompressor checks its end-of-stream
+    marker and checksum (a cut-off archive cannot pass for a smaller one)."""
+    limit, per_file = max_archive_bytes(), max_record_bytes()
+    members: dict[str, bytes] = {}
     try:
         size = path.stat().st_size
         if size > limit:
             raise DataError(f"{path}: archive is {_size(size)}, past the bound of {_size(limit)}; not read "
                             f"(set {MAX_ARCHIVE_BYTES_ENV} to allow more)")
-        raw = path.read_bytes()
+        digest = hashlib.sha256()
+        with open(path, "rb") as fh:
+            for block in iter(lambda: fh.read(_STEP), b""):
+                digest.update(block)
+            fh.seek(0)
+            magic = fh.read(6)
+            fh.seek(0)
+            opener = next((open_ for m, open_ in _DECOMPRESSORS if magic.startswith(m)), None)
+            raw = opener(fh) if opener is not None else fh
+            with io.BufferedReader(_Bounded(raw, path, limit), _STEP) as stream:
+                with tarfile.open(fileobj=stream, mode="r|") as tf:
+                    for member in tf:
+                        if not member.isfile():
+                            continue
+                        _check_file_size(f"{path}:{member.name}", member.size, per_file)
+                        data = tf.extractfile(member)
+                        members[member.name] = data.read() if data is not None else b""
+                while stream.read(_STEP):  # to the end of the compressed stream: its checksum is checked
+                    pass
     except OSError as exc:
-        raise DataError(f"{path}: cannot read archive: {exc}") from None
-    digest = hashlib.sha256(raw).hexdigest()
-    members: dict[str, bytes] = {}
-    try:
-        # Decompress the whole stream first: the compressors check their end-of-stream marker
-        # and checksum, which tarfile's streaming reader does not (a cut-off archive could
-        # otherwise end cleanly on a member boundary and pass for a smaller one).
-        with tarfile.open(fileobj=_decompress(raw, path, limit), mode="r:") as tf:
-            for member in tf:
-                if not member.isfile():
-                    continue
-                fh = tf.extractfile(member)
-                members[member.name] = fh.read() if fh is not None else b""
-    except (tarfile.TarError, EOFError, OSError, zlib.error, lzma.LZMAError) as exc:
+        if isinstance(exc, (FileNotFoundError, PermissionError, IsADirectoryError)):
+            raise DataError(f"{path}: cannot read archive: {exc}") from None
         raise DataError(f"{path}: corrupt or truncated archive ({type(exc).__name__}: {exc})") from None
-    return _pick_set(path, members, digest, lambda name: f"{path}:{name}")
+    except (tarfile.TarError, EOFError, zlib.error, lzma.LZMAError) as exc:
+        raise DataError(f"{path}: corrupt or truncated archive ({type(exc).__name__}: {exc})") from None
+    return _pick_set(path, members, digest.hexdigest(), lambda name: f"{path}:{name}")
 
 
 def _read_folder(path: Path) -> SetFiles:
@@ -152,14 +188,23 @@ def _read_folder(path: Path) -> SetFiles:
         set_dir, outcome_dirs = path, [path] + ([path.parent] if _SET_DIR_RE.match(path.name) else [])
     members: dict[str, bytes] = {}
     where: dict[str, str] = {}
+    per_file = max_record_bytes()
+
+    def read(p: Path) -> bytes:
+        _check_file_size(str(p), p.stat().st_size, per_file)
+        return p.read_bytes()
+
     for p in sorted(set_dir.iterdir()):
+        if p.is_symlink() and not p.exists():  # is_file() would say False and the record would vanish uncounted
+            raise DataError(f"{p}: a symbolic link that cannot be followed (a loop, or its target is missing); "
+                            "remove it or point it at a record file")
         if p.is_file() and not _OUTCOMES_RE.match(p.name):
             name = f"{set_dir.name}/{p.name}"
-            members[name], where[name] = p.read_bytes(), str(p)
+            members[name], where[name] = read(p), str(p)
     for folder in outcome_dirs:
         for p in sorted(folder.glob("Outcomes-*.txt")):
             if p.is_file() and p.name not in members:  # the set folder's own copy wins
-                members[p.name], where[p.name] = p.read_bytes(), str(p)
+                members[p.name], where[p.name] = read(p), str(p)
     digest = hashlib.sha256()
     for name in sorted(members):
         digest.update(PurePosixPath(name).name.encode() + b"\0" + hashlib.sha256(members[name]).digest())
@@ -184,6 +229,8 @@ def _pick_set(path: Path, members: dict[str, bytes], digest: str, where_of, set_
         else:
             ignored += 1  # a README or similar outside the set folder
     if not by_set:
+        if set_name is not None:  # a folder read found the set folder: it holds no files
+            raise DataError(f"{path}: no <RecordID>.txt record files in {set_name}/ (the set folder is empty)")
         raise DataError(f"{path}: no set-*/ folder of <RecordID>.txt record files found")
     if len(by_set) > 1:
         raise DataError(f"{path}: holds several set folders ({', '.join(sorted(by_set))}); point at one")
