@@ -6,8 +6,9 @@ dashboard and runtime-env agents outlive a driver killed with SIGKILL, adopted b
 never removes the cluster's session folder. So the driver starts this watchdog first: a separate
 process in its own session (a Ctrl-C or a kill of the driver's process group leaves it running),
 holding the read end of a pipe from the driver. While the driver lives, the watchdog records the
-driver's process tree every :data:`POLL_SECONDS` (pid and start time, so a reused pid is never
-taken for one of them); when the pipe closes (the driver is done with the cluster, or died) it
+cluster's processes every :data:`POLL_SECONDS` (the driver's children whose command line names the
+cluster's folder, and everything under them; pid and start time, so a reused pid is never taken
+for one of them); when the pipe closes (the driver is done with the cluster, or died) it
 kills every recorded process still running, and every process whose command line names the
 cluster's folder, waits until they are gone and removes the folder.
 
@@ -53,12 +54,27 @@ def stop(watchdog: subprocess.Popen, timeout: float = KILL_WAIT_SECONDS + 15) ->
         watchdog.wait()
 
 
-def _tree(psutil, root: int) -> dict[int, float]:
-    """``{pid: start time}`` of the processes under ``root`` (not ``root`` itself)."""
+def _names(psutil, process, folder: str) -> bool:
+    """Whether ``process``'s command line names ``folder`` (every process Ray starts for the cluster does)."""
     try:
-        return {p.pid: p.create_time() for p in psutil.Process(root).children(recursive=True)}
+        return any(folder in arg for arg in process.cmdline())
     except psutil.Error:
-        return {}
+        return False
+
+
+def _cluster(psutil, driver: int, folder: str) -> dict[int, float]:
+    """``{pid: start time}`` of the cluster's processes: the driver's children that name ``folder``
+    (Ray's head processes) and everything under them (agents, workers, their children); the driver's
+    other children are no part of it."""
+    found = {}
+    try:
+        for child in psutil.Process(driver).children():
+            if _names(psutil, child, folder):
+                for process in [child, *child.children(recursive=True)]:
+                    found[process.pid] = process.create_time()
+    except psutil.Error:
+        pass
+    return found
 
 
 def _alive(psutil, known: dict[int, float], folder: str) -> list:
@@ -73,9 +89,9 @@ def _alive(psutil, known: dict[int, float], folder: str) -> list:
                 found.update({c.pid: c for c in process.children(recursive=True)})
         except psutil.Error:
             pass
-    for process in psutil.process_iter(["cmdline"]):
+    for process in psutil.process_iter():
         try:
-            if any(folder in arg for arg in process.info["cmdline"] or ()) and process.status() != psutil.STATUS_ZOMBIE:
+            if _names(psutil, process, folder) and process.status() != psutil.STATUS_ZOMBIE:
                 found[process.pid] = process
         except psutil.Error:
             pass
@@ -87,9 +103,8 @@ def watch(driver: int, folder: str) -> None:
     import psutil
 
     known: dict[int, float] = {}
-    me = os.getpid()
     while True:
-        known.update({pid: t for pid, t in _tree(psutil, driver).items() if pid != me})
+        known.update(_cluster(psutil, driver, folder))
         readable, _, _ = select.select([sys.stdin.buffer], [], [], POLL_SECONDS)
         if readable and not os.read(sys.stdin.fileno(), 4096):  # EOF: the driver closed the pipe or died
             break
