@@ -100,3 +100,8 @@ def assert_rows_complete(out: Path, jobs=SHARED_GRID_JOBS) -> None:
 def finished_jobs(stderr: str) -> list[str]:
     """The jobs whose progress line says they finished (ok or FAILED), sorted."""
     return sorted(m.group(1) for m in FINISHED_LINE.finditer(stderr))
+
+
+def worker_node_ids(cluster) -> set[str]:
+    """The Ray node ids of a ``ray.cluster_utils.Cluster``'s worker nodes (the head left out)."""
+    return {node.node_id for node in cluster.worker_nodes}

@@ -1,17 +1,15 @@
-"""The benchmark grid on a Ray cluster of several nodes on this machine (a head with no CPUs and two
-1-CPU worker nodes, ``ray.cluster_utils.Cluster``), and what a grid survives: a worker node killed
-mid-grid, jobs that crash their worker or run out of memory, a driver killed with SIGKILL. Each
-run is compared with the uninterrupted local grid (``local_grid``). Outputs (times, retries) are
-printed: ``pytest -rP`` shows them."""
+"""What a grid on Ray survives: a worker node killed mid-grid (on ``ray_cluster``: a head with no
+CPUs and two 1-CPU worker nodes on this machine), jobs that crash their worker or run out of memory,
+a driver killed with SIGKILL (its private cluster dies with it). Each run is compared with the
+uninterrupted local grid (``local_grid``); the uninterrupted grid on ``ray_cluster`` is in
+test_ray.py. Outputs (times, retries) are printed: ``pytest -rP`` shows them."""
 
 from __future__ import annotations
 
 import json
 import re
-import shutil
 import signal
 import subprocess
-import tempfile
 import threading
 import time
 from pathlib import Path
@@ -35,6 +33,7 @@ from grid_runs import (  # noqa: E402
     finished_jobs,
     read_table,
     run_condense,
+    worker_node_ids,
 )
 
 pytestmark = pytest.mark.e2e  # Ray clusters
@@ -55,30 +54,6 @@ def timed_run(*args, env=None) -> tuple[subprocess.CompletedProcess, float]:
     t0 = time.perf_counter()
     proc = run_condense(*args, env=env)
     return proc, time.perf_counter() - t0
-
-
-@pytest.fixture(scope="module")
-def cluster():
-    """A head (no CPUs: jobs run on the worker nodes only) and two worker nodes of 1 CPU, in one
-    temporary folder (Ray's socket paths must stay short); shut down after the module."""
-    from ray.cluster_utils import Cluster
-
-    folder = tempfile.mkdtemp(prefix="condense-rc-", dir="/tmp")
-    nodes = Cluster(initialize_head=True, shutdown_at_exit=True,
-                    head_node_args={"num_cpus": 0, "temp_dir": folder, "include_dashboard": False})
-    try:
-        for _ in range(2):
-            nodes.add_node(num_cpus=1, temp_dir=folder)
-        nodes.wait_for_nodes()
-        nodes.temp_dir = folder
-        yield nodes
-    finally:
-        nodes.shutdown()
-        shutil.rmtree(folder, ignore_errors=True)
-
-
-def worker_ids(cluster) -> set[str]:
-    return {node.node_id for node in cluster.worker_nodes}
 
 
 class Driver:
@@ -107,32 +82,13 @@ class Driver:
         return code, "".join(self.lines)
 
 
-def test_a_grid_across_two_nodes_equals_the_local_grid(local_grid, cluster, tiny_cohort, tiny_cache, tmp_path):
-    out = tmp_path / "run"
-    proc, seconds = timed_run(*grid_args(tiny_cohort, tiny_cache, out, "--executor", "ray",
-                                         "--ray-address", cluster.address))
-    assert proc.returncode == 0, proc.stderr[-4000:]
-    assert_same_table(local_grid[0], out)
-    assert_rows_complete(out)
-    grid = manifest_grid(out)
-    assert (grid["executor"], grid["jobs"], grid["retried"]) == ("ray", 4, {})
-    # every job ran on a worker node, and both worker nodes ran jobs (the head has no CPU)
-    assert sorted(grid["nodes"]) == sorted(f"seed0/{j}" for j in SHARED_GRID_JOBS)
-    assert set(grid["nodes"].values()) == worker_ids(cluster)
-    assert "ray: 2 job(s) at a time on 2 CPU(s), 3 node(s)" in proc.stderr
-    assert finished_jobs(proc.stderr) == sorted(f"seed0/{j}" for j in SHARED_GRID_JOBS)
-    print(f"two worker nodes: {seconds:.0f} s for the command; grid {grid['grid_seconds']:.1f} s wall for "
-          f"{grid['job_seconds']:.1f} s of jobs; local (one at a time): "
-          f"{manifest_grid(local_grid[0])['grid_seconds']:.1f} s of grid")
-
-
-def test_jobs_that_crash_their_worker_or_run_out_of_memory_fail_alone(local_grid, cluster, tiny_cohort, tiny_cache,
+def test_jobs_that_crash_their_worker_or_run_out_of_memory_fail_alone(local_grid, ray_cluster, tiny_cohort, tiny_cache,
                                                                          tmp_path):
     out = tmp_path / "run"
     # the faults strike as the job starts (lstm, lr) or when it converts (dnn-prune25): dnn alone trains and converts
     faults = "seed0/lstm=worker-segfault,seed0/dnn-prune25=export-segfault,seed0/lr=memory"
     proc, seconds = timed_run(*grid_args(tiny_cohort, tiny_cache, out, "--executor", "ray",
-                                         "--ray-address", cluster.address),
+                                         "--ray-address", ray_cluster.address),
                               env={FAULT_ENV: faults, RETRIES_ENV: "1"})
     assert proc.returncode == 1, proc.stderr[-4000:]
     assert "some rows failed (see the table); exit code 1" in proc.stdout
@@ -157,14 +113,14 @@ def test_jobs_that_crash_their_worker_or_run_out_of_memory_fail_alone(local_grid
           + "; ".join(f"{row}: {table[row]['error'][:90]}" for row in ("lstm", "dnn-prune25", "lr")))
 
 
-def test_a_worker_node_killed_mid_grid_loses_no_job(local_grid, cluster, tiny_cohort, tiny_cache, tmp_path):
+def test_a_worker_node_killed_mid_grid_loses_no_job(local_grid, ray_cluster, tiny_cohort, tiny_cache, tmp_path):
     out = tmp_path / "run"
     t0 = time.perf_counter()
-    driver = Driver(*grid_args(tiny_cohort, tiny_cache, out, "--executor", "ray", "--ray-address", cluster.address))
+    driver = Driver(*grid_args(tiny_cohort, tiny_cache, out, "--executor", "ray", "--ray-address", ray_cluster.address))
     # the first job done: its node takes the next job while the other node is still in the middle of its own
     first = driver.wait_for(re.compile(FINISHED_LINE.pattern + r".* on node (\w+)\)$"))
-    [victim] = [node for node in cluster.worker_nodes if not node.node_id.startswith(first.group(3))]
-    cluster.remove_node(victim, allow_graceful=False)
+    [victim] = [node for node in ray_cluster.worker_nodes if not node.node_id.startswith(first.group(3))]
+    ray_cluster.remove_node(victim, allow_graceful=False)
     killed_at = time.perf_counter() - t0
     code, stderr = driver.finish()
     seconds = time.perf_counter() - t0
@@ -175,7 +131,7 @@ def test_a_worker_node_killed_mid_grid_loses_no_job(local_grid, cluster, tiny_co
         grid = manifest_grid(out)
         [(key, reasons)] = grid["retried"].items()
         assert reasons[0].split(":")[0] in ("NodeDiedError", "WorkerCrashedError"), reasons
-        [survivor] = worker_ids(cluster)
+        [survivor] = worker_node_ids(ray_cluster)
         assert grid["nodes"][key] == survivor, "the killed job ran again on the node that was left"
         assert [m.group(1, 2, 3) for m in RETRY_LINE.finditer(stderr)] == [(key, "2", "3")]
         assert f"retried: 1 job(s) ran again after their worker or node died: {key} x1" in stderr
@@ -183,7 +139,7 @@ def test_a_worker_node_killed_mid_grid_loses_no_job(local_grid, cluster, tiny_co
         print(f"worker node killed {killed_at:.0f} s into the run; {key} ran again ({reasons[0][:100]}); "
               f"{seconds:.0f} s for the command; grid {grid['grid_seconds']:.1f} s")
     finally:  # the module's cluster back to two worker nodes
-        cluster.add_node(num_cpus=1, temp_dir=cluster.temp_dir)
+        ray_cluster.add_node(num_cpus=1, temp_dir=ray_cluster.temp_dir)
 
 
 def process_tree(pid: int) -> dict[int, tuple[str, float]]:
