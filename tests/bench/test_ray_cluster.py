@@ -165,9 +165,11 @@ def still_running(processes: dict[int, tuple[str, float]]) -> list[str]:
     return alive
 
 
-def test_a_killed_driver_leaves_no_cluster_behind_and_resumes(local_grid, tiny_cohort, tiny_cache, tmp_path):
-    out = tmp_path / "run"
-    driver = Driver(*grid_args(tiny_cohort, tiny_cache, out, "--executor", "ray", "--workers", "2"))
+def kill_mid_grid(*args) -> tuple[dict[int, tuple[str, float]], Path, int]:
+    """``condense ARGS`` on a private Ray cluster, killed with SIGKILL as soon as a job is done; returns
+    the cluster's processes as they were just before (``{pid: (name, start time)}``), its folder and
+    its watchdog's pid."""
+    driver = Driver(*args)
     private = driver.wait_for(re.compile(r"ray: a private cluster in (\S+),.*\(watchdog pid (\d+)\)"))
     folder, watchdog = Path(private.group(1)), int(private.group(2))
     driver.wait_for(FINISHED_LINE)
@@ -177,22 +179,35 @@ def test_a_killed_driver_leaves_no_cluster_behind_and_resumes(local_grid, tiny_c
     assert folder.is_dir() and psutil.pid_exists(watchdog)
     driver.proc.send_signal(signal.SIGKILL)
     driver.finish()
-    deadline = time.monotonic() + 60
+    return cluster, folder, watchdog
+
+
+def assert_gone(cluster: dict[int, tuple[str, float]], folder: Path, watchdog: int) -> None:
+    deadline = time.monotonic() + 60  # a guard against a hung clean-up, not a measurement
     while (still_running(cluster) or folder.exists() or psutil.pid_exists(watchdog)) and time.monotonic() < deadline:
         time.sleep(0.5)
     assert still_running(cluster) == [], "the private cluster outlived its driver"
     assert not folder.exists(), f"{folder} outlived the driver"
     assert not psutil.pid_exists(watchdog) or psutil.Process(watchdog).status() == psutil.STATUS_ZOMBIE
-    kept = sorted(p.stem for p in (out / "rows" / "seed0").glob("*.json"))
-    assert 1 <= len(kept) < len(SHARED_GRID_JOBS), kept
 
-    # the local executor finishes what the Ray grid began
+
+def test_a_killed_driver_leaves_no_cluster_behind_and_resumes(local_grid, tiny_cohort, tiny_cache, tmp_path):
+    out = tmp_path / "run"
+    records = out / "rows" / "seed0"
+    # killed on Ray, resumed on Ray and killed again, resumed on the local executor
+    kept: list[list[str]] = [[]]
+    for args in (grid_args(tiny_cohort, tiny_cache, out, "--executor", "ray", "--workers", "2"),
+                 ("bench", "--resume", out, "--cache-dir", tiny_cache, "--executor", "ray", "--workers", "2")):
+        cluster, folder, watchdog = kill_mid_grid(*args)
+        assert_gone(cluster, folder, watchdog)
+        kept.append(sorted(p.stem for p in records.glob("*.json")))
+        assert set(kept[-2]) < set(kept[-1]) < set(SHARED_GRID_JOBS), kept
+        print(f"driver killed with {kept[-1]} recorded; its {len(cluster)} cluster processes and {folder} gone")
+
     resumed = run_condense("bench", "--resume", out, "--cache-dir", tiny_cache, "--workers", "1")
     assert resumed.returncode == 0, resumed.stderr[-4000:]
-    assert f"({len(kept)} done by the earlier run, {len(SHARED_GRID_JOBS) - len(kept)} to run)" in resumed.stderr
-    assert finished_jobs(resumed.stderr) == sorted(f"seed0/{j}" for j in SHARED_GRID_JOBS if j not in kept)
+    assert f"({len(kept[-1])} done by the earlier run, {len(SHARED_GRID_JOBS) - len(kept[-1])} to run)" in resumed.stderr
+    assert finished_jobs(resumed.stderr) == sorted(f"seed0/{j}" for j in SHARED_GRID_JOBS if j not in kept[-1])
     assert_same_table(local_grid[0], out)
     assert_rows_complete(out)
-    assert manifest_grid(out)["resumed"] == len(kept)
-    print(f"driver killed with {len(kept)} job(s) recorded ({kept}); {len(cluster)} cluster processes and "
-          f"{folder} gone; resumed on the local executor")
+    assert manifest_grid(out)["resumed"] == len(kept[-1])
