@@ -70,8 +70,10 @@ def test_a_grid_across_two_nodes_equals_the_local_grid(local_and_ray, ray_cluste
     assert_rows_complete(on_ray)
     assert (on_ray / "models" / "seed0" / "lstm" / "model.int8.tflite").is_file()
     local_grid_s = json.loads((local / "manifest.json").read_text())["grid"]["grid_seconds"]
+    phases = json.loads((on_ray / "manifest.json").read_text())["phases_seconds"]
     print(f"grid {grid['grid_seconds']:.1f} s wall for {grid['job_seconds']:.1f} s of jobs on two nodes; "
-          f"local (one at a time): {local_grid_s:.1f} s")
+          f"local (one at a time): {local_grid_s:.1f} s; phases: "
+          + ", ".join(f"{name} {seconds:.1f} s" for name, seconds in phases.items()))
 
 
 def test_a_job_failing_on_a_ray_worker_is_its_rows_failed(tiny_dataset, capsys):
