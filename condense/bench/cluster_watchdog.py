@@ -38,8 +38,10 @@ def start(folder: str) -> subprocess.Popen:
 
     env = dict(os.environ)
     ray_dir = importlib.util.find_spec("ray").submodule_search_locations[0]
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [os.path.join(ray_dir, "thirdparty_files"), env.get("PYTHONPATH")]))
-    return subprocess.Popen([sys.executable, os.path.abspath(__file__), str(os.getpid()), folder],
+    vendored = os.path.join(ray_dir, "thirdparty_files")  # psutil
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [vendored, env.get("PYTHONPATH")]))
+    # -P: the script's folder (condense/bench) stays off sys.path, so no module there shadows another
+    return subprocess.Popen([sys.executable, "-P", os.path.abspath(__file__), str(os.getpid()), folder],
                             stdin=subprocess.PIPE, env=env, start_new_session=True, close_fds=True)
 
 

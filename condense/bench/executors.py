@@ -309,9 +309,9 @@ class RayExecutor:
         attempts: dict[str, int] = {}
         try:
             capacity = self.workers or max(1, int(ray.cluster_resources().get("CPU", 1)))
+            nodes = sum(node["Alive"] for node in ray.nodes())
             progress.say(f"ray: {capacity} job(s) at a time on {ray.cluster_resources().get('CPU', 0):g} CPU(s), "
-                         f"{sum(node['Alive'] for node in ray.nodes())} node(s); a job whose worker or node dies runs again up to "
-                         f"{self.retries} time(s)")
+                         f"{nodes} node(s); a job whose worker or node dies runs again up to {self.retries} time(s)")
             dataset_ref, prepared_ref = ray.put(ctx.dataset), ray.put(ctx.prepared)  # the data goes once
             # as many CPUs as TF threads; Ray's retries off: the loop below retries, and counts
             task = ray.remote(num_cpus=self.threads, max_retries=0)(_ray_job)
