@@ -63,8 +63,12 @@ class Driver:
         self.proc = subprocess.Popen(condense_command(*args), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                                      text=True, env=condense_env())
         self.lines: list[str] = []
-        self.reader = threading.Thread(target=lambda: self.lines.extend(self.proc.stderr), daemon=True)
+        self.reader = threading.Thread(target=self._read, daemon=True)
         self.reader.start()
+
+    def _read(self) -> None:
+        for line in self.proc.stderr:  # each line visible to wait_for as soon as it is read
+            self.lines.append(line)
 
     def wait_for(self, pattern: re.Pattern, timeout: float = 300) -> re.Match:
         deadline = time.monotonic() + timeout
