@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import shutil
 import tempfile
+from pathlib import Path
 
 import pytest
 from build_once import built_once
@@ -40,10 +41,9 @@ def ray_cluster():
     try:
         # Cluster records its address as the machine's latest cluster (/tmp/ray/ray_current_cluster), where
         # any ray.init() on this machine would find and join it: the tests pass the address instead
-        address_file = get_ray_address_file(None)
-        with open(address_file) as fh:
-            if fh.read() == nodes.address:
-                ray._common.utils.reset_ray_address()
+        address_file = Path(get_ray_address_file(None))
+        if address_file.is_file() and address_file.read_text() == nodes.address:
+            ray._common.utils.reset_ray_address()
         for _ in range(2):
             nodes.add_node(num_cpus=1, temp_dir=folder)
         nodes.wait_for_nodes()
