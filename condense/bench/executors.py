@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import os
 import sys
+import tempfile
 import time
 
 from typing import TYPE_CHECKING
@@ -24,6 +25,10 @@ if TYPE_CHECKING:  # the CLI imports this module for its choices: it stays light
 EXECUTORS = ("local", "ray")
 #: Environment variables a Ray worker gets from the driver (TensorFlow's settings, condense's).
 FORWARDED_ENV_PREFIXES = ("TF_", "ONEDNN_", "CONDENSE_")
+#: Environment variable: how many times a job runs again when its Ray worker or node died under it
+#: (a system failure; an error raised by the job itself is never retried). Default :data:`DEFAULT_RETRIES`.
+RETRIES_ENV = "CONDENSE_RAY_RETRIES"
+DEFAULT_RETRIES = 2
 RAY_MISSING = ("--executor ray needs Ray, an optional extra of condense: pip install 'condense[ray]' "
                "(or: pip install 'ray>=2.40,<3')")
 
@@ -39,6 +44,10 @@ class GridProgress:
         self.units_done = 0.0
         self.done = self.failed = self.running = 0
         self.t0 = time.perf_counter()
+        #: job key -> why each of its runs before the last one ended (its worker or node died)
+        self.retries: dict[str, list[str]] = {}
+        #: job key -> the Ray node that ran it
+        self.nodes: dict[str, str] = {}
 
     def say(self, message: str) -> None:
         if not self.quiet:
@@ -51,7 +60,8 @@ class GridProgress:
         return f"~{max(rate * self.left, 0.0) / 60:.1f} min left"
 
     def status(self) -> str:
-        return (f"[{self.done}/{self.n_jobs} done, {self.running} running, {self.failed} failed | "
+        retried = f", {len(self.retries)} retried" if self.retries else ""
+        return (f"[{self.done}/{self.n_jobs} done, {self.running} running, {self.failed} failed{retried} | "
                 f"{(time.perf_counter() - self.t0) / 60:.1f} min | {self.eta()}]")
 
     def resumed(self, job: Job, result: JobResult) -> None:
@@ -79,7 +89,20 @@ class GridProgress:
         self.left -= units
         verdict = "ok" if result.ok else "FAILED: " + "; ".join(
             f"{row} {r.get('error', '')}" for row, r in result.rows.items() if r.get("status") != "ok")[:300]
-        self.say(f"{self.status()} {job.key} {verdict} ({result.seconds:.0f} s)")
+        node = f" on node {self.nodes[job.key][:8]}" if job.key in self.nodes else ""
+        self.say(f"{self.status()} {job.key} {verdict} ({result.seconds:.0f} s{node})")
+
+    def retried(self, job: Job, reason: str, attempt: int, attempts: int) -> None:
+        """``job``'s worker or node died during run ``attempt``: it runs again (``attempts`` in all at most)."""
+        self.running -= 1
+        self.retries.setdefault(job.key, []).append(reason)
+        self.say(f"{self.status()} {job.key} runs again (attempt {attempt + 1} of {attempts}): {reason}")
+
+    def say_retries(self) -> None:
+        """The grid's last word on retries: which jobs ran again, and why (nothing when none did)."""
+        if self.retries:
+            self.say(f"retried: {len(self.retries)} job(s) ran again after their worker or node died: " + "; ".join(
+                f"{key} x{len(reasons)} ({reasons[-1][:120]})" for key, reasons in self.retries.items()))
 
     def epoch(self, row: str, epoch: int, epochs: int, seconds: float, loss: float, val_auroc: float) -> None:
         self.say(f"  {row} epoch {epoch}/{epochs}: {seconds:.1f} s, loss {loss:.4f}, val AUROC {val_auroc:.4f}")
@@ -190,13 +213,38 @@ def import_ray():
     return ray
 
 
-def _ray_job(job: Job, profile, data_record: dict, dataset, prepared, threads: int) -> JobResult:
-    """A Ray task: one job on a worker, with TensorFlow's pools set as on the local path."""
+def _ray_job(job: Job, profile, data_record: dict, dataset, prepared, threads: int) -> tuple[str, JobResult]:
+    """A Ray task: one job on a worker, with TensorFlow's pools set as on the local path; returns
+    the node it ran on and its result."""
+    import ray
+
     from condense.bench.jobs import JobContext, run_job
     from condense.train import set_tf_threads
 
     set_tf_threads(threads)
-    return run_job(job, JobContext(profile, dataset, prepared, data_record))
+    return ray.get_runtime_context().get_node_id(), run_job(job, JobContext(profile, dataset, prepared, data_record))
+
+
+def ray_retries() -> int:
+    """The times a job runs again after a system failure (:data:`RETRIES_ENV`)."""
+    value = os.environ.get(RETRIES_ENV, "").strip()
+    if not value:
+        return DEFAULT_RETRIES
+    try:
+        return check_int(RETRIES_ENV, int(value), 0)
+    except ValueError:
+        raise ValueError(f"{RETRIES_ENV} must be a whole number >= 0 (the times a job whose Ray worker or node "
+                         f"died runs again), got {value!r}") from None
+
+
+def system_failure(exc: BaseException) -> bool:
+    """Whether a Ray task's error says its worker or node went away (the job never reported), as
+    opposed to an error the job raised (Ray's ``RayTaskError``)."""
+    from ray import exceptions as rex
+
+    return not isinstance(exc, rex.RayTaskError) and isinstance(
+        exc, (rex.WorkerCrashedError, rex.NodeDiedError, rex.LocalRayletDiedError, rex.ObjectLostError,
+              rex.OutOfMemoryError))
 
 
 class RayExecutor:
@@ -204,47 +252,80 @@ class RayExecutor:
     threads; 1 by default).
 
     ``address``: a running cluster (``ray start --head`` prints it; ``"auto"`` finds a local
-    one); None starts a private local cluster of ``workers`` CPUs for this run. ``workers``:
-    at most that many jobs in flight (default: the cluster's CPUs). The data and the prepared
-    inputs go into Ray's object store once; every task reads them from there.
+    one); None starts a private local cluster of ``workers`` CPUs for this run, in a temporary
+    folder, watched by :mod:`condense.bench.cluster_watchdog` so that its processes and folder go
+    when the run ends, however it ends. ``workers``: at most that many jobs in flight (default: the
+    cluster's CPUs). The data and the prepared inputs go into Ray's object store once; every task
+    reads them from there.
+
+    A job whose worker or node dies under it (a system failure: :func:`system_failure`) runs
+    again, on any node, up to ``retries`` times (default: :func:`ray_retries`); Ray's own task
+    retries are off, so that every retry is counted (``progress.retries``, the manifest). An
+    error the job raises is its rows FAILED at once, never retried.
     """
 
     name = "ray"
 
-    def __init__(self, address: str | None = None, workers: int | None = None, threads: int = 1):
+    def __init__(self, address: str | None = None, workers: int | None = None, threads: int = 1,
+                 retries: int | None = None):
         if workers is not None:
             check_int("workers", workers, 1)
         self.address, self.workers, self.threads = address, workers, threads
+        self.retries = ray_retries() if retries is None else check_int("retries", retries, 0)
         import_ray()  # fail before any data is read
 
-    def _init(self, ray) -> bool:
+    def _init(self, ray, progress: GridProgress):
+        """Connects to the cluster (or starts the private one); returns what ends it, or None when
+        Ray was already initialized (the caller's cluster)."""
         if ray.is_initialized():
-            return False
+            return None
         env = {k: v for k, v in os.environ.items() if k.startswith(FORWARDED_ENV_PREFIXES)}
         debug = bool(os.environ.get("CONDENSE_DEBUG"))
         kwargs = dict(include_dashboard=False, log_to_driver=debug, runtime_env={"env_vars": env},
                       logging_level=logging.INFO if debug else logging.ERROR)
         if self.address:
             ray.init(address=self.address, **kwargs)
-        else:
-            ray.init(num_cpus=self.workers or os.cpu_count() or 1, **kwargs)
-        return True
+            return ray.shutdown
+        from condense.bench import cluster_watchdog
+
+        folder = tempfile.mkdtemp(prefix="condense-ray-", dir="/tmp" if os.path.isdir("/tmp") else None)
+        watchdog = cluster_watchdog.start(folder)  # before the cluster: it dies with this process
+
+        def end() -> None:
+            try:
+                ray.shutdown()
+            finally:
+                cluster_watchdog.stop(watchdog)
+
+        progress.say(f"ray: a private cluster in {folder}, removed with its processes when this run ends, "
+                     f"however it ends (watchdog pid {watchdog.pid})")
+        try:
+            ray.init(num_cpus=self.workers or os.cpu_count() or 1, _temp_dir=folder, **kwargs)
+        except BaseException:
+            end()
+            raise
+        return end
 
     def run(self, jobs: list[Job], ctx: JobContext, progress: GridProgress, on_result) -> None:
         from condense.bench.jobs import error_text, failed_result
 
         ray = import_ray()
-        started_here = self._init(ray)
+        end = self._init(ray, progress)
         pending: dict = {}
+        attempts: dict[str, int] = {}
         try:
             capacity = self.workers or max(1, int(ray.cluster_resources().get("CPU", 1)))
-            progress.say(f"ray: {capacity} job(s) at a time on {ray.cluster_resources().get('CPU', 0):g} CPU(s)")
+            nodes = sum(node["Alive"] for node in ray.nodes())
+            progress.say(f"ray: {capacity} job(s) at a time on {ray.cluster_resources().get('CPU', 0):g} CPU(s), "
+                         f"{nodes} node(s); a job whose worker or node dies runs again up to {self.retries} time(s)")
             dataset_ref, prepared_ref = ray.put(ctx.dataset), ray.put(ctx.prepared)  # the data goes once
-            task = ray.remote(num_cpus=self.threads, max_retries=0)(_ray_job)  # as many CPUs as TF threads
+            # as many CPUs as TF threads; Ray's retries off: the loop below retries, and counts
+            task = ray.remote(num_cpus=self.threads, max_retries=0)(_ray_job)
             queue = list(jobs)
             while queue or pending:
                 while queue and len(pending) < capacity:
                     job = queue.pop(0)
+                    attempts[job.key] = attempts.get(job.key, 0) + 1
                     pending[task.remote(job, ctx.profile, ctx.data_record, dataset_ref, prepared_ref,
                                         self.threads)] = (job, time.perf_counter())
                     progress.started(job)
@@ -252,18 +333,26 @@ class RayExecutor:
                 for ref in ready:
                     job, t0 = pending.pop(ref)
                     try:
-                        result = ray.get(ref)
-                    except Exception as exc:  # noqa: BLE001 - a task that raised or a worker that died: its rows FAILED
+                        progress.nodes[job.key], result = ray.get(ref)
+                    except Exception as exc:  # noqa: BLE001 - a task that raised or a worker that died
                         cause = getattr(exc, "cause", None) or exc
-                        result = failed_result(job, error_text(cause), time.perf_counter() - t0)
+                        reason, runs = error_text(cause), attempts[job.key]
+                        if system_failure(exc) and runs <= self.retries:
+                            progress.retried(job, reason, runs, self.retries + 1)
+                            queue.insert(0, job)  # first in line for the next free CPU
+                            continue
+                        if runs > 1:
+                            name, _, message = reason.partition(": ")
+                            reason = f"{name} (in each of {runs} attempts): {message}"[:300]
+                        result = failed_result(job, reason, time.perf_counter() - t0)
                     on_result(job, result)
         except BaseException:  # Ctrl-C or a failing save: jobs in flight are cancelled, saved ones stay
             for ref in pending:
                 ray.cancel(ref, force=True)
             raise
         finally:
-            if started_here:
-                ray.shutdown()
+            if end is not None:
+                end()
 
 
 def make_executor(name: str, *, address: str | None = None, workers: int | None = None, threads: int = 1):

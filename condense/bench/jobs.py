@@ -16,6 +16,7 @@ else running (:mod:`condense.bench.runner`). Training time is measured here, in 
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
 import traceback
@@ -30,6 +31,14 @@ from condense.data import Dataset
 
 #: Test samples every .tflite file runs on TFLM (compared with LiteRT's outputs).
 TFLM_SAMPLES = 16
+
+#: Test hook read by :func:`run_job` wherever the job runs: ``KEY=FAULT[,KEY=FAULT...]`` (a job's key,
+#: ``seed0/dnn``). ``worker-segfault``: the process running the job dies by SIGSEGV as the job starts
+#: (a Ray worker crash); ``memory``: the job raises ``MemoryError`` (an error of the job's own);
+#: ``export-segfault``: the job's converter child dies by SIGSEGV (``CONDENSE_EXPORT_FAULT`` for
+#: this job only). docs/scale-out.md says what each does to the grid.
+FAULT_ENV = "CONDENSE_JOB_FAULT"
+JOB_FAULTS = ("worker-segfault", "memory", "export-segfault")
 
 
 @dataclass(frozen=True)
@@ -158,12 +167,49 @@ def run_job(job: Job, ctx: JobContext, *, on_epoch=None, say=None) -> JobResult:
     from condense.io import work_folder
 
     t0 = time.perf_counter()
-    with work_folder("job") as work:
+    fault = injected_fault(job)
+    if fault == "worker-segfault":
+        import ctypes
+
+        ctypes.string_at(0)  # a real invalid read: the process dies with SIGSEGV
+    if fault == "memory":
+        raise MemoryError(f"{FAULT_ENV}: the job ran out of memory")
+    with _export_fault(fault == "export-segfault"), work_folder("job") as work:
         runner = _JobRunner(job, ctx, work, on_epoch=on_epoch, say=say or (lambda message: None))
         runner.run()
         files = {str(p.relative_to(work)): p.read_bytes() for p in sorted(work.rglob("*"))
                  if p.is_file() and not p.name.startswith(".")}
     return JobResult(job.key, job.seed, runner.results, runner.scores, files, time.perf_counter() - t0)
+
+
+def injected_fault(job: Job) -> str | None:
+    """The fault :data:`FAULT_ENV` injects into ``job``, if any."""
+    faults = {}
+    for item in filter(None, os.environ.get(FAULT_ENV, "").replace(" ", "").split(",")):
+        key, _, fault = item.partition("=")
+        if fault not in JOB_FAULTS:
+            raise ValueError(f"{FAULT_ENV} takes KEY=FAULT items with FAULT one of {JOB_FAULTS}, got {item!r}")
+        faults[key] = fault
+    return faults.get(job.key)
+
+
+@contextlib.contextmanager
+def _export_fault(on: bool):
+    """``CONDENSE_EXPORT_FAULT=segfault`` for the converter children started inside the block."""
+    if not on:
+        yield
+        return
+    from condense.export.convert import FAULT_ENV as EXPORT_FAULT_ENV
+
+    before = os.environ.get(EXPORT_FAULT_ENV)
+    os.environ[EXPORT_FAULT_ENV] = "segfault"
+    try:
+        yield
+    finally:
+        if before is None:
+            os.environ.pop(EXPORT_FAULT_ENV, None)
+        else:
+            os.environ[EXPORT_FAULT_ENV] = before
 
 
 class _JobRunner:

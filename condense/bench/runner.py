@@ -229,6 +229,7 @@ def _run_locked(profile: Profile, store: RunStore, *, seeds: int, cache_dir, qui
         "grid": {"executor": runner.name, "workers": runner.workers, "jobs": len(jobs), "resumed": len(done),
                  "grid_seconds": grid_seconds,
                  "job_seconds": sum(results[j.key].seconds for j in todo),
+                 "retried": progress.retries, "nodes": progress.nodes,  # Ray: why jobs ran again, where each ran
                  "training_time": TRAIN_TIME_ALONE if parallel else TRAIN_TIME_IN_JOB},
         "wall_seconds": time.perf_counter() - t0,
         "phases_seconds": phases,
@@ -246,6 +247,7 @@ def _run_locked(profile: Profile, store: RunStore, *, seeds: int, cache_dir, qui
     if grid["job_seconds"] > 0:
         progress.say(f"grid: {grid['grid_seconds'] / 60:.1f} min wall for {grid['job_seconds'] / 60:.1f} min of jobs "
                      f"(ratio {grid['grid_seconds'] / grid['job_seconds']:.2f}, executor {runner.name})")
+    progress.say_retries()
     progress.say(f"benchmark done in {header['wall_seconds'] / 60:.1f} min: {out_dir / 'table.md'}")
     return out_dir, all_ok
 

@@ -1,11 +1,14 @@
-"""The benchmark grid on a local Ray cluster: the same table and the same predictions, bit for bit,
-as the local executor; a job failing on a worker is FAILED rows of a grid that goes on."""
+"""The benchmark grid on a Ray cluster of two worker nodes on this machine: the same table and the
+same predictions, bit for bit, as the local executor; a job failing on a worker (of a private
+cluster) is FAILED rows of a grid that goes on."""
 
 from __future__ import annotations
 
 import dataclasses
 import json
 import re
+import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -15,16 +18,17 @@ ray = pytest.importorskip("ray")
 from condense.bench.executors import GridProgress, RayExecutor  # noqa: E402
 from condense.bench.jobs import Job, JobContext  # noqa: E402
 from condense.bench.rows import plan_rows  # noqa: E402
-from condense.cli import main  # noqa: E402
 
 from grid_runs import (  # noqa: E402
-    FINISHED_LINE,
     SHARED_GRID_JOBS,
     SHARED_GRID_ROWS,
-    read_npz,
+    assert_rows_complete,
+    assert_same_table,
+    finished_jobs,
     read_table,
     run_condense,
     small_profile,
+    worker_node_ids,
 )
 
 #: 4 jobs: seed0/lstm (with lstm-int8), seed0/dnn, seed0/dnn-prune25, seed0/lr.
@@ -33,46 +37,43 @@ pytestmark = pytest.mark.e2e  # Ray clusters
 
 
 @pytest.fixture(scope="module")
-def local_and_ray(local_grid, tiny_cohort, tmp_path_factory):
-    """The same grid run by the local executor (the shared ``local_grid``) and on a private 2-CPU Ray
-    cluster, each from the command line in a fresh process (TensorFlow's thread pools set the same
-    way in both)."""
+def local_and_ray(local_grid, ray_cluster, tiny_cohort, tiny_cache, tmp_path_factory):
+    """The same grid run by the local executor (the shared ``local_grid``) and on a Ray cluster of
+    two worker nodes (``ray_cluster``), each from the command line in a fresh process (TensorFlow's
+    thread pools set the same way in both)."""
     base = tmp_path_factory.mktemp("ray-grid")
+    t0 = time.perf_counter()
     on_ray = run_condense("bench", "--profile", "smoke", "--data", tiny_cohort, "--rows", ",".join(RAY_ROWS),
-                          "--cache-dir", base / "cache", "--out", base / "ray", "--executor", "ray", "--workers", "2")
+                          "--cache-dir", tiny_cache, "--out", base / "ray", "--executor", "ray",
+                          "--ray-address", ray_cluster.address)
     assert on_ray.returncode == 0, on_ray.stderr[-4000:]
+    print(f"two worker nodes: {time.perf_counter() - t0:.0f} s for the command")
     return local_grid[0], base / "ray", on_ray
 
 
-def test_ray_grid_equals_the_local_grid(local_and_ray, capsys):
+def test_a_grid_across_two_nodes_equals_the_local_grid(local_and_ray, ray_cluster):
     local, on_ray, proc = local_and_ray
-    assert main(["compare", str(local / "table.csv"), str(on_ray / "table.csv")]) == 0, capsys.readouterr().out
-    a, b = read_table(local), read_table(on_ray)
-    assert list(a) == list(b) and set(a) == set(RAY_ROWS)
-    for row in RAY_ROWS:
-        assert a[row]["status"] == b[row]["status"] == "ok", (row, a[row]["error"], b[row]["error"])
-        for col in ("params", "keras_bytes", "tflite_bytes", "auroc", "auroc_low", "auroc_high", "auprc", "brier",
-                    "parity_max_abs", "auroc_diff", "auroc_diff_lr"):
-            assert a[row][col] == b[row][col], (row, col, a[row][col], b[row][col])
+    assert_same_table(local, on_ray)
+    a = read_table(local)
     assert a["lstm-int8"]["tflite_bytes"] != "" and a["dnn"]["keras_bytes"] != ""
-    pa, pb = read_npz(local / "predictions.npz"), read_npz(on_ray / "predictions.npz")
-    assert set(pa) == set(pb) == {"ids", "y", *(f"{r}@0" for r in RAY_ROWS)}
-    for key in pa:
-        assert pa[key].dtype == pb[key].dtype and pa[key].tobytes() == pb[key].tobytes(), key
 
     grid = json.loads((on_ray / "manifest.json").read_text())["grid"]
-    assert (grid["executor"], grid["workers"], grid["jobs"], grid["resumed"]) == ("ray", 2, 4, 0)
+    assert (grid["executor"], grid["workers"], grid["jobs"], grid["resumed"], grid["retried"]) == (
+        "ray", None, 4, 0, {})
     assert json.loads((local / "manifest.json").read_text())["grid"]["executor"] == "local"
-    assert "ray: 2 job(s) at a time on 2 CPU(s)" in proc.stderr
-    assert sorted(m.group(1) for m in FINISHED_LINE.finditer(proc.stderr)) == sorted(
-        f"seed0/{r}" for r in SHARED_GRID_JOBS)
+    # every job ran on a worker node, and both worker nodes ran jobs (the head has no CPU)
+    assert sorted(grid["nodes"]) == sorted(f"seed0/{j}" for j in SHARED_GRID_JOBS)
+    assert set(grid["nodes"].values()) == worker_node_ids(ray_cluster)
+    assert "ray: 2 job(s) at a time on 2 CPU(s), 3 node(s)" in proc.stderr
+    assert finished_jobs(proc.stderr) == sorted(f"seed0/{r}" for r in SHARED_GRID_JOBS)
     # the workers' files reached the run folder, and its records say what they hold
-    for name in SHARED_GRID_JOBS:
-        record = json.loads((on_ray / "rows" / "seed0" / f"{name}.json").read_text())
-        assert record["ok"] and record["files"], name
-        for rel, entry in record["files"].items():
-            assert (on_ray / rel).stat().st_size == entry["bytes"], rel
+    assert_rows_complete(on_ray)
     assert (on_ray / "models" / "seed0" / "lstm" / "model.int8.tflite").is_file()
+    local_grid_s = json.loads((local / "manifest.json").read_text())["grid"]["grid_seconds"]
+    phases = json.loads((on_ray / "manifest.json").read_text())["phases_seconds"]
+    print(f"grid {grid['grid_seconds']:.1f} s wall for {grid['job_seconds']:.1f} s of jobs on two nodes; "
+          f"local (one at a time): {local_grid_s:.1f} s; phases: "
+          + ", ".join(f"{name} {seconds:.1f} s" for name, seconds in phases.items()))
 
 
 def test_a_job_failing_on_a_ray_worker_is_its_rows_failed(tiny_dataset, capsys):
@@ -121,4 +122,6 @@ def test_a_job_failing_on_a_ray_worker_is_its_rows_failed(tiny_dataset, capsys):
     assert (progress.done, progress.failed, progress.running) == (3, 2, 0)
     err = capsys.readouterr().err
     assert "ray: 1 job(s) at a time" in err
+    folder = re.search(r"ray: a private cluster in (\S+),", err).group(1)
+    assert not Path(folder).exists(), "the private cluster's folder outlived the run"
     assert re.search(r"\] seed0/dnn-broken FAILED: dnn-broken AttributeError", err)
