@@ -11,6 +11,9 @@ __version__ = "0.1.0"
 
 import os as _os
 
+# Deferred on purpose: Keras and condense.layers are imported inside the functions that use them, so importing
+# this module stays light.
+
 # TensorFlow's C++ start-up chatter (oneDNN, CPU features) is noise for a CLI user; a user who
 # wants it sets TF_CPP_MIN_LOG_LEVEL themselves (or passes --verbose to the CLI).
 _os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")

@@ -28,6 +28,8 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import ctypes
+import faulthandler
 import json
 import os
 import signal
@@ -35,6 +37,7 @@ import subprocess
 import sys
 import threading
 import time
+import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -151,8 +154,6 @@ class ChildRun:
 def _die_with_parent() -> None:  # pragma: no cover - runs in the forked child before exec
     os.setpgrp()
     if sys.platform.startswith("linux"):
-        import ctypes
-
         try:
             ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
         except OSError:
@@ -239,7 +240,6 @@ def _work_folder(work):
 def error_result(exc: BaseException) -> dict:
     """A failure as the child reports it: ``{"ok": False, "error_type", "error"}`` (the traceback
     goes to stderr, which the parent keeps the tail of)."""
-    import traceback
 
     traceback.print_exception(exc)
     text = str(exc).strip()
@@ -270,7 +270,6 @@ def child_main(handler: Callable[[dict], object], argv: list[str] | None = None)
     A handler that raises writes ``{"ok": False, "error_type", "error"}`` (with the traceback
     on stderr) and the child exits 1; ``faulthandler`` prints the Python stack on a crash.
     """
-    import faulthandler
 
     argv = sys.argv[1:] if argv is None else argv
     if len(argv) != 1:

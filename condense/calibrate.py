@@ -22,6 +22,8 @@ import numpy as np
 
 from condense.evaluate.metrics import calibration, logistic_recalibration
 
+# Deferred on purpose: Keras is imported inside the functions that use it, so importing this module stays light.
+
 __all__ = ["CALIBRATIONS", "final_logits", "fit_platt", "fold_platt", "recalibrate"]
 
 #: ``--calibrate`` choices: Platt scaling folded into the model, or the model as trained.

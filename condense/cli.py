@@ -21,6 +21,9 @@ import sys
 
 from condense.commands import COMMAND_MODULES
 
+# Deferred on purpose: the CLI imports this module to build its parser; what a command runs is imported
+# when it runs, so `condense --help` stays fast and never starts TensorFlow.
+
 #: Commands that never import TensorFlow: no logging set-up to do before them.
 _NO_TENSORFLOW = ("data", "compare")
 

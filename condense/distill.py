@@ -34,10 +34,14 @@ from pathlib import Path
 import numpy as np
 
 from condense.data import Dataset
-from condense.data.inputs import ModelInputs
+from condense.data.inputs import ModelInputs, fit_inputs, prepared_splits
+from condense.evaluate.metrics import auroc
 from condense.peers.kinds import PEERS, fit_peer
-from condense.train import TrainConfig
-from condense.train import TEACHER_PEER_PREFIX as PEER_PREFIX
+from condense.runs.model_dir import load_manifest, load_run
+from condense.runs.scoring import SavedModel
+from condense.train import TEACHER_PEER_PREFIX as PEER_PREFIX, TrainConfig, fit, predict_proba
+
+# Deferred on purpose: Keras is imported inside the functions that use it, so importing this module stays light.
 
 __all__ = ["PEER_PREFIX", "Teacher", "check_teacher_dirs", "distill_targets", "fold_assignment", "resolve_teachers", "soften", "teacher_probabilities"]
 
@@ -97,7 +101,6 @@ class Teacher:
 
 def _teacher_manifest(name: str) -> dict:
     """The manifest of teacher directory ``name`` (a clear error when it is none)."""
-    from condense.runs.model_dir import load_manifest
 
     if not Path(name).is_dir():
         raise FileNotFoundError(f"teacher {name}: no such model directory (a peer fitted here is named "
@@ -121,7 +124,6 @@ def resolve_teachers(config: TrainConfig, dataset: Dataset) -> list[Teacher]:
     its manifest's hashes (whatever the folds: cross-fitting refits from the configuration, but a
     damaged teacher is no teacher), trained on another cohort or split, or distilled (cross-fitting
     would have to refit its own teachers too), is refused."""
-    from condense.runs.model_dir import load_run
 
     teachers = []
     for name in config.teachers:
@@ -154,7 +156,6 @@ def resolve_teachers(config: TrainConfig, dataset: Dataset) -> list[Teacher]:
 
 def _fit_predict(config: TrainConfig, x_fit, y_fit, x_val, y_val, layout, x_out) -> tuple[np.ndarray, bool]:
     """Fit ``config``'s model on (x_fit, y_fit) and score x_out; (probabilities, whether Keras ran)."""
-    from condense.train import fit, predict_proba
 
     if config.model in PEERS:
         peer, _ = fit_peer(config.model, config.seed, x_fit, y_fit, x_val, y_val, layout)
@@ -166,7 +167,6 @@ def _fit_predict(config: TrainConfig, x_fit, y_fit, x_val, y_val, layout, x_out)
 def _in_sample(teacher: Teacher, x: dict, y: dict, layout) -> tuple[np.ndarray, bool]:
     if teacher.model_dir is None:
         return _fit_predict(teacher.config, x["train"], y["train"], x["val"], y["val"], layout, x["train"])
-    from condense.runs.scoring import SavedModel
 
     return SavedModel(teacher.model_dir).predict_inputs(x["train"]), False
 
@@ -177,8 +177,6 @@ def teacher_probabilities(config: TrainConfig, dataset: Dataset, *, prepared=Non
     ``prepared``: ``(ModelInputs, arrays)`` the student already made; a peer teacher of the same
     input key reuses them. ``log(message)`` reports each teacher.
     """
-    from condense.evaluate.metrics import auroc
-    from condense.data.inputs import fit_inputs, prepared_splits
 
     y = {name: dataset.split(name).y for name in ("train", "val")}
     folds = config.teacher_folds

@@ -16,6 +16,8 @@ import tempfile
 from pathlib import Path
 from typing import Iterator
 
+import numpy as np
+
 
 def _current_umask() -> int:
     mask = os.umask(0)
@@ -123,8 +125,6 @@ def read_json(path: str | os.PathLike):
 
 
 def _json_default(obj):
-    import numpy as np
-
     if isinstance(obj, np.generic):
         return obj.item()
     if isinstance(obj, np.ndarray):

@@ -20,6 +20,8 @@ import sys
 from pathlib import Path
 from typing import Iterable
 
+# Deferred on purpose: Keras is imported inside the functions that use it, so importing this module stays light.
+
 __all__ = ["plugin_modules", "import_plugins"]
 
 #: Module prefixes that every child imports anyway (never listed as plugins).

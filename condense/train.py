@@ -19,11 +19,17 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
+from condense.calibrate import CALIBRATIONS
+from condense.checks import check_choice, check_fraction, check_int, check_positive, invalid_argument
 from condense.data.gaps import SINCE_LAST
 from condense.data.inputs import input_key
-from condense.checks import check_choice, check_fraction, check_int, check_positive, invalid_argument
-from condense.calibrate import CALIBRATIONS
+from condense.evaluate.measure import param_count
+from condense.evaluate.metrics import auroc
+from condense.export.recurrent_graphs import masked_steps
 from condense.peers.kinds import PEERS
+
+# Deferred on purpose: Keras, TensorFlow and condense.prune are imported inside the functions that use them,
+# so importing this module stays light.
 
 #: Which input each Keras model family takes (see :mod:`condense.data.inputs`); the peers on
 #: hand-made features (:data:`condense.peers.kinds.PEERS`) read the sequence.
@@ -271,7 +277,6 @@ def masking_plan(model, *arrays) -> dict:
     """
     import keras
 
-    from condense.export.recurrent_graphs import masked_steps
 
     if any(np.ndim(x) != 3 for x in arrays):
         return {"skipped": False, "reason": "no time axis"}
@@ -324,7 +329,6 @@ def _epoch_tracker(x_val, y_val, patience, on_epoch):
     """A Keras callback timing each epoch and scoring validation AUROC after the clock stops."""
     import keras
 
-    from condense.evaluate.metrics import auroc
 
     class EpochTracker(keras.callbacks.Callback):
         def __init__(self):
@@ -385,7 +389,6 @@ def fit(
     set_determinism(config.seed)
     if model is None:
         model = build_model(config, x_train.shape[1:])
-    from condense.evaluate.measure import param_count
 
     masking = masking_plan(model, x_train, x_val)
     probe = np.asarray(x_train[:8], np.float32)

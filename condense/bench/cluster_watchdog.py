@@ -26,6 +26,8 @@ import subprocess
 import sys
 import time
 
+# Deferred on purpose: psutil is imported inside the functions that use it, so importing this module stays light.
+
 #: How often the watchdog records the driver's process tree, in seconds.
 POLL_SECONDS = 0.25
 #: How long the watchdog waits for the processes it killed to be gone, in seconds.

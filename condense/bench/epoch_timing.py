@@ -15,6 +15,10 @@ import numpy as np
 
 from condense._child import child_main, child_result
 from condense.io import work_folder
+from condense.train import TrainConfig, build_model, compile_model, masking_plan, model_to_train, set_determinism
+
+# Deferred on purpose: Keras, condense.layers and TensorFlow are imported inside the functions that use them,
+# so importing this module stays light.
 
 __all__ = ["keras_epoch_seconds"]
 
@@ -60,8 +64,6 @@ def _epochs_child(request: dict) -> dict:
 
     import condense.layers  # noqa: F401  (registers the custom layers for safe loading)
 
-    from condense.train import TrainConfig, build_model, compile_model, masking_plan, model_to_train
-    from condense.train import set_determinism
 
     x, y, x_val = (np.load(request[name]) for name in ("x", "y", "x_val"))
     out = []

@@ -19,7 +19,9 @@ from typing import TYPE_CHECKING
 
 from condense.checks import check_choice, check_int
 
-if TYPE_CHECKING:  # the CLI imports this module for its choices: it stays light
+# Deferred on purpose: the CLI imports this module for its choices, so it stays light; the job code,
+# Ray and TensorFlow's thread settings are imported inside the functions that run jobs.
+if TYPE_CHECKING:
     from condense.bench.jobs import Job, JobContext, JobResult
 
 EXECUTORS = ("local", "ray")

@@ -31,9 +31,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Sequence
 
+import numpy as np
+
 from condense.bench.table import finite, is_ok
 from condense.evaluate.metrics import auroc, calibration
 from condense.io import atomic_path
+
+# Deferred on purpose: matplotlib and scikit-learn are imported inside the functions that use them, so importing this
+# module stays light.
 
 #: Resolution of the PNG files (the canvas is laid out at the same one, so placed labels keep their gaps).
 DPI = 120
@@ -61,6 +66,11 @@ CALIBRATION_BINS = 10
 
 
 # -- reading the table ---------------------------------------------------------------------------
+def _status(row: dict) -> str:
+    """What happened to a row that did not run: its ``status`` (``failed``, ``skipped``)."""
+    return str(row.get("status") or "failed")
+
+
 def family_key(row: dict) -> str:
     """The row's colour key: its ``family`` when it is a model family, else ``"other"``."""
     family = row.get("family") or ""
@@ -339,7 +349,7 @@ def pareto_figure(table: Sequence[dict]):
     labels, left_out = [], {}
     for r in table:
         if not is_ok(r):
-            left_out[str(r.get("row"))] = "failed"
+            left_out[str(r.get("row"))] = _status(r)
         elif finite(r.get("auroc")) is None:
             left_out[str(r.get("row"))] = "no AUROC"
     shown = [r for r in rows if any(_pareto_x(r, panel[0]) is not None for panel in _PARETO_PANELS)]
@@ -411,7 +421,6 @@ def roc_figure(curves: dict, table: Sequence[dict]):
     reference curves. ``curves`` maps a row to ``(y, score)``; legend: ``row: AUROC [low, high]``
     from the table. Step-file rows are left out (the same models as their sequence files, to 1e-7 in
     float32: the step table compares them) and the note says how many."""
-    import numpy as np
     from sklearn.metrics import roc_curve
 
     fig = _new_figure(12.5, 11.5)
@@ -509,7 +518,6 @@ def calibration_figure(curves: dict, table: Sequence[dict]):
     predicted probability per decile of predicted risk, the diagonal, the baseline dashed black;
     legend: ``row: ECE …, slope …`` from the table (computed from the curve where the table has none).
     Rows whose scores are not probabilities (reference scores) are left out and named."""
-    import numpy as np
 
     fig = _new_figure(12.5, 11.8)
     axes = fig.subplots(2, 2).ravel()
@@ -520,7 +528,7 @@ def calibration_figure(curves: dict, table: Sequence[dict]):
         row = by_name.get(name)
         y, p = (np.asarray(a, dtype=np.float64).reshape(-1) for a in (y, p))
         if row is not None and not is_ok(row):
-            skipped[name] = "failed"
+            skipped[name] = _status(row)
         elif _not_probability(row) or not (p.size and np.all((p >= 0.0) & (p <= 1.0))):
             skipped[name] = "not a probability"
         elif not (0 < y.sum() < y.size):
@@ -529,7 +537,7 @@ def calibration_figure(curves: dict, table: Sequence[dict]):
             cal[name] = calibration(y, p, n_bins=CALIBRATION_BINS)
     for r in table:
         if str(r.get("row")) not in curves:
-            skipped[str(r.get("row"))] = "failed" if not is_ok(r) else "no curve"
+            skipped[str(r.get("row"))] = _status(r) if not is_ok(r) else "no curve"
     panels = calibration_rows(list(cal), table)
     shown = [cal[n] for refs, rows in panels.values() for n in refs + rows]
     top = max([v for c in shown for key in ("mean_predicted", "observed") for v in c["reliability"][key]] or [0.5])
@@ -619,12 +627,15 @@ def summary_figure(table: Sequence[dict]):
     fig.subplots_adjust(left=0.2, right=0.99, top=1 - 1.15 / height, bottom=1.0 / height, wspace=0.06)
     fig.suptitle("Each condensed row against its baseline: size, speed and AUROC (the paper's claims, measured)",
                  fontsize=12, y=1 - 0.08 / height, va="top")
-    failed = [str(r.get("row")) for r in table if not is_ok(r)]
+    failed = {}  # status -> rows that did not run (failed, or skipped: an optional peer not installed)
+    for r in table:
+        if not is_ok(r):
+            failed.setdefault(_status(r), []).append(str(r.get("row")))
     if not lines:
         for ax in axes:
             _empty(ax, "")
         axes[1].text(0.5, 0.5, "no condensed row with a baseline", transform=axes[1].transAxes, ha="center")
-        _note(fig, [f"failed: {', '.join(failed)}"] if failed else [])
+        _note(fig, [f"{status}: {', '.join(rows)}" for status, rows in failed.items()])
         return fig
     y_of = {i: len(lines) - 1 - i for i in range(len(lines))}
     size_ax, speed_ax, diff_ax = axes
@@ -704,8 +715,7 @@ def summary_figure(table: Sequence[dict]):
                bbox_to_anchor=(0.55, 1 - 0.38 / height))
     notes = ["baseline: the row's `baseline` column (a .tflite file: the model it was converted from; "
              "hLSTM and peers: the LSTM or DNN baseline)."]
-    if failed:
-        notes.append(f"failed, not shown: {', '.join(failed)}")
+    notes += [f"{status}, not shown: {', '.join(rows)}" for status, rows in failed.items()]
     _note(fig, notes)
     return fig
 

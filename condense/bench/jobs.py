@@ -17,6 +17,7 @@ else running (:mod:`condense.bench.runner`). Training time is measured here, in 
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import os
 import time
 import traceback
@@ -28,6 +29,20 @@ import numpy as np
 from condense.bench.profiles import Profile
 from condense.bench.rows import RowSpec
 from condense.data import Dataset
+from condense.evaluate import measure
+from condense.evaluate.summary import summarize
+from condense.export import micro
+from condense.export.conversion_child import FAULT_ENV as EXPORT_FAULT_ENV
+from condense.export.convert import ExportJob, export_tflite_many
+from condense.export.litert_runner import open_tflite
+from condense.io import sha256_file, work_folder
+from condense.peers.kinds import PEERS
+from condense.peers.tfmot_bridge import missing_message, missing_packages, run_tfmot_peers
+from condense.runs.model_dir import KERAS_FILE, load_manifest, record_file, save_run, tflite_file
+from condense.runs.workflow import train_on_dataset
+from condense.train import TrainConfig
+
+# Deferred on purpose: Keras is imported inside the functions that use it, so importing this module stays light.
 
 #: Test samples every .tflite file runs on TFLM (compared with LiteRT's outputs).
 TFLM_SAMPLES = 16
@@ -134,7 +149,6 @@ SKIPPED = "skipped"
 
 def skipped_result(job: Job) -> JobResult | None:
     """``job``'s rows skipped when it is a tfmot peer whose optional packages are missing; else None."""
-    from condense.peers.tfmot_bridge import missing_message, missing_packages
 
     main = job.rows[0]
     missing = missing_packages() if main.kind == "tfmot" else []
@@ -152,7 +166,6 @@ def row_identity(spec: RowSpec, seed: int) -> dict:
 
 def train_config(profile: Profile, spec: RowSpec, seed: int):
     """The :class:`~condense.train.TrainConfig` of a ``"train"`` or ``"peer"`` row (validated on construction)."""
-    from condense.train import TrainConfig
 
     return TrainConfig(epochs=profile.epochs, batch_size=profile.batch_size, seed=seed, select=profile.select,
                        patience=profile.patience, prune_after=profile.prune_after, **spec.train)
@@ -164,13 +177,10 @@ def run_job(job: Job, ctx: JobContext, *, on_epoch=None, say=None) -> JobResult:
     ``on_epoch(row, epoch, epochs, seconds, loss, val_auroc)`` and ``say(message)`` report
     progress when the caller can show it (the local executor).
     """
-    from condense.io import work_folder
 
     t0 = time.perf_counter()
     fault = injected_fault(job)
     if fault == "worker-segfault":
-        import ctypes
-
         ctypes.string_at(0)  # a real invalid read: the process dies with SIGSEGV
     if fault == "memory":
         raise MemoryError(f"{FAULT_ENV}: the job ran out of memory")
@@ -199,7 +209,6 @@ def _export_fault(on: bool):
     if not on:
         yield
         return
-    from condense.export.convert import FAULT_ENV as EXPORT_FAULT_ENV
 
     before = os.environ.get(EXPORT_FAULT_ENV)
     os.environ[EXPORT_FAULT_ENV] = "segfault"
@@ -259,8 +268,6 @@ class _JobRunner:
         result.update(row_identity(spec, self.seed))
 
     def _metrics(self, p: np.ndarray, y: np.ndarray | None = None, probabilities: bool = True) -> dict:
-        from condense.evaluate.summary import summarize
-
         y = self.y_test if y is None else y
         base_rate = float(np.mean(self.ctx.dataset.train.y == 1))  # the event-1 threshold: no test label
         s = summarize(y, p, n_resamples=self.profile.bootstrap_resamples, seed=self.seed, probabilities=probabilities,
@@ -279,11 +286,6 @@ class _JobRunner:
 
     # -- the job's own row -----------------------------------------------------------------------
     def _train_and_save(self, spec: RowSpec) -> tuple[dict, dict, Path]:
-        from condense.runs.model_dir import save_run
-        from condense.runs.workflow import train_on_dataset
-
-        from condense.peers.kinds import PEERS
-
         config = train_config(self.profile, spec, self.seed)
         if config.model not in PEERS:
             import keras
@@ -303,9 +305,6 @@ class _JobRunner:
         return config, record, model_dir
 
     def _run_train(self, spec: RowSpec) -> dict:
-        from condense.evaluate import measure
-        from condense.runs.model_dir import KERAS_FILE
-
         config, record, model_dir = self._train_and_save(spec)
         result = self._metrics(self.scores[spec.row])
         result.update(
@@ -318,8 +317,6 @@ class _JobRunner:
     def _run_peer(self, spec: RowSpec) -> dict:
         """A peer on hand-made features (LR, GBM): its deployable form is its own model file (the
         LR's JSON, the GBM's LightGBM text; the GBM's metadata JSON beside it is not counted)."""
-        from condense.evaluate import measure
-        from condense.runs.model_dir import load_manifest
 
         config, record, model_dir = self._train_and_save(spec)
         result = self._metrics(self.scores[spec.row])
@@ -340,9 +337,6 @@ class _JobRunner:
         return self._metrics(score[known], y=self.y_test[known], probabilities=False)
 
     def _run_tfmot(self, spec: RowSpec) -> dict:
-        from condense.evaluate import measure
-        from condense.peers.tfmot_bridge import run_tfmot_peers
-
         name = spec.train["peer"]
         seq, feat = self.ctx.arrays("sequence"), self.ctx.arrays("features")
         arrays = {f"seq_{k}": v for k, v in seq.items()} | {f"feat_{k}": v for k, v in feat.items()}
@@ -381,9 +375,6 @@ class _JobRunner:
         recorded against its row, the others still convert. Returns row -> (path, info) or the
         exception.
         """
-        from condense.export.convert import ExportJob, export_tflite_many
-        from condense.io import sha256_file
-        from condense.runs.model_dir import KERAS_FILE, record_file, tflite_file
 
         model_dir = self._model_dir(main.row)
         calibration = self.ctx.arrays(self.results[main.row]["input_kind"])["train"][: self.profile.calibration]
@@ -423,8 +414,6 @@ class _JobRunner:
                            p_keras: np.ndarray) -> tuple[dict, np.ndarray]:
         """Everything measured on one .tflite file but its timings: size, route, parity with
         Keras on the whole test split, ties among the probabilities, TFLM."""
-        from condense.evaluate import measure
-        from condense.export.litert_runner import open_tflite
 
         out = exported.get(spec.row)
         if isinstance(out, Exception):
@@ -444,7 +433,6 @@ class _JobRunner:
 
 def _micro(path: Path, x: np.ndarray, p_litert: np.ndarray) -> dict:
     """TFLM arena and agreement with LiteRT, or why the file cannot run there."""
-    from condense.export import micro
 
     if not micro.available():
         return {"tflm_note": "tflite-micro not installed"}

@@ -21,19 +21,30 @@ reason; the run goes on and the exit code says that something failed.
 from __future__ import annotations
 
 import os
+import platform
 import time
 from pathlib import Path
 
 import numpy as np
 
+from condense.bench import report as bench_report
+from condense.bench.epoch_timing import keras_epoch_seconds
 from condense.bench.executors import GridProgress, make_executor
-from condense.bench.jobs import SKIPPED, Job, JobContext, JobResult, error_text, plan_jobs, skipped_result, train_config
+from condense.bench.jobs import Job, JobContext, JobResult, SKIPPED, error_text, plan_jobs, skipped_result, train_config
 from condense.bench.profiles import Profile
 from condense.bench.rows import LATENCY_REFERENCE, PAIRED_REFERENCES, RowSpec, plan_rows
 from condense.bench.store import RunStore, RunStoreError
 from condense.checks import check_int
 from condense.data import Dataset, load_dataset
+from condense.data.inputs import fit_inputs, prepared_splits
+from condense.data.sources import resolve_data_spec
+from condense.evaluate import measure
+from condense.evaluate.bootstrap import paired_bootstrap_diff
+from condense.evaluate.measure import measure_latency
+from condense.export.litert_runner import open_tflite
 from condense.io import remove_stale_temp_files
+from condense.runs.model_dir import KERAS_FILE, git_commit, library_versions, load_manifest, load_run
+from condense.train import set_tf_threads
 
 
 def machine_info() -> dict:
@@ -46,8 +57,6 @@ def machine_info() -> dict:
                     cpu = line.split(":", 1)[1].strip()
                     break
     except OSError:
-        import platform
-
         cpu = platform.processor() or cpu
     return {"cpu": cpu, "cores": os.cpu_count(), "onednn": onednn_setting()}
 
@@ -76,7 +85,6 @@ def input_kinds(rows: list[RowSpec], profile: Profile) -> list[str]:
 
 def prepare_inputs(dataset: Dataset, kinds: list[str]) -> dict:
     """``{kind: (ModelInputs, {"train": x, "val": x, "test": x})}``, fitted on the training split."""
-    from condense.data.inputs import fit_inputs, prepared_splits
 
     prepared = {}
     for kind in kinds:
@@ -149,8 +157,6 @@ def select_rows(rows: list[RowSpec], only: list[str] | None) -> list[RowSpec]:
 def _run_locked(profile: Profile, store: RunStore, *, seeds: int, cache_dir, quiet: bool, only, runner,
                 executor: str, resume: bool) -> tuple[Path, bool]:
     """:func:`run_benchmark` under the run folder's lock."""
-    from condense.bench import report as bench_report
-    from condense.runs.model_dir import git_commit, library_versions
 
     out_dir = store.out_dir
     if not resume:
@@ -172,7 +178,6 @@ def _run_locked(profile: Profile, store: RunStore, *, seeds: int, cache_dir, qui
         store.begin({"profile": profile.to_json(), "seeds": seeds, "rows": list(only) if only else None,
                      "data": {"spec": profile.data, "fingerprint": dataset.fingerprint}})
     if executor == "local":  # training threads as on a Ray worker: the same seed gives the same numbers
-        from condense.train import set_tf_threads
 
         threads = set_tf_threads(profile.threads)
     else:
@@ -255,7 +260,6 @@ def _run_locked(profile: Profile, store: RunStore, *, seeds: int, cache_dir, qui
 def data_record(profile: Profile, dataset: Dataset) -> dict:
     """What a row's model directory records of its data (``condense export`` / ``evaluate``
     reload it from ``spec`` when no ``--data`` is given)."""
-    from condense.data.sources import resolve_data_spec
 
     return {"spec": profile.data, "resolved": resolve_data_spec(profile.data), "fingerprint": dataset.fingerprint}
 
@@ -326,9 +330,6 @@ class SeedTable:
         peer on hand-made features (``peer_latency_us_*``, this process), LiteRT batched time of
         every file, then batch-1 LiteRT latency of every file in interleaved rounds: one pass,
         nothing else running, so the ratios between rows are comparable."""
-        from condense.evaluate import measure
-        from condense.export.litert_runner import open_tflite
-        from condense.runs.model_dir import KERAS_FILE
 
         timed = [s for s in rows if self._ok(s.row)]
         self.progress.say(f"seed {self.seed}: timing {len(timed)} row(s) (Keras and LiteRT, one thread)")
@@ -371,8 +372,6 @@ class SeedTable:
         """``train_seconds`` of every trained Keras row re-measured with nothing else running (see
         :data:`TRAIN_TIME_ALONE`); the job's own figure stays as ``train_seconds_in_grid``. Converted
         rows take their source's."""
-        from condense.bench.epoch_timing import keras_epoch_seconds
-        from condense.runs.model_dir import KERAS_FILE, load_manifest
 
         trained = [s for s in rows if s.kind == "train" and self._ok(s.row) and self.results[s.row].get("model_dir")]
         by_kind: dict[str, list[RowSpec]] = {}
@@ -420,8 +419,6 @@ class SeedTable:
         """Batch-1 latency of a peer on hand-made features (LR, GBM), reloaded from its model
         directory: ``predict_proba`` on one preprocessed test sequence, features included, in this
         process (NumPy; LightGBM on one thread)."""
-        from condense.evaluate.measure import measure_latency
-        from condense.runs.model_dir import load_run
 
         model, _, _ = load_run(self.out_dir / res["model_dir"])
         x_one = self.ctx.arrays(res["input_kind"])["test"][:1]
@@ -473,8 +470,6 @@ class SeedTable:
                 res["file_ratio"] = res["tflite_bytes"] / own["tflite_bytes"]
 
     def _paired_diff(self, reference: str, row: str, prefix: str) -> dict:
-        from condense.evaluate.bootstrap import paired_bootstrap_diff
-
         d = paired_bootstrap_diff(self.y_test, self.scores[reference], self.scores[row], metric="auroc",
                                   n_resamples=self.profile.bootstrap_resamples, seed=self.seed)
         return {prefix: d["diff"], f"{prefix}_low": d["low"], f"{prefix}_high": d["high"]}

@@ -34,7 +34,9 @@ import numpy as np
 
 from condense.bench.jobs import Job, JobResult
 from condense.bench.predictions import load_npz
+from condense.bench.profiles import profile_from_json
 from condense.io import atomic_path, read_json, sha256_file, write_json
+from condense.runs.model_dir import acquire_lock, release_lock, write_folder
 
 ROWS_DIR = "rows"
 MODELS_DIR = "models"
@@ -66,7 +68,6 @@ class RunStore:
     def lock(self):
         """Hold the run folder's write lock (``flock`` on the sibling ``.OUT.lock``); a second
         holder gets :class:`RunFolderBusy` at once. Missing parent folders are created."""
-        from condense.runs.model_dir import acquire_lock, release_lock
 
         target = Path(os.path.abspath(self.out_dir))
         try:
@@ -108,7 +109,6 @@ class RunStore:
 
     def settings(self):
         """(profile, seeds, rows) of the run to resume (None when ``out_dir`` holds none)."""
-        from condense.bench.profiles import profile_from_json
 
         plan = self.plan()
         if plan is None:
@@ -159,7 +159,6 @@ class RunStore:
 
     def save(self, job: Job, result: JobResult) -> None:
         """Write a finished job: model directories, then scores, then the record (see the module docstring)."""
-        from condense.runs.model_dir import write_folder
 
         folders: dict[str, dict[str, bytes]] = {}
         for rel, data in result.files.items():

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import argparse
 
+# Deferred on purpose: the CLI imports this module to build its parser; what a command runs is imported
+# when it runs, so `condense --help` stays fast and never starts TensorFlow.
+
 
 def register(sub) -> None:
     p = sub.add_parser(

@@ -10,6 +10,9 @@ from condense.bench.executors import EXECUTORS, default_local_workers
 from condense.bench.profiles import PROFILES
 from condense.commands.paths import output_folder
 
+# Deferred on purpose: the CLI imports this module to build its parser; what a command runs is imported
+# when it runs, so `condense --help` stays fast and never starts TensorFlow.
+
 
 def register(sub) -> None:
     b = sub.add_parser(

@@ -7,6 +7,9 @@ import argparse
 # Pure Python: `condense export --help` starts no TensorFlow.
 from condense.export.formats import FORMATS, FORMS, ROUTES, format_names
 
+# Deferred on purpose: the CLI imports this module to build its parser; what a command runs is imported
+# when it runs, so `condense --help` stays fast and never starts TensorFlow.
+
 
 def format_help(prefix: str = "") -> str:
     """One clause per registered format, for ``--format``'s help."""

@@ -4,8 +4,12 @@ contract condense wrote into it (:mod:`condense.export.metadata`)."""
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 from condense.commands.paths import output_file
+
+# Deferred on purpose: the CLI imports this module to build its parser; what a command runs is imported
+# when it runs, so `condense --help` stays fast and never starts TensorFlow.
 
 
 def register(sub) -> None:
@@ -22,8 +26,6 @@ def register(sub) -> None:
 
 
 def cmd_inspect(args: argparse.Namespace) -> int:
-    from pathlib import Path
-
     from condense.export.inspection import op_names
     from condense.export.metadata import read_metadata
     from condense.io import write_json

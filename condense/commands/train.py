@@ -13,6 +13,9 @@ from condense.train import (
     BEST_PATIENCE, DEFAULT_ALPHA, DEFAULT_FOLDS, DEFAULT_TEMPERATURE, PROTOCOLS, SELECT_CHOICES, model_names,
 )
 
+# Deferred on purpose: the CLI imports this module to build its parser; what a command runs is imported
+# when it runs, so `condense --help` stays fast and never starts TensorFlow.
+
 
 def register(sub) -> None:
     p = sub.add_parser(

@@ -20,6 +20,12 @@ Two sources, each with the channel indices spelled out (no name arithmetic on th
 """
 
 from __future__ import annotations
+from condense.data.channels import CATEGORICAL_VALUES, EPS, HEADER, NORMAL_VALUES, PLAUSIBLE_RANGES, VARIABLES
+from condense.data.episodes import _FLOAT32_MAX
+from condense.data.physionet2012.channels import (
+    HOURS, ICU_TYPES, INDICATORS, NUM_BINS, STATIC_DESCRIPTORS, TIME_SERIES_VARIABLES
+)
+from condense.data.physionet2012.parse import _DESCRIPTOR_FILE_NAMES, _HEADER, _TIME_RE
 
 __all__ = ["RULES_VERSION", "input_rules"]
 
@@ -39,9 +45,6 @@ def input_rules(layout_name: str, names) -> dict:
 
 
 def _ihm_rules(names: list[str]) -> dict:
-    from condense.data.channels import CATEGORICAL_VALUES, EPS, HEADER, NORMAL_VALUES, PLAUSIBLE_RANGES, VARIABLES
-    from condense.data.episodes import _FLOAT32_MAX
-
     variables = []
     for var in VARIABLES:
         entry = {"name": var, "mask": names.index(f"mask->{var}")}
@@ -73,10 +76,6 @@ def _ihm_rules(names: list[str]) -> dict:
 
 
 def _physionet_rules(names: list[str]) -> dict:
-    from condense.data.physionet2012.channels import HOURS, ICU_TYPES, INDICATORS, NUM_BINS, STATIC_DESCRIPTORS
-    from condense.data.physionet2012.channels import TIME_SERIES_VARIABLES
-    from condense.data.physionet2012.parse import _DESCRIPTOR_FILE_NAMES, _HEADER, _TIME_RE
-
     series = [{"name": v, "channel": names.index(v), "mask": names.index(f"mask->{v}"), "indicator": v in INDICATORS}
               for v in TIME_SERIES_VARIABLES]
     descriptors = []

@@ -36,6 +36,8 @@ from condense.data.channels import CATEGORICAL_VALUES, EPS, HEADER, PLAUSIBLE_RA
 from condense.data.issues import IssueLog
 from condense.data.numbers import floats_or_nan
 
+# Deferred on purpose: pandas is imported inside the functions that use it, so importing this module stays light.
+
 __all__ = ["EpisodeBatch", "Observations"]
 
 _HEADER_LINE = ",".join(HEADER)

@@ -15,8 +15,12 @@ import os
 from collections.abc import Callable
 from dataclasses import dataclass
 
+import numpy as np
+
 from condense.data.dataset import DataError, Dataset, Split
 from condense.registry import add_entry
+
+# Deferred on purpose: a reader's modules are imported when a spec names it (the CLI reads this module).
 
 __all__ = ["DataSource", "DATA_SOURCES", "register_data_source", "find_source", "load_dataset", "load_records",
            "resolve_data_spec", "parse_synthetic_spec", "DEFAULT_SYNTHETIC_EPISODES", "DEFAULT_SYNTHETIC_SEED"]
@@ -139,7 +143,6 @@ def _load_ihm(rest: str, **kwargs) -> Dataset:
 
 def _every_split(dataset: Dataset) -> tuple[Split, str, dict[str, int]]:
     """All episodes of an IHM-layout dataset as one split (train, val and test), ids in column ``stay``."""
-    import numpy as np
 
     parts = [dataset.train, dataset.val, dataset.test]
     return Split(

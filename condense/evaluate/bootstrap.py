@@ -42,6 +42,8 @@ from condense.evaluate.metrics import auprc, auroc, brier
 from condense.evaluate.validate import (check_alpha, check_labels, check_resamples, check_scores, check_seed,
                                         require_both_classes)
 
+# Deferred on purpose: SciPy is imported inside the functions that use it, so importing this module stays light.
+
 __all__ = ["METRICS", "ALTERNATIVES", "bootstrap_distribution", "bootstrap_ci", "paired_bootstrap_diff",
            "bootstrap_p_value", "holm_adjust", "AurocResamples", "PairedAuroc", "paired_auroc", "resample_indices",
            "percentile_interval"]

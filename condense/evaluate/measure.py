@@ -50,6 +50,9 @@ from condense.export.litert_runner import TFLiteModel, open_tflite
 from condense.export.step_runner import StepModel
 from condense.io import work_folder
 
+# Deferred on purpose: Keras, condense.layers and TensorFlow are imported inside the functions that use them,
+# so importing this module stays light.
+
 __all__ = [
     "param_count",
     "file_bytes",

@@ -19,9 +19,15 @@ import time
 import numpy as np
 
 from condense._child import child_main, error_result, write_result
-from condense.export.file_checks import FILE_CHECKS, ConvertedFile
+from condense.export import recurrent_graphs as rg, tflite_edit
+from condense.export.file_checks import ConvertedFile, FILE_CHECKS
 from condense.export.formats import ExportFormat
 from condense.export.inspection import constant_stats, op_names
+from condense.export.metadata import with_metadata
+from condense.export.step_export import check_step_file, convert_step
+
+# Deferred on purpose: Keras, condense.layers, condense.models and TensorFlow are imported inside the
+# functions that use them, so importing this module stays light.
 
 #: Environment variable read by the conversion child only: ``segfault`` or ``error`` makes every
 #: conversion fail that way after a partial output is written (the parent must clean it up).
@@ -139,7 +145,6 @@ def _with_request_metadata(data: bytes, request: dict, **facts) -> bytes:
     found (route, states), when the job carries metadata."""
     if not request.get("metadata"):
         return data
-    from condense.export.metadata import with_metadata
 
     return with_metadata(data, {**request["metadata"], **facts})
 
@@ -154,7 +159,6 @@ def _write_output(path: str, data: bytes) -> None:
 
 def _convert_step(request: dict, model, calibration, spec, sample_shape: tuple, started: float) -> dict:
     """The step form (:mod:`condense.export.step_export`): convert, check, write."""
-    from condense.export.step_export import check_step_file, convert_step
 
     if not _is_recurrent(model):
         raise ValueError(f"{request['model_path']} has no recurrent layer: a step file steps a recurrent state "
@@ -182,7 +186,6 @@ def _convert_step(request: dict, model, calibration, spec, sample_shape: tuple, 
 
 def _plan_recurrent(model, request: dict, spec: ExportFormat, calibration, float_head: bool) -> dict:
     """Choose the graph of a recurrent model (see "How recurrent models are converted")."""
-    from condense.export import recurrent_graphs as rg
     from condense.models import rebuild_with_batch
 
     route = request.get("route", "auto")
@@ -247,7 +250,6 @@ def _plan_recurrent(model, request: dict, spec: ExportFormat, calibration, float
 
 def _edit(data: bytes, spec: ExportFormat, plan: dict) -> bytes:
     """The edits the converter cannot make (:mod:`condense.export.tflite_edit`) for this route."""
-    from condense.export import tflite_edit
 
     fused = plan["route"].startswith("fused")
     if not (fused or plan.get("head") is not None or plan.get("strip")):

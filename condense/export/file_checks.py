@@ -17,6 +17,8 @@ import numpy as np
 
 from condense.registry import function_registrar
 
+# Deferred on purpose: LiteRT is imported inside the functions that use it, so importing this module stays light.
+
 __all__ = ["ConvertedFile", "FILE_CHECKS", "register_file_check", "DYNAMIC_MIN_ELEMENTS", "FLOAT_SELF_CHECK_SAMPLES",
            "FLOAT_SELF_CHECK_TOL"]
 

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import collections
 
+# Deferred on purpose: LiteRT is imported inside the functions that use it, so importing this module stays light.
+
 __all__ = ["constant_stats", "op_names", "opcode_names", "variable_tensor_count"]
 
 

@@ -20,6 +20,9 @@ import numpy as np
 from condense.export.inspection import constant_stats, op_names, variable_tensor_count
 from condense.export.step_runner import StepModel, is_step_file
 
+# Deferred on purpose: LiteRT, Keras, condense.layers and scikit-learn are imported inside the functions that
+# use them, so importing this module stays light.
+
 __all__ = ["TFLiteModel", "open_tflite", "parity_check"]
 
 

@@ -20,9 +20,13 @@ import os
 import zlib
 from pathlib import Path
 
+import numpy as np
+
 from condense import __version__
 from condense.data.contract import input_rules
 from condense.export import tflite_edit
+
+# Deferred on purpose: LiteRT is imported inside the functions that use it, so importing this module stays light.
 
 __all__ = ["METADATA_NAME", "read_metadata", "with_metadata", "file_metadata"]
 
@@ -64,7 +68,6 @@ def file_metadata(manifest: dict, preprocessing: dict, *, fmt: str, form: str, s
 def with_metadata(data: bytes, entry: dict) -> bytes:
     """``data`` (a ``.tflite`` file's bytes) with ``entry`` as its :data:`METADATA_NAME` metadata (replacing
     an earlier one). Child side: needs TensorFlow's flatbuffer tools."""
-    import numpy as np
 
     model = tflite_edit.read_model(data)
     model.metadata = [m for m in (model.metadata or []) if tflite_edit._decoded(m.name) != METADATA_NAME]

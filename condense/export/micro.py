@@ -41,6 +41,9 @@ from condense.export.step_graph import INPUT_NAME, OUTPUT_NAME, STATE_OUT_SUFFIX
 from condense.export.step_runner import is_step_file, step_io_names
 from condense.io import work_folder
 
+# Deferred on purpose: LiteRT and TFLM are imported inside the functions that use them, so importing this module stays
+# light.
+
 __all__ = ["MicroError", "available", "micro_problem", "run_micro"]
 
 #: Ops that stop a file from running on TFLM, and why.

@@ -13,9 +13,12 @@ from __future__ import annotations
 
 import numpy as np
 
+from condense.export import tflite_edit
 from condense.export.recurrent_graphs import analyse, masked_steps
 from condense.export.step_graph import OUTPUT_NAME, StepGraph, step_problem
 from condense.export.step_runner import StepModel
+
+# Deferred on purpose: TensorFlow is imported inside the functions that use it, so importing this module stays light.
 
 __all__ = ["convert_step", "STEP_FLOAT_TOL", "STEP_CALIBRATION_PAIRS"]
 
@@ -87,8 +90,6 @@ def convert_step(model, calibration, spec, name: str, normalizer=None) -> tuple[
         converter.inference_output_type = tf.float32
     data = bytes(converter.convert())
     if head is not None:
-        from condense.export import tflite_edit
-
         edited = tflite_edit.read_model(data)
         tflite_edit.append_dense_head(edited, *head, output=OUTPUT_NAME)
         data = tflite_edit.write_model(edited)

@@ -40,6 +40,8 @@ import numpy as np
 
 from condense.export.recurrent_graphs import Chain, _kind, _weights
 
+# Deferred on purpose: TensorFlow is imported inside the functions that use it, so importing this module stays light.
+
 __all__ = ["StepGraph", "StateTensor", "step_problem", "OUTPUT_NAME", "INPUT_NAME"]
 
 #: Name of the one-hour input of a step file.

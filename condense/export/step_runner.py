@@ -18,6 +18,8 @@ import numpy as np
 
 from condense.export.step_graph import INPUT_NAME, OUTPUT_NAME, STATE_OUT_SUFFIX
 
+# Deferred on purpose: LiteRT is imported inside the functions that use it, so importing this module stays light.
+
 __all__ = ["StepModel", "is_step_file", "step_io_names"]
 
 

@@ -31,6 +31,8 @@ from __future__ import annotations
 
 import numpy as np
 
+# Deferred on purpose: TensorFlow is imported inside the functions that use it, so importing this module stays light.
+
 __all__ = [
     "read_model",
     "write_model",

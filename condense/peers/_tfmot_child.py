@@ -25,8 +25,13 @@ import time  # noqa: E402
 import traceback  # noqa: E402
 from pathlib import Path  # noqa: E402
 
+import numpy as np  # noqa: E402
+
 from condense import io as _io  # noqa: E402  (standard library only: no TensorFlow)
 from condense._child import child_main  # noqa: E402
+
+# Deferred on purpose: LiteRT and scikit-learn are imported inside the functions that use them, so importing this
+# module stays light.
 
 PEERS = ("prune_dnn", "prune_lstm", "qat_dnn")
 FAULT_ENV = "CONDENSE_TFMOT_FAULT"
@@ -95,7 +100,6 @@ def _import_libraries(install_command: str):
 def _library_versions(tf, tf_keras, tfmot) -> dict:
     from importlib import metadata
 
-    import numpy as np
 
     def dist_version(name):
         try:
@@ -192,7 +196,6 @@ def _is_pruned_weight(name: str) -> bool:
 
 def _sparsity_report(model) -> tuple[float, dict]:
     """Fraction of exact zeros over all kernels (Dense kernel, LSTM kernel + recurrent_kernel)."""
-    import numpy as np
 
     zeros = total = 0
     per_weight = {}
@@ -209,8 +212,6 @@ def _sparsity_report(model) -> tuple[float, dict]:
 
 
 def _count(weights) -> tuple[int, int]:
-    import numpy as np
-
     params = nonzero = 0
     for w in weights:
         values = w.numpy()
@@ -245,7 +246,6 @@ def _tflite_ops(interp) -> list[str] | None:
 
 def _predict_tflite(interp, x) -> list[float]:
     """Run the interpreter one sample at a time (batch 1), float32 in, float32 out."""
-    import numpy as np
 
     inp = interp.get_input_details()[0]
     out = interp.get_output_details()[0]
@@ -292,7 +292,6 @@ def _best_epoch_tracker(tf_keras, x_val, y_val, cfg, eligible_from: int):
     count: a pruned peer is eligible once its schedule has reached the target sparsity, so the
     weights it restores are as sparse as the last epoch's.
     """
-    import numpy as np
     from sklearn.metrics import roc_auc_score
 
     patience = cfg.get("patience")
@@ -406,8 +405,6 @@ def _run_prune(tf, tf_keras, tfmot, data, cfg, kind: str) -> dict:
 
 
 def _run_qat(tf, tf_keras, tfmot, data, cfg) -> dict:
-    import numpy as np
-
     x_train, x_val, x_test = data["feat_train"], data["feat_val"], data["feat_test"]
     model = build_dnn(tf_keras, x_train.shape[1], cfg["dnn_units"])
     qat = tfmot.quantization.keras.quantize_model(model)
@@ -458,8 +455,6 @@ def _convert_and_finish(tf, cfg, converter, keras_model, x_val, x_test, fit, *, 
 
 
 def _finish(tf, cfg, keras_model, tflite: bytes, keras_path: Path, x_val, x_test, fit, extra) -> dict:
-    import numpy as np
-
     peer = cfg["peer"]
     tflite_path = _io.atomic_write(Path(cfg["out_dir"]) / f"{peer}.tflite", tflite)
     interp, runtime = _interpreter(tf, tflite)
@@ -495,8 +490,6 @@ def _finish(tf, cfg, keras_model, tflite: bytes, keras_path: Path, x_val, x_test
 
 
 def _load_arrays(path: str, peer: str) -> dict:
-    import numpy as np
-
     prefix = "seq" if peer == "prune_lstm" else "feat"
     needed = [f"{prefix}_{s}" for s in ("train", "val", "test")] + [f"y_{s}" for s in ("train", "val", "test")]
     with np.load(path, allow_pickle=False) as npz:

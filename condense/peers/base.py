@@ -17,6 +17,9 @@ from condense.data.layout import ChannelLayout
 from condense.io import check_format_header
 from condense.peers.features import feature_names
 
+# Deferred on purpose: scikit-learn is imported inside the functions that use it, so importing this module stays
+# light.
+
 __all__ = ["HandFeaturePeer", "expit"]
 
 

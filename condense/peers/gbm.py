@@ -50,6 +50,8 @@ from condense.io import atomic_write, read_json, write_json
 from condense.peers.base import HandFeaturePeer
 from condense.peers.features import feature_names, hand_features
 
+# Deferred on purpose: LightGBM is imported inside the functions that use it, so importing this module stays light.
+
 __all__ = ["GradientBoostingPeer", "sidecar_path"]
 
 _FORMAT = "condense.peers.gbm"

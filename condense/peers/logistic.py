@@ -23,6 +23,9 @@ from condense.io import read_json, write_json
 from condense.peers.base import HandFeaturePeer
 from condense.peers.features import feature_names, hand_features
 
+# Deferred on purpose: scikit-learn is imported inside the functions that use it, so importing this module stays
+# light.
+
 __all__ = ["LogisticRegressionPeer"]
 
 _FORMAT = "condense.peers.logistic"

@@ -46,6 +46,9 @@ from condense.data.inputs import PREPROCESSING_FILE, ModelInputs
 from condense.io import atomic_path, read_json, sha256_file, write_json
 from condense.peers.kinds import PEERS, peer_of_file
 
+# Deferred on purpose: Keras and condense.layers are imported inside the functions that use them, so importing
+# this module stays light.
+
 MANIFEST_FILE = "manifest.json"
 KERAS_FILE = "model.keras"
 

@@ -10,7 +10,11 @@ from pathlib import Path
 import numpy as np
 
 from condense.export.formats import score_format_names
+from condense.export.litert_runner import open_tflite
+from condense.export.metadata import read_metadata
+from condense.peers.kinds import PEERS
 from condense.runs.model_dir import check_export, load_run
+from condense.train import predict_proba
 
 
 class SavedModel:
@@ -34,15 +38,11 @@ class SavedModel:
         if form != "sequence" and fmt == "keras":
             raise ValueError(f"form={form!r} is a .tflite file's form: give a .tflite format (float32, dynamic, int8)")
         if fmt != "keras":
-            from condense.peers.kinds import PEERS
-
             peer = self.manifest.get("model")
             if peer in PEERS:
                 raise ValueError(f"{model_dir}: {PEERS[peer].description} has no .tflite export; score the saved model "
                                  "itself (format 'keras')")
             path = check_export(self.model_dir, self.manifest, fmt, form)  # missing or stale: a clear error
-            from condense.export.metadata import read_metadata
-            from condense.export.litert_runner import open_tflite
 
             self._tflite = open_tflite(path, num_threads=num_threads)
             metadata = read_metadata(path)[0] or {}
@@ -63,7 +63,6 @@ class SavedModel:
             return np.asarray(self._tflite.predict(x), dtype=np.float64).reshape(-1)
         if hasattr(self.model, "predict_proba"):
             return np.asarray(self.model.predict_proba(x), dtype=np.float64).reshape(-1)
-        from condense.train import predict_proba
 
         return predict_proba(self.model, x)
 

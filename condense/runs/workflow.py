@@ -7,20 +7,33 @@ trained by hand from the README are produced by identical code.
 
 from __future__ import annotations
 
+import csv
+import io
 import sys
 from pathlib import Path
 
 import numpy as np
 
+from condense.calibrate import recalibrate
 from condense.checks import invalid_argument
-from condense.data import Dataset, load_dataset, resolve_data_spec
-from condense.data.inputs import fit_inputs, prepared_splits
+from condense.data import Dataset, load_dataset, load_records, resolve_data_spec
+from condense.data.inputs import PREPROCESSING_FILE, fit_inputs, prepared_splits
+from condense.distill import check_teacher_dirs, distill_targets, teacher_probabilities
+from condense.evaluate.measure import measure_latency, param_count
+from condense.evaluate.metrics import auroc
 from condense.evaluate.summary import summarize
+from condense.export import micro
+from condense.export.convert import ExportJob, export_tflite_many
+from condense.export.litert_runner import open_tflite
+from condense.export.metadata import file_metadata
+from condense.io import atomic_write, read_json, sha256_file
+from condense.peers.kinds import PEERS, fit_peer
+from condense.runs.model_dir import KERAS_FILE, record_file, tflite_file
+from condense.runs.scoring import SavedModel
+from condense.train import PRUNABLE_MODELS, TrainConfig, fit, predict_proba
 from condense.runs.model_dir import (
     check_output_dir, git_commit, library_versions, load_manifest, model_dir_lock, save_run,
 )
-from condense.peers.kinds import PEERS, fit_peer
-from condense.train import PRUNABLE_MODELS, TrainConfig, fit
 
 #: Bootstrap settings of every reported interval (the benchmark's: 10,000 resamples).
 BOOTSTRAP_RESAMPLES = 10_000
@@ -64,7 +77,6 @@ def train_on_dataset(config: TrainConfig, dataset: Dataset, *, verbose: int = 1,
     config's input kind, when the caller already made them (the benchmark prepares each kind once).
     ``log(message)`` reports the distillation teachers (:mod:`condense.distill`), if any.
     """
-    from condense.evaluate.measure import param_count
 
     if prepared is None:
         inputs = fit_inputs(dataset, config.input_kind)
@@ -81,7 +93,6 @@ def train_on_dataset(config: TrainConfig, dataset: Dataset, *, verbose: int = 1,
     else:
         y_fit = y["train"]
         if config.distilled:  # the student learns from the labels mixed with its teachers' probabilities
-            from condense.distill import distill_targets, teacher_probabilities
 
             p_teacher, record["distillation"] = teacher_probabilities(config, dataset, prepared=(inputs, x), log=log)
             y_fit = distill_targets(y_fit, p_teacher, config.distill_alpha, config.distill_temperature)
@@ -93,10 +104,8 @@ def train_on_dataset(config: TrainConfig, dataset: Dataset, *, verbose: int = 1,
             stopped_early=result.stopped_early, prune=result.prune, masking_in_training=result.masking,
         )
         if config.calibrate == "platt":  # fitted on validation only, folded into the output layer
-            from condense.calibrate import recalibrate
 
             record["calibration"] = recalibrate(model, x["val"], y["val"])
-        from condense.train import predict_proba
 
         predict = lambda a: predict_proba(model, a)  # noqa: E731
     p_val, p_test = predict(x["val"]), predict(x["test"])
@@ -123,8 +132,6 @@ def train_run(*, data: str, out_dir, strict: bool = False, cache_dir=None, verbo
     with model_dir_lock(out_dir):
         config = TrainConfig(**config_kwargs)  # validate arguments before the (slow) data load
         if config.distilled:
-            from condense.distill import check_teacher_dirs
-
             check_teacher_dirs(config, out_dir)
         dataset = load_dataset(data, seed=config.seed, strict=strict, cache_dir=cache_dir, quiet=quiet)
         dataset.require_labels()  # unlabelled records or a single-class split: refused before training
@@ -187,7 +194,6 @@ def _load_data_for(model_dir, manifest: dict, data: str | None, *, cache_dir, qu
 def evaluate_run(model_dir, *, data: str | None = None, fmt: str = "keras", cache_dir=None, quiet: bool = False,
                  form: str = "sequence") -> dict:
     """Reload a model directory and recompute its test metrics (same bootstrap seed as training)."""
-    from condense.runs.scoring import SavedModel
 
     saved = SavedModel(model_dir, fmt, form=form)
     manifest = saved.manifest
@@ -221,16 +227,6 @@ def export_run(model_dir, fmt: str, *, calibration: int = 300, data: str | None 
     ``fold_normalizer=False``. ``quiet`` silences the data loading's progress; the converter's own output is
     shown only with ``verbose``. Holds the directory's lock (a retrain cannot replace it meanwhile).
     """
-    from condense.export import micro
-    from condense.export.convert import ExportJob, export_tflite_many
-    from condense.data.inputs import PREPROCESSING_FILE
-    from condense.export.metadata import file_metadata
-    from condense.export.litert_runner import open_tflite
-    from condense.io import read_json
-    from condense.evaluate.metrics import auroc
-    from condense.io import sha256_file
-    from condense.runs.model_dir import KERAS_FILE, record_file, tflite_file
-    from condense.runs.scoring import SavedModel
 
     if calibration < 1:
         raise invalid_argument("calibration", "an integer >= 1", calibration)
@@ -270,8 +266,6 @@ def export_run(model_dir, fmt: str, *, calibration: int = 300, data: str | None 
         "tflm": {"note": "not checked: tflite-micro is not installed"},
     }
     if form == "step":
-        from condense.evaluate.measure import measure_latency
-
         x_one = np.asarray(x_file[0, 0], np.float32)
         report["states"], report["steps"] = info["states"], int(x_test.shape[1])
         report["step_latency"] = measure_latency(lambda: runner.step(x_one))
@@ -300,12 +294,7 @@ def predict_run(model_dir, *, data: str, out_csv, fmt: str = "keras", strict: bo
     records, how many carry a label, the input problems counted while reading, and, when the
     labelled records hold both classes, their metrics with intervals.
     """
-    import csv
-    import io
 
-    from condense.data import load_records
-    from condense.io import atomic_write
-    from condense.runs.scoring import SavedModel
 
     saved = SavedModel(model_dir, fmt, form=form)
     split, id_column, issues = load_records(data, source_state=saved.inputs.source, strict=strict,

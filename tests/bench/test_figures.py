@@ -137,6 +137,12 @@ def test_failed_rows_are_named_not_plotted(default_table):
     summary = summary_figure(table)
     notes = " ".join(t.get_text() for t in summary.texts)
     assert "failed, not shown: lstm, hlstm-prune50-int8, tfmot-qat-dnn, lr" in notes
+    skipped = [dict(r, status="skipped") if r["row"].startswith("tfmot") else r for r in table]
+    notes = " ".join(t.get_text() for t in summary_figure(skipped).texts)  # an optional peer not installed
+    assert "failed, not shown: lstm, hlstm-prune50-int8, lr" in notes
+    assert "skipped, not shown: tfmot-prune-dnn, tfmot-prune-lstm, tfmot-qat-dnn" in notes
+    texts = " ".join(t.get_text() for t in pareto_figure(skipped)[0].texts)
+    assert "tfmot-qat-dnn (skipped)" in texts
 
 
 def test_figures_are_repeatable(default_table, tmp_path):

@@ -27,6 +27,8 @@ from condense.data.physionet2012.channels import HOURS, STATIC_DESCRIPTORS, TIME
 from condense.data.physionet2012.files import SetFiles, read_files
 from condense.data.progress import Progress
 
+# Deferred on purpose: pandas is imported inside the functions that use it, so importing this module stays light.
+
 __all__ = ["RawRecords", "parse_files", "read_records"]
 
 _V = len(TIME_SERIES_VARIABLES)
