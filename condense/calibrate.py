@@ -7,6 +7,7 @@ logistic recalibration of the model's final logit on the **validation split only
     logit' = a * logit + b,
 
 and folds it into the output layer, ``Dense(1, sigmoid)``: kernel ``a * W``, bias ``a * c + b``.
+``--calibrate intercept`` fits ``b`` alone (``a = 1``: calibration in the large, the slope kept).
 The model keeps its architecture, its parameter count and its operators, so ``model.keras`` and
 every ``.tflite`` file made from it (sequence and step forms) carry the recalibration exactly,
 with no extra op. ``a > 0`` keeps the ranking (AUROC unchanged); a fit with ``a <= 0`` (a model
@@ -24,10 +25,11 @@ from condense.evaluate.metrics import calibration, logistic_recalibration
 
 # Deferred on purpose: Keras is imported inside the functions that use it, so importing this module stays light.
 
-__all__ = ["CALIBRATIONS", "final_logits", "fit_platt", "fold_platt", "recalibrate"]
+__all__ = ["CALIBRATIONS", "final_logits", "fit_intercept", "fit_platt", "fold_platt", "recalibrate"]
 
-#: ``--calibrate`` choices: Platt scaling folded into the model, or the model as trained.
-CALIBRATIONS = ("platt", "none")
+#: ``--calibrate`` choices: Platt scaling (slope and intercept), the intercept alone (calibration in
+#: the large: the slope stays 1), or the model as trained.
+CALIBRATIONS = ("platt", "intercept", "none")
 
 
 def _output_dense(model):
@@ -63,6 +65,24 @@ def fit_platt(y_val: np.ndarray, logits_val: np.ndarray) -> tuple[float, float]:
     return a, b
 
 
+def fit_intercept(y_val: np.ndarray, logits_val: np.ndarray, max_steps: int = 50) -> float:
+    """``b`` of ``logit' = logit + b`` (the slope kept at 1), the maximum-likelihood fit on the validation
+    split: the predicted deaths then sum to the observed ones. One parameter: steadier than Platt's two
+    on a few hundred validation deaths (docs/calibration.md)."""
+    y = np.asarray(y_val, np.float64)
+    z = np.asarray(logits_val, np.float64)
+    if y.min() == y.max():
+        raise ValueError("intercept recalibration needs both classes in the validation split")
+    b = 0.0
+    for _ in range(max_steps):  # Newton on a concave one-parameter log-likelihood
+        mu = 1.0 / (1.0 + np.exp(-(z + b)))
+        step = float(np.sum(y - mu) / max(np.sum(mu * (1.0 - mu)), 1e-300))
+        b += step
+        if abs(step) < 1e-12:
+            return b
+    raise ValueError(f"intercept recalibration did not converge in {max_steps} Newton steps")
+
+
 def fold_platt(model, a: float, b: float) -> None:
     """Fold ``logit' = a * logit + b`` into the model's output layer, in place."""
     layer = _output_dense(model)
@@ -70,19 +90,22 @@ def fold_platt(model, a: float, b: float) -> None:
     layer.set_weights([(a * kernel).astype(np.float32), (a * bias + b).astype(np.float32)])
 
 
-def recalibrate(model, x_val: np.ndarray, y_val: np.ndarray) -> dict:
-    """Fit Platt scaling on the validation split and fold it into ``model`` (in place).
+def recalibrate(model, x_val: np.ndarray, y_val: np.ndarray, method: str = "platt") -> dict:
+    """Fit the recalibration ``method`` (``"platt"``: a and b; ``"intercept"``: b, a = 1) on the
+    validation split and fold it into ``model`` (in place).
 
-    Returns what a manifest records: ``{"method": "platt", "a", "b", "val_before", "val_after"}``,
+    Returns what a manifest records: ``{"method", "a", "b", "val_before", "val_after"}``,
     the last two the validation calibration (ECE, slope, intercept) before and after; after is
     on the data the fit was made on (slope 1 and intercept 0 by construction), so judge it on test.
     """
+    if method not in ("platt", "intercept"):
+        raise ValueError(f"Argument `method` must be 'platt' or 'intercept', got method={method!r}.")
     y_val = np.asarray(y_val)
     logits = final_logits(model, x_val)
-    a, b = fit_platt(y_val, logits)
+    a, b = fit_platt(y_val, logits) if method == "platt" else (1.0, fit_intercept(y_val, logits))
     before = calibration(y_val, 1.0 / (1.0 + np.exp(-logits)))
     fold_platt(model, a, b)
     after = calibration(y_val, 1.0 / (1.0 + np.exp(-(a * logits + b))))
     keep = ("ece", "slope", "intercept")
-    return {"method": "platt", "a": a, "b": b, "val_before": {k: before[k] for k in keep},
+    return {"method": method, "a": a, "b": b, "val_before": {k: before[k] for k in keep},
             "val_after": {k: after[k] for k in keep}}

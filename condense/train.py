@@ -277,7 +277,6 @@ def masking_plan(model, *arrays) -> dict:
     """
     import keras
 
-
     if any(np.ndim(x) != 3 for x in arrays):
         return {"skipped": False, "reason": "no time axis"}
     masking = [layer for layer in model.layers if isinstance(layer, keras.layers.Masking)]
@@ -328,7 +327,6 @@ def model_to_train(model, plan: dict, probe: np.ndarray):
 def _epoch_tracker(x_val, y_val, patience, on_epoch):
     """A Keras callback timing each epoch and scoring validation AUROC after the clock stops."""
     import keras
-
 
     class EpochTracker(keras.callbacks.Callback):
         def __init__(self):

@@ -64,7 +64,6 @@ def _epochs_child(request: dict) -> dict:
 
     import condense.layers  # noqa: F401  (registers the custom layers for safe loading)
 
-
     x, y, x_val = (np.load(request[name]) for name in ("x", "y", "x_val"))
     out = []
     for item in request["models"]:

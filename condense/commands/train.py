@@ -46,9 +46,9 @@ def register(sub) -> None:
     p.add_argument("--prune-after", type=int, default=1, help="epochs before pruning (default 1, the paper's)")
     p.add_argument("--prune-criterion", default="mean_abs", help="unit importance criterion: mean_abs (default, the paper), or any name of condense.prune.CRITERIA (docs/pruning.md)")
     p.add_argument("--calibrate", choices=CALIBRATIONS, default="none",
-                   help="platt: fit a logistic recalibration of the final logit on the validation split and fold it "
-                        "into the output layer (probabilities become risks; AUROC unchanged; docs/calibration.md); "
-                        "none: as trained (default)")
+                   help="recalibrate the final logit on the validation split and fold it into the output layer "
+                        "(AUROC unchanged, no extra op; docs/calibration.md): platt (slope and intercept), intercept "
+                        "(the intercept alone: predicted deaths sum to the observed ones), none (as trained, default)")
     p.add_argument("--time-since-last", action="store_true",
                    help="lstm/hlstm: add one input channel per variable, the hours since it was last observed "
                         "(GRU-D style; docs/distillation.md has the measurement)")

@@ -100,7 +100,6 @@ def _import_libraries(install_command: str):
 def _library_versions(tf, tf_keras, tfmot) -> dict:
     from importlib import metadata
 
-
     def dist_version(name):
         try:
             return metadata.version(name)

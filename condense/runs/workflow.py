@@ -103,10 +103,8 @@ def train_on_dataset(config: TrainConfig, dataset: Dataset, *, verbose: int = 1,
             val_auroc_history=result.val_auroc, selected_epoch=result.selected_epoch,
             stopped_early=result.stopped_early, prune=result.prune, masking_in_training=result.masking,
         )
-        if config.calibrate == "platt":  # fitted on validation only, folded into the output layer
-
-            record["calibration"] = recalibrate(model, x["val"], y["val"])
-
+        if config.calibrate != "none":  # fitted on validation only, folded into the output layer
+            record["calibration"] = recalibrate(model, x["val"], y["val"], config.calibrate)
         predict = lambda a: predict_proba(model, a)  # noqa: E731
     p_val, p_test = predict(x["val"]), predict(x["test"])
     base_rate = float(np.mean(y["train"] == 1))  # the challenge's event-1 threshold: no test label
@@ -294,7 +292,6 @@ def predict_run(model_dir, *, data: str, out_csv, fmt: str = "keras", strict: bo
     records, how many carry a label, the input problems counted while reading, and, when the
     labelled records hold both classes, their metrics with intervals.
     """
-
 
     saved = SavedModel(model_dir, fmt, form=form)
     split, id_column, issues = load_records(data, source_state=saved.inputs.source, strict=strict,

@@ -8,7 +8,7 @@ import pytest
 
 keras = pytest.importorskip("keras")
 
-from condense.calibrate import final_logits, fit_platt, fold_platt, recalibrate  # noqa: E402
+from condense.calibrate import final_logits, fit_intercept, fit_platt, fold_platt, recalibrate  # noqa: E402
 from condense.cli import main  # noqa: E402
 from condense.evaluate.measure import param_count  # noqa: E402
 from condense.evaluate.metrics import auroc, calibration  # noqa: E402
@@ -46,6 +46,24 @@ def test_the_fold_gives_the_recalibrated_probabilities_and_keeps_the_ranking():
     assert record["val_after"]["ece"] < record["val_before"]["ece"]
     assert record["val_after"]["slope"] == pytest.approx(1.0, abs=1e-6)  # on the data it was fitted on
     assert calibration(y, p_after)["ece"] < 0.5 * calibration(y, p_before)["ece"]
+
+
+def test_the_intercept_alone_makes_predicted_deaths_match_and_keeps_the_slope():
+    model = _model(3)
+    x = np.random.default_rng(5).normal(size=(3000, 6)).astype(np.float32)
+    y = _miscalibrated_outcomes(model, x)
+    logits = final_logits(model, x)
+    b = fit_intercept(y, logits)
+    assert np.sum(1.0 / (1.0 + np.exp(-(logits + b)))) == pytest.approx(y.sum(), rel=1e-9)  # the score equation
+    record = recalibrate(model, x, y, "intercept")
+    assert record["method"] == "intercept" and record["a"] == 1.0 and record["b"] == pytest.approx(b, abs=1e-9)
+    p_after = model.predict(x, verbose=0).ravel()
+    assert np.max(np.abs(p_after - 1.0 / (1.0 + np.exp(-(logits + b))))) < 1e-6
+    assert record["val_after"]["slope"] == pytest.approx(record["val_before"]["slope"], rel=1e-6)
+    with pytest.raises(ValueError, match="needs both classes"):
+        fit_intercept(np.zeros(5), np.zeros(5))
+    with pytest.raises(ValueError, match="Argument `method` must be 'platt' or 'intercept'"):
+        recalibrate(model, x, y, "isotonic")
 
 
 def test_what_cannot_be_folded_is_refused_by_name():
