@@ -496,9 +496,7 @@ def load_ihm(
     dataset = Dataset(
         source="ihm",
         layout=IHM_LAYOUT,
-        train=splits["train"],
-        val=splits["val"],
-        test=splits["test"],
+        **splits,  # train, val, test
         fingerprint=fingerprint,
         issues=issues.as_dict(),
     )

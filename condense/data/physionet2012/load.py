@@ -141,9 +141,7 @@ def _dataset_from_arrays(arrays: dict, fingerprint: str) -> Dataset:
     return Dataset(
         source="physionet2012",
         layout=PHYSIONET_LAYOUT,
-        train=splits["train"],
-        val=splits["val"],
-        test=splits["test"],
+        **splits,  # train, val, test
         fingerprint=fingerprint,
         issues=meta["issues"],
         extras={
