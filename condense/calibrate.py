@@ -65,22 +65,30 @@ def fit_platt(y_val: np.ndarray, logits_val: np.ndarray) -> tuple[float, float]:
     return a, b
 
 
-def fit_intercept(y_val: np.ndarray, logits_val: np.ndarray, max_steps: int = 50) -> float:
+def fit_intercept(y_val: np.ndarray, logits_val: np.ndarray) -> float:
     """``b`` of ``logit' = logit + b`` (the slope kept at 1), the maximum-likelihood fit on the validation
     split: the predicted deaths then sum to the observed ones. One parameter: steadier than Platt's two
-    on a few hundred validation deaths (docs/calibration.md)."""
+    on a few hundred validation deaths (docs/calibration.md).
+
+    The score ``sum(y - sigmoid(logit + b))`` falls monotonically in ``b``, so its root is bracketed and
+    bisected: no step can overshoot, however far the logits are from the observed rate."""
     y = np.asarray(y_val, np.float64)
     z = np.asarray(logits_val, np.float64)
     if y.min() == y.max():
         raise ValueError("intercept recalibration needs both classes in the validation split")
-    b = 0.0
-    for _ in range(max_steps):  # Newton on a concave one-parameter log-likelihood
-        mu = 1.0 / (1.0 + np.exp(-(z + b)))
-        step = float(np.sum(y - mu) / max(np.sum(mu * (1.0 - mu)), 1e-300))
-        b += step
-        if abs(step) < 1e-12:
-            return b
-    raise ValueError(f"intercept recalibration did not converge in {max_steps} Newton steps")
+
+    def score(b: float) -> float:
+        return float(np.sum(y - 0.5 * (1.0 + np.tanh(0.5 * (z + b)))))  # tanh form: no overflow
+
+    low, high = -1.0, 1.0
+    while score(low) < 0.0:
+        low *= 2.0
+    while score(high) > 0.0:
+        high *= 2.0
+    while high - low > 1e-12 * max(1.0, abs(low)):
+        mid = 0.5 * (low + high)
+        low, high = (mid, high) if score(mid) > 0.0 else (low, mid)
+    return 0.5 * (low + high)
 
 
 def fold_platt(model, a: float, b: float) -> None:

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import importlib
 import sys
+import zipfile
 from pathlib import Path
 from typing import Iterable
 
@@ -43,36 +44,58 @@ def _root_of(module: str) -> str | None:
     return str(path.parents[levels])
 
 
-def _registered_objects() -> list[tuple[str, str]]:
-    """(what, module) of everything registered in this process that a child cannot know by itself."""
+def _registered_objects() -> list[tuple[str, str, str, str]]:
+    """(kind, name, what, module) of everything registered in this process that a child cannot know by itself."""
     found = []
     checks = sys.modules.get("condense.export.file_checks")
     for name, check in getattr(checks, "FILE_CHECKS", {}).items():
-        found.append((f"file check {name!r}", getattr(check, "__module__", "") or ""))
+        found.append(("check", name, f"file check {name!r}", getattr(check, "__module__", "") or ""))
     if "keras" in sys.modules:  # a custom layer can only be registered after Keras was imported
         import keras
 
         for name, obj in keras.saving.get_custom_objects().items():
-            found.append((f"Keras object {name!r}", getattr(obj, "__module__", "") or ""))
+            found.append(("keras", name, f"Keras object {name!r}", getattr(obj, "__module__", "") or ""))
     return found
 
 
-def plugin_modules(extra: Iterable[str] = ()) -> list[dict]:
+def _model_configs(paths: Iterable) -> str:
+    """The architecture JSON of the ``.keras`` files (what names their custom objects); '' for one unreadable."""
+    texts = []
+    for path in paths:
+        try:
+            with zipfile.ZipFile(path) as archive:
+                texts.append(archive.read("config.json").decode("utf-8", "replace"))
+        except (OSError, KeyError, zipfile.BadZipFile):
+            continue  # the parent's own checks name a bad model file
+    return "\n".join(texts)
+
+
+def plugin_modules(extra: Iterable[str] = (), *, checks: Iterable[str] | None = None,
+                   models: Iterable = ()) -> list[dict]:
     """The modules a child must import: ``[{"module": name, "path": folder or None}]``.
 
     Args:
         extra: more module names to import in the child (e.g. one that defines custom layers
             used through ``custom_objects`` rather than a registration).
+        checks: the file checks the child will run (None: any registered one may be).
+        models: the ``.keras`` files the child will load: a Keras object defined in a script
+            matters only when one of them names it.
 
     Raises:
-        ValueError: something was registered in ``__main__`` (a script), which a child cannot
-            import, or an ``extra`` module cannot be imported here.
+        ValueError: something the child needs was registered in ``__main__`` (a script), which a
+            child cannot import, or an ``extra`` module cannot be imported here.
     """
+    needed_checks = None if checks is None else set(checks)
+    configs = _model_configs(models)
     modules: dict[str, None] = {}
-    for what, module in _registered_objects():
+    for kind, name, what, module in _registered_objects():
         if module == "__main__":
-            raise ValueError(f"the {what} is defined in a script (__main__); work runs in a child process that "
-                             "imports what you registered by module: move it into a module and import that")
+            needed = (needed_checks is None or name in needed_checks) if kind == "check" else \
+                (name in configs or name.rpartition(">")[2] in configs)
+            if needed:
+                raise ValueError(f"the {what} is defined in a script (__main__); work runs in a child process that "
+                                 "imports what you registered by module: move it into a module and import that")
+            continue  # defined in a script but not used by this work: the child does without it
         if module and not _is_built_in(module):
             modules[module] = None
     for module in extra:

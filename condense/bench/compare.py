@@ -412,7 +412,7 @@ def compare_tables(
                                      reasons=["missing from the new table"]))
             continue
         r = RowResult(key)
-        b_status, n_status = b.get("status", "ok"), n.get("status", "ok")
+        b_status, n_status = b.get("status") or "ok", n.get("status") or "ok"  # no status: ran (table.is_ok)
         if b_status != n_status:
             r.changes.append(f"status {b_status} -> {n_status}")
         if b_status == "ok" and n_status != "ok":

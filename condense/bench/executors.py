@@ -75,8 +75,7 @@ class GridProgress:
         """A job that does not run (an optional peer not installed): counted, and said once."""
         self.resumed(job, result)
         reason = next(iter(result.rows.values())).get("error", "")
-        self.say(f"{self.status()} {job.key} skipped: {reason}")
-        self.failed += not result.ok
+        self.say(f"{self.status()} {job.key} skipped: {reason}")  # not a failure: the run's exit status is 0
 
     def started(self, job: Job) -> None:
         self.running += 1
@@ -344,8 +343,13 @@ class RayExecutor:
                             queue.insert(0, job)  # first in line for the next free CPU
                             continue
                         if runs > 1:
+                            earlier = progress.retries.get(job.key, [])
                             name, _, message = reason.partition(": ")
-                            reason = f"{name} (in each of {runs} attempts): {message}"[:300]
+                            if all(r.partition(": ")[0] == name for r in earlier):
+                                reason = f"{name} (in each of {runs} attempts): {message}"[:300]
+                            else:  # the attempts died of different things: say the last, then the earlier
+                                reason = (f"{reason} (attempt {runs} of {runs}; earlier: "
+                                          f"{'; '.join(r.partition(': ')[0] for r in earlier)})")[:300]
                         result = failed_result(job, reason, time.perf_counter() - t0)
                     on_result(job, result)
         except BaseException:  # Ctrl-C or a failing save: jobs in flight are cancelled, saved ones stay

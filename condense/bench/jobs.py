@@ -149,7 +149,6 @@ SKIPPED = "skipped"
 
 def skipped_result(job: Job) -> JobResult | None:
     """``job``'s rows skipped when it is a tfmot peer whose optional packages are missing; else None."""
-
     main = job.rows[0]
     missing = missing_packages() if main.kind == "tfmot" else []
     if not missing:

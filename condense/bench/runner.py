@@ -178,7 +178,6 @@ def _run_locked(profile: Profile, store: RunStore, *, seeds: int, cache_dir, qui
         store.begin({"profile": profile.to_json(), "seeds": seeds, "rows": list(only) if only else None,
                      "data": {"spec": profile.data, "fingerprint": dataset.fingerprint}})
     if executor == "local":  # training threads as on a Ray worker: the same seed gives the same numbers
-
         threads = set_tf_threads(profile.threads)
     else:
         threads = {"intra_op": profile.threads, "inter_op": 1, "applied": True}
@@ -186,7 +185,7 @@ def _run_locked(profile: Profile, store: RunStore, *, seeds: int, cache_dir, qui
     ctx = JobContext(profile, dataset, prepared, data_record(profile, dataset))
 
     results: dict[str, JobResult] = {}
-    done = {job.key: r for job in jobs if resume and (r := store.load(job)) is not None}
+    done = {job.key: r for job in jobs if resume and (r := store.load(job, len(dataset.test))) is not None}
     progress = GridProgress(jobs, profile.epochs, quiet)
     for job in jobs:
         if job.key in done:

@@ -127,6 +127,11 @@ class RunStore:
         if plan is not None and not plan.get("finished"):
             raise RunStoreError(f"{self.out_dir} holds an unfinished benchmark run ({ROWS_DIR}/{PLAN_FILE}): continue it "
                                 f"with `condense bench --resume {self.out_dir}`, or choose another --out")
+        if plan is None:  # not a run's folder: a rows/ or models/ there is someone else's, and stays
+            foreign = [name for name in (ROWS_DIR, MODELS_DIR) if (self.out_dir / name).exists()]
+            if foreign:
+                raise RunStoreError(f"{self.out_dir} holds {' and '.join(f'{n}/' for n in foreign)} that no benchmark "
+                                    "run made (no rows/plan.json): a run writes its own there; choose another --out")
 
     def begin(self, plan: dict) -> None:
         """Record the settings of a new run (after :meth:`check_new` and every other check): the
@@ -176,16 +181,21 @@ class RunStore:
         write_json(record_path, {"key": job.key, "seed": job.seed, "rows": result.rows, "files": files,
                                  "seconds": result.seconds, "ok": result.ok})
 
-    def load(self, job: Job) -> JobResult | None:
-        """The job's saved result when it finished with every row ok and its files are intact;
-        None when it has to run (again)."""
+    def load(self, job: Job, n_test: int | None = None) -> JobResult | None:
+        """The job's saved result when it finished with every row ok and its files are intact (and,
+        with ``n_test``, one score per test patient); None when it has to run (again)."""
         record_path, scores_path = self._paths(job)
         if not (record_path.exists() and scores_path.exists()):
             return None
         try:
             record = read_json(record_path)
             scores = load_npz(scores_path)  # headers checked before anything is loaded
-            if not record.get("ok") or set(record.get("rows", {})) != {r.row for r in job.rows}:
+            rows = record.get("rows", {})
+            if not record.get("ok") or not isinstance(rows, dict) or set(rows) != {r.row for r in job.rows}:
+                return None
+            if not all(isinstance(v, dict) and isinstance(v.get("status"), str) for v in rows.values()):
+                return None  # a record of the right shape with rows of the wrong type: damaged
+            if not all(np.ndim(p) == 1 and (n_test is None or len(p) == n_test) for p in scores.values()):
                 return None
             for rel, entry in record.get("files", {}).items():
                 path = self.out_dir / rel

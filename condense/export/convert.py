@@ -230,7 +230,9 @@ def export_tflite_many(jobs: Iterable[ExportJob], *, timeout: float = DEFAULT_TI
                     np.save(saved[key], calibration)
                 request["calibration"] = str(saved[key])
             requests.append(request)
-        plugins = plugin_modules(dict.fromkeys(m for job in jobs for m in job.plugins))
+        plugins = plugin_modules(dict.fromkeys(m for job in jobs for m in job.plugins),
+                                 checks={c for job in jobs for c in get_format(job.fmt).checks},
+                                 models=[job.model_path for job in jobs])
         outcomes = _run_child(work, requests, plugins, jobs, timeout * len(jobs), quiet)
     if not quiet:
         for out, outcome in zip(outs, outcomes):

@@ -18,7 +18,7 @@ from condense.calibrate import recalibrate
 from condense.checks import invalid_argument
 from condense.data import Dataset, load_dataset, load_records, resolve_data_spec
 from condense.data.inputs import PREPROCESSING_FILE, fit_inputs, prepared_splits
-from condense.distill import check_teacher_dirs, distill_targets, teacher_probabilities
+from condense import distill
 from condense.evaluate.measure import measure_latency, param_count
 from condense.evaluate.metrics import auroc
 from condense.evaluate.summary import summarize
@@ -94,8 +94,9 @@ def train_on_dataset(config: TrainConfig, dataset: Dataset, *, verbose: int = 1,
         y_fit = y["train"]
         if config.distilled:  # the student learns from the labels mixed with its teachers' probabilities
 
-            p_teacher, record["distillation"] = teacher_probabilities(config, dataset, prepared=(inputs, x), log=log)
-            y_fit = distill_targets(y_fit, p_teacher, config.distill_alpha, config.distill_temperature)
+            p_teacher, record["distillation"] = distill.teacher_probabilities(config, dataset, prepared=(inputs, x),
+                                                                               log=log)
+            y_fit = distill.distill_targets(y_fit, p_teacher, config.distill_alpha, config.distill_temperature)
         result = fit(config, x["train"], y_fit, x["val"], y["val"], verbose=verbose, on_epoch=on_epoch)
         model = result.model
         record.update(
@@ -130,7 +131,7 @@ def train_run(*, data: str, out_dir, strict: bool = False, cache_dir=None, verbo
     with model_dir_lock(out_dir):
         config = TrainConfig(**config_kwargs)  # validate arguments before the (slow) data load
         if config.distilled:
-            check_teacher_dirs(config, out_dir)
+            distill.check_teacher_dirs(config, out_dir)
         dataset = load_dataset(data, seed=config.seed, strict=strict, cache_dir=cache_dir, quiet=quiet)
         dataset.require_labels()  # unlabelled records or a single-class split: refused before training
         log(f"data {dataset.source}: train {len(dataset.train)}, val {len(dataset.val)}, test {len(dataset.test)} "

@@ -140,3 +140,14 @@ def test_progress_counts_retries(capsys):
     assert "seed0/lr runs again (attempt 2 of 3): NodeDiedError: the node died" in err
     assert "retried: 1 job(s) ran again after their worker or node died: seed0/lr x1 (NodeDiedError" in err
     assert progress.retries == {"seed0/lr": ["NodeDiedError: the node died"]} and progress.running == 1
+
+
+def test_a_skipped_job_is_counted_done_not_failed(capsys):
+    from condense.bench.jobs import SKIPPED, JobResult
+
+    rows = {r.row: r for r in plan_rows(get_profile("smoke", data="unused"))}
+    job = Job(0, (rows["tfmot-qat-dnn"],))
+    progress = GridProgress([job], 2, quiet=False)
+    progress.skipped(job, JobResult(job.key, 0, {"tfmot-qat-dnn": {"status": SKIPPED, "error": "not installed"}}))
+    assert (progress.done, progress.failed) == (1, 0)  # an optional peer not installed: the run exits 0
+    assert "[1/1 done, 0 running, 0 failed | " in capsys.readouterr().err

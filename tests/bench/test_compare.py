@@ -139,6 +139,17 @@ def test_a_table_without_rows_cannot_pass(base, tmp_path):
     assert not as_new.ok and f"{header_only}: the new table has no rows: nothing to judge" in as_new.failures
 
 
+def test_a_table_without_a_status_column_counts_its_rows_as_run(tmp_path):
+    base = tmp_path / "base.csv"
+    base.write_text("row,auroc\nA,0.8\n")
+    failed = tmp_path / "failed.csv"
+    failed.write_text("row,auroc,status,error\nA,,failed,boom\n")
+    assert any("row 'A' failed in the new table: boom" in f for f in compare_tables(base, failed).failures)
+    empty = tmp_path / "empty.csv"
+    empty.write_text("row,auroc\nA,\n")
+    assert any("the new table has no AUROC" in f for f in compare_tables(base, empty).failures)
+
+
 def test_a_failed_row_on_both_sides_is_not_judged_on_auroc(base, tmp_path):
     both = [_row("lstm", status="failed", error="x", auroc=""), _row("dnn", params="60929", auroc="0.82")]
     a, b = _write(tmp_path / "a.csv", both), _write(tmp_path / "b.csv", both)

@@ -120,7 +120,8 @@ def test_run_store_saves_a_job_and_loads_it_back(tmp_path):
 
 @pytest.mark.parametrize("damage", ["model file deleted", "model file truncated", "job failed", "record damaged",
                                     "scores missing", "scores truncated", "scores not an npz", "record a list",
-                                    "files not an object", "rows changed", "never ran"])
+                                    "files not an object", "row not an object", "scores of another test set",
+                                    "rows changed", "never ran"])
 def test_run_store_load_says_which_jobs_must_run_again(tmp_path, damage):
     store = RunStore(tmp_path / "run")
     job = _job()
@@ -144,10 +145,17 @@ def test_run_store_load_says_which_jobs_must_run_again(tmp_path, damage):
     elif damage == "files not an object":
         record = json.loads((rows / "dnn.json").read_text())
         (rows / "dnn.json").write_text(json.dumps({**record, "files": {"models/seed1/dnn/model.keras": 5}}))
+    elif damage == "row not an object":  # well-formed JSON, mistyped content: was a crash in finish_seed
+        record = json.loads((rows / "dnn.json").read_text())
+        (rows / "dnn.json").write_text(json.dumps({**record, "rows": {name: 5 for name in record["rows"]}}))
     elif damage == "rows changed":  # the same job name, now without its converted row
         job = Job(job.seed, job.rows[:1])
     elif damage == "never ran":
         job = _job(seed=0)
+    if damage == "scores of another test set":  # intact, but one score per patient of another split
+        n_test = len(next(iter(store.load(job).scores.values()))) + 1
+        assert store.load(job, n_test) is None
+        return
     assert store.load(job) is None
 
 
@@ -179,6 +187,17 @@ def test_run_store_check_new_refuses_an_unfinished_run_and_clears_a_finished_one
     (out / "rows" / "plan.json").write_text(json.dumps({"version": 99, "profile": {}}))
     with pytest.raises(RunStoreError, match="not a benchmark plan of this condense version"):
         store.plan()
+
+
+def test_a_new_run_leaves_a_models_folder_it_did_not_make(tmp_path):
+    out = tmp_path / "project"
+    (out / "models").mkdir(parents=True)
+    (out / "models" / "important.keras").write_bytes(b"someone's model")
+    store = RunStore(out)
+    with pytest.raises(RunStoreError, match=re.escape(f"{out} holds models/ that no benchmark run made (no "
+                                                      "rows/plan.json): a run writes its own there; choose another --out")):
+        store.begin({"profile": {"name": "smoke"}, "seeds": 1, "rows": None})
+    assert (out / "models" / "important.keras").read_bytes() == b"someone's model"
 
 
 # -- the command line -------------------------------------------------------------------------------

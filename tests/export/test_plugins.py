@@ -65,8 +65,29 @@ def test_something_registered_in_a_script_is_refused_by_name():
     register_file_check("from_a_script", from_a_script)
     try:
         with pytest.raises(ValueError, match=r"the file check 'from_a_script' is defined in a script \(__main__\)"):
-            plugin_modules()
+            plugin_modules(checks={"smoke", "from_a_script"})
+        assert all(e["module"] != "__main__" for e in plugin_modules(checks={"smoke"}))  # unused here: no matter
     finally:
         FILE_CHECKS.pop("from_a_script")
     with pytest.raises(ValueError, match="a file check named 'smoke' already exists"):
         register_file_check("smoke", lambda file: None)
+
+
+def test_a_keras_object_from_a_script_matters_only_to_a_model_that_names_it(tmp_path):
+    import zipfile
+
+    class FromAScript(keras.layers.Layer):
+        pass
+
+    FromAScript.__module__ = "__main__"
+    keras.saving.register_keras_serializable(package="scripttest")(FromAScript)
+    uses, plain = tmp_path / "uses.keras", tmp_path / "plain.keras"
+    for path, name in ((uses, "scripttest>FromAScript"), (plain, "Dense")):
+        with zipfile.ZipFile(path, "w") as archive:
+            archive.writestr("config.json", '{"config": {"layers": [{"registered_name": "%s"}]}}' % name)
+    try:
+        assert all(e["module"] != "__main__" for e in plugin_modules(checks=set(), models=[plain]))
+        with pytest.raises(ValueError, match=r"the Keras object 'scripttest>FromAScript' is defined in a script"):
+            plugin_modules(checks=set(), models=[plain, uses])
+    finally:
+        keras.saving.get_custom_objects().pop("scripttest>FromAScript")

@@ -62,6 +62,12 @@ def test_the_intercept_alone_makes_predicted_deaths_match_and_keeps_the_slope():
     assert record["val_after"]["slope"] == pytest.approx(record["val_before"]["slope"], rel=1e-6)
     with pytest.raises(ValueError, match="needs both classes"):
         fit_intercept(np.zeros(5), np.zeros(5))
+    rng = np.random.default_rng(0)  # logits far from the observed rate (a plain Newton step overshoots here)
+    for centre in (-5.0, 3.0):
+        far = rng.normal(centre, 0.5, 1000)
+        deaths = (rng.random(1000) < 0.14).astype(int)
+        b_far = fit_intercept(deaths, far)
+        assert np.sum(1.0 / (1.0 + np.exp(-(far + b_far)))) == pytest.approx(deaths.sum(), rel=1e-9)
     with pytest.raises(ValueError, match="Argument `method` must be 'platt' or 'intercept'"):
         recalibrate(model, x, y, "isotonic")
 
