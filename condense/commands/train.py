@@ -177,11 +177,6 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
-def _format_label(args: argparse.Namespace) -> str:
-    """``int8``, or ``int8 step`` for a step file."""
-    return args.format + (f" {args.form}" if args.form != "sequence" else "")
-
-
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from condense.io import write_json
     from condense.runs.workflow import evaluate_run
@@ -190,7 +185,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
                            form=args.form)
     test = metrics["test"]
     print(
-        f"{args.model} [{_format_label(args)}]: test AUROC {test['auroc']:.4f} [{test['auroc_ci'][0]:.4f}, "
+        f"{args.model} [{metrics['label']}]: test AUROC {test['auroc']:.4f} [{test['auroc_ci'][0]:.4f}, "
         f"{test['auroc_ci'][1]:.4f}], AUPRC {test['auprc']:.4f}, Brier {test['brier']:.4f}, n={test['n']}"
         + _challenge_text(test)
     )

@@ -205,7 +205,7 @@ def evaluate_run(model_dir, *, data: str | None = None, fmt: str = "keras", cach
     if not dataset.test.has_labels:
         raise ValueError(f"data={spec!r}: the test split has no labels to evaluate against")
     p = saved.predict_raw(dataset.test.X)
-    return {"format": fmt, "form": form, "model_dir": str(Path(model_dir)), "data": spec,
+    return {"format": fmt, "form": form, "label": saved.label, "model_dir": str(Path(model_dir)), "data": spec,
             "test": score_metrics(dataset.test.y, p, manifest["seed"], float(np.mean(dataset.train.y == 1)))}
 
 
