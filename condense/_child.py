@@ -151,13 +151,21 @@ class ChildRun:
                          returncode=self.returncode, output=self.output, result=self.result)
 
 
-def _die_with_parent() -> None:  # pragma: no cover - runs in the forked child before exec
-    os.setpgrp()
+def die_with_parent(parent_pid: int | None = None) -> None:
+    """Ask Linux to SIGKILL this process when its parent dies (``PR_SET_PDEATHSIG``), so that no
+    worker outlives a killed driver; exit at once if the parent (``parent_pid``) is already gone."""
     if sys.platform.startswith("linux"):
         try:
             ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
         except OSError:
             pass
+    if parent_pid is not None and os.getppid() != parent_pid:  # it died before the request took effect
+        os._exit(1)
+
+
+def _die_with_parent() -> None:  # pragma: no cover - runs in the forked child before exec
+    os.setpgrp()
+    die_with_parent()
 
 
 def _kill_group(proc: subprocess.Popen) -> None:

@@ -153,7 +153,7 @@ class LocalExecutor:
         workers = min(self.workers, len(jobs))
         progress.say(f"local: {workers} job(s) at a time in a process pool, {self.threads} TensorFlow thread(s) each")
         pool = cf.ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"),
-                                      initializer=_pool_start, initargs=(ctx, self.threads))
+                                      initializer=_pool_start, initargs=(ctx, self.threads, os.getpid()))
         pending: dict = {}
         # the longest jobs first, so that no long job starts last and runs alone (results are saved
         # as they arrive; the table's order does not depend on this one)
@@ -186,11 +186,14 @@ class LocalExecutor:
 _POOL_CONTEXT: JobContext | None = None
 
 
-def _pool_start(ctx: JobContext, threads: int) -> None:
-    """A pool worker's start: TensorFlow's pools as on the local path and on Ray, then the data."""
+def _pool_start(ctx: JobContext, threads: int, driver_pid: int) -> None:
+    """A pool worker's start: it dies with the driver (a killed driver leaves no worker training on),
+    TensorFlow's pools as on the local path and on Ray, then the data."""
     global _POOL_CONTEXT
+    from condense._child import die_with_parent
     from condense.train import set_tf_threads
 
+    die_with_parent(driver_pid)
     set_tf_threads(threads)
     _POOL_CONTEXT = ctx
 

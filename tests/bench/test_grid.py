@@ -395,3 +395,38 @@ def test_cli_executor_ray_without_ray_is_one_clear_line(monkeypatch, capsys, tmp
     assert code == 2
     assert capsys.readouterr().err.strip() == f"condense bench: error: {RAY_MISSING}"
     assert not (tmp_path / "o").exists(), "nothing is started or written"
+
+
+@pytest.mark.e2e
+def test_a_killed_driver_leaves_no_pool_worker_training_on(tiny_cohort, tmp_path):
+    """The local process pool's workers die with the driver (PR_SET_PDEATHSIG): SIGKILL the driver
+    mid-job and no worker (nor a converter child of one) keeps training into the folder."""
+    pytest.importorskip("ray")  # psutil comes with Ray (ray/thirdparty_files)
+    import psutil
+
+    proc = subprocess.Popen(
+        condense_command("bench", "--profile", "smoke", "--data", tiny_cohort, "--rows", "lstm,dnn,lr",
+                         "--out", tmp_path / "run", "--cache-dir", tmp_path / "cache", "--workers", "2"),
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=condense_env())
+    try:
+        lines = []
+        for line in proc.stderr:  # until two jobs run in the pool, one in each worker
+            lines.append(line)
+            if re.search(r"^\[0/3 done, 2 running, ", line):
+                break
+        workers = [p for p in psutil.Process(proc.pid).children(recursive=True)
+                   if "multiprocessing.spawn" in " ".join(p.cmdline())]
+        assert len(workers) == 2, "".join(lines)[-3000:]
+    finally:
+        proc.kill()  # the driver alone, as a crash or `kill -9` would
+        proc.wait()
+    def running(p) -> bool:  # a dead worker may stay a zombie where nothing reaps orphans
+        try:
+            return p.status() != psutil.STATUS_ZOMBIE
+        except psutil.NoSuchProcess:
+            return False
+
+    deadline = time.monotonic() + 30  # a guard against a hang, not a measurement
+    while any(running(w) for w in workers) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not [w.pid for w in workers if running(w)], "pool workers outlived the killed driver"
