@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from condense.evaluate.metrics import calibration, logistic_recalibration
+from condense.evaluate.metrics import calibration, logistic_recalibration, sigmoid
 
 # Deferred on purpose: Keras is imported inside the functions that use it, so importing this module stays light.
 
@@ -78,7 +78,7 @@ def fit_intercept(y_val: np.ndarray, logits_val: np.ndarray) -> float:
         raise ValueError("intercept recalibration needs both classes in the validation split")
 
     def score(b: float) -> float:
-        return float(np.sum(y - 0.5 * (1.0 + np.tanh(0.5 * (z + b)))))  # tanh form: no overflow
+        return float(np.sum(y - sigmoid(z + b)))
 
     low, high = -1.0, 1.0
     while score(low) < 0.0:
@@ -111,9 +111,9 @@ def recalibrate(model, x_val: np.ndarray, y_val: np.ndarray, method: str = "plat
     y_val = np.asarray(y_val)
     logits = final_logits(model, x_val)
     a, b = fit_platt(y_val, logits) if method == "platt" else (1.0, fit_intercept(y_val, logits))
-    before = calibration(y_val, 1.0 / (1.0 + np.exp(-logits)))
+    before = calibration(y_val, sigmoid(logits))
     fold_platt(model, a, b)
-    after = calibration(y_val, 1.0 / (1.0 + np.exp(-(a * logits + b))))
+    after = calibration(y_val, sigmoid(a * logits + b))
     keep = ("ece", "slope", "intercept")
     return {"method": method, "a": a, "b": b, "val_before": {k: before[k] for k in keep},
             "val_after": {k: after[k] for k in keep}}

@@ -268,9 +268,8 @@ class _JobRunner:
 
     def _metrics(self, p: np.ndarray, y: np.ndarray | None = None, probabilities: bool = True) -> dict:
         y = self.y_test if y is None else y
-        base_rate = float(np.mean(self.ctx.dataset.train.y == 1))  # the event-1 threshold: no test label
         s = summarize(y, p, n_resamples=self.profile.bootstrap_resamples, seed=self.seed, probabilities=probabilities,
-                      base_rate=base_rate)
+                      base_rate=self.ctx.dataset.train_death_rate)
         # calibration (ECE over 10 equal-frequency bins, logistic recalibration slope / intercept,
         # Hosmer-Lemeshow H): None for a score that is not a probability, or where the fit has no maximum
         return {"auroc": s["auroc"], "auroc_low": s["auroc_ci"][0], "auroc_high": s["auroc_ci"][1],

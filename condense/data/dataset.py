@@ -65,6 +65,11 @@ class Dataset:
             raise ValueError(f"split must be train, val or test, got {name!r}")
         return getattr(self, name)
 
+    @property
+    def train_death_rate(self) -> float:
+        """The training split's share of deaths: the challenge's event-1 threshold (no test label used)."""
+        return float(np.mean(self.train.y == 1))
+
     def require_labels(self, splits=("train", "val", "test")) -> None:
         """Check that training can use this data: every record of ``splits`` has a 0/1 label and
         each of them holds both classes (AUROC, epoch selection and early stopping need both).

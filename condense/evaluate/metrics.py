@@ -36,7 +36,7 @@ from condense.evaluate.counts import auprc_from_counts, auroc_from_counts, count
 from condense.evaluate.validate import check_labels, check_scores, require_both_classes
 
 __all__ = ["auroc", "auprc", "brier", "calibration", "challenge_event1", "hosmer_lemeshow", "logistic_recalibration",
-           "CALIBRATION_BINNINGS",
+           "sigmoid", "CALIBRATION_BINNINGS",
            "CHALLENGE_BEST_EVENT1", "CHALLENGE_BEST_EVENT2"]
 
 #: Binning strategies of :func:`calibration`.
@@ -127,7 +127,8 @@ def _calibration_bin_of(p: np.ndarray, n_bins: int, strategy: str) -> np.ndarray
     return bins
 
 
-def _sigmoid(eta: np.ndarray) -> np.ndarray:
+def sigmoid(eta: np.ndarray) -> np.ndarray:
+    """The logistic function, in its tanh form (no overflow for large |eta|)."""
     return 0.5 * (1.0 + np.tanh(0.5 * eta))  # no overflow for large |eta|
 
 
@@ -162,7 +163,7 @@ def logistic_recalibration(y: np.ndarray, x: np.ndarray) -> tuple[float, float, 
     beta = np.array([0.0, 1.0])
     current = loglik(beta)
     for _ in range(_FIT_MAX_ITER):
-        mu = _sigmoid(design @ beta)
+        mu = sigmoid(design @ beta)
         gradient = design.T @ (yf - mu)
         hessian = (design * (mu * (1.0 - mu))[:, None]).T @ design
         try:

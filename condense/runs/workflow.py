@@ -108,7 +108,7 @@ def train_on_dataset(config: TrainConfig, dataset: Dataset, *, verbose: int = 1,
             record["calibration"] = recalibrate(model, x["val"], y["val"], config.calibrate)
         predict = lambda a: predict_proba(model, a)  # noqa: E731
     p_val, p_test = predict(x["val"]), predict(x["test"])
-    base_rate = float(np.mean(y["train"] == 1))  # the challenge's event-1 threshold: no test label
+    base_rate = dataset.train_death_rate
     record["metrics"] = {
         "val": score_metrics(y["val"], p_val, config.seed, base_rate),
         "test": score_metrics(y["test"], p_test, config.seed, base_rate),
@@ -206,7 +206,7 @@ def evaluate_run(model_dir, *, data: str | None = None, fmt: str = "keras", cach
         raise ValueError(f"data={spec!r}: the test split has no labels to evaluate against")
     p = saved.predict_raw(dataset.test.X)
     return {"format": fmt, "form": form, "label": saved.label, "model_dir": str(Path(model_dir)), "data": spec,
-            "test": score_metrics(dataset.test.y, p, manifest["seed"], float(np.mean(dataset.train.y == 1)))}
+            "test": score_metrics(dataset.test.y, p, manifest["seed"], dataset.train_death_rate)}
 
 
 def export_run(model_dir, fmt: str, *, calibration: int = 300, data: str | None = None, cache_dir=None,
