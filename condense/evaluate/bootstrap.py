@@ -447,7 +447,7 @@ def paired_auroc(engine: AurocResamples, y: np.ndarray, base: dict[int, np.ndarr
     kept = diffs[~np.isnan(diffs)]
     if kept.size == 0:
         return f"every resample of the {n} records scored in both runs held a single class"
-    low, high = np.percentile(kept, [100.0 * alpha / 2.0, 100.0 * (1.0 - alpha / 2.0)])
+    low, high = percentile_interval(kept, alpha)
     p_value = bootstrap_p_value(kept, "less")
     if kept.size < (1.0 - SKIP_NOTE_FRACTION) * resamples:
         seeds_text += f"; {resamples - kept.size} single-class resamples skipped"
