@@ -28,6 +28,7 @@ the same cohort and split as the student (its data fingerprint is checked).
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -127,8 +128,9 @@ def resolve_teachers(config: TrainConfig, dataset: Dataset) -> list[Teacher]:
 
     teachers = []
     for name in config.teachers:
-        if name.startswith(PEER_PREFIX):  # a known peer: TrainConfig checked the name
-            teachers.append(Teacher(name, TrainConfig(model=name[len(PEER_PREFIX):], seed=config.seed)))
+        if name.startswith(PEER_PREFIX):  # a known peer: TrainConfig checked the name; one fit per teacher seed
+            for k in range(config.teacher_seeds):
+                teachers.append(Teacher(name, TrainConfig(model=name[len(PEER_PREFIX):], seed=config.seed + k)))
             continue
         model_dir = Path(name)
         manifest = _teacher_manifest(name)
@@ -171,6 +173,47 @@ def _in_sample(teacher: Teacher, x: dict, y: dict, layout) -> tuple[np.ndarray, 
     return SavedModel(teacher.model_dir).predict_inputs(x["train"]), False
 
 
+def _how(folds: int) -> str:
+    return f"out of fold ({folds} folds)" if folds else "in sample"
+
+
+def _teacher_row(teacher: Teacher, y_train: np.ndarray, p: np.ndarray, log, how_text: str) -> dict:
+    row = {"teacher": teacher.name, "model": teacher.config.model, "seed": teacher.config.seed,
+           "train_auroc": float(auroc(y_train, p))}
+    if log is not None:
+        log(f"teacher {teacher.name} ({teacher.config.model}, seed {teacher.config.seed}): train AUROC "
+            f"{row['train_auroc']:.4f} {how_text}")
+    return row
+
+
+#: Probabilities of ``peer:`` teachers fitted in this process, by :func:`_peer_memo_key`: a tuning run
+#: or a benchmark grid distils many students from the same peer on the same data and seed, and a peer's
+#: fit is deterministic (same data, seed and folds: the same model), so it is fitted once per process.
+_PEER_MEMO: dict[tuple, np.ndarray] = {}
+_PEER_MEMO_SIZE = 16
+
+
+def _peer_memo_key(teacher: Teacher, config: TrainConfig, x: dict, y: dict) -> tuple | None:
+    """What a peer teacher's probabilities depend on: the peer, its seed, the folds (drawn with the
+    student's seed) and the arrays it is fitted and stopped on (None for a model directory: read from disk)."""
+    if teacher.model_dir is not None:
+        return None
+    digest = hashlib.blake2b(digest_size=16)
+    for a in (x["train"], y["train"], x["val"], y["val"]):
+        a = np.ascontiguousarray(a)
+        digest.update(f"{a.dtype}{a.shape}".encode())
+        digest.update(a.data)
+    return (teacher.config.model, teacher.config.seed, config.teacher_folds,
+            config.seed if config.teacher_folds else None, digest.hexdigest())
+
+
+def _remember(key: tuple, p: np.ndarray) -> None:
+    if len(_PEER_MEMO) >= _PEER_MEMO_SIZE:
+        _PEER_MEMO.pop(next(iter(_PEER_MEMO)))
+    _PEER_MEMO[key] = p.copy()
+    _PEER_MEMO[key].setflags(write=False)
+
+
 def teacher_probabilities(config: TrainConfig, dataset: Dataset, *, prepared=None, log=None) -> tuple[np.ndarray, dict]:
     """The mean teacher probability of every training record, and what the manifest records.
 
@@ -185,7 +228,7 @@ def teacher_probabilities(config: TrainConfig, dataset: Dataset, *, prepared=Non
         raise ValueError(f"Argument `teacher_folds` must be at most {smaller}, the training records of the rarer "
                          f"label (every fold holds out records of both labels); got teacher_folds={folds}.")
     fold = fold_assignment(y["train"], folds, config.seed) if folds else None
-    rows, probabilities, keras_ran = [], [], False
+    rows, probabilities, keras_ran = [], {}, False
     for teacher in resolve_teachers(config, dataset):
         inputs = teacher.inputs
         if inputs is None and prepared is not None and prepared[0].key == teacher.config.input_kind:
@@ -193,6 +236,12 @@ def teacher_probabilities(config: TrainConfig, dataset: Dataset, *, prepared=Non
         else:
             inputs = inputs or fit_inputs(dataset, teacher.config.input_kind)
             x = prepared_splits(dataset, inputs)
+        cached = _peer_memo_key(teacher, config, x, y)
+        if cached in _PEER_MEMO:  # the same peer, seed, folds and data: the same probabilities
+            p = _PEER_MEMO[cached]
+            probabilities.setdefault(teacher.name, []).append(p)
+            rows.append(_teacher_row(teacher, y["train"], p, log, f"{_how(folds)}, fitted earlier in this process"))
+            continue
         if fold is None:
             p, ran = _in_sample(teacher, x, y, dataset.layout)
             keras_ran |= ran
@@ -204,17 +253,16 @@ def teacher_probabilities(config: TrainConfig, dataset: Dataset, *, prepared=Non
                                             y["val"], dataset.layout, x["train"][held])
                 keras_ran |= ran
         p = np.asarray(p, dtype=np.float64).reshape(-1)
-        rows.append({"teacher": teacher.name, "model": teacher.config.model, "seed": teacher.config.seed,
-                     "train_auroc": float(auroc(y["train"], p))})
-        if log is not None:
-            how = f"out of fold ({folds} folds)" if folds else "in sample"
-            log(f"teacher {teacher.name} ({teacher.config.model}): train AUROC {rows[-1]['train_auroc']:.4f} {how}")
-        probabilities.append(p)
+        if cached is not None:
+            _remember(cached, p)
+        probabilities.setdefault(teacher.name, []).append(p)
+        rows.append(_teacher_row(teacher, y["train"], p, log, _how(folds)))
     if keras_ran:  # the student's layer names restart as if no teacher had been built in this process
         import keras
 
         keras.backend.clear_session()
-    mean = np.mean(probabilities, axis=0)
+    # each named teacher's seeds averaged first, then the named teachers: every name weighs the same
+    mean = np.mean([np.mean(ps, axis=0) for ps in probabilities.values()], axis=0)
     info = {"teachers": rows, "alpha": float(config.distill_alpha), "temperature": float(config.distill_temperature),
-            "teacher_folds": int(folds), "teacher_train_auroc": float(auroc(y["train"], mean))}
+            "teacher_folds": int(folds), "teacher_seeds": int(config.teacher_seeds), "teacher_train_auroc": float(auroc(y["train"], mean))}
     return mean, info

@@ -74,6 +74,11 @@ class TrainConfig:
     select: str = "last"
     patience: int | None = None
     hlstm_hidden: str = "gates"
+    #: layer widths, first to last (None: the family's default, the paper's: lstm (16, 16), hlstm (16,),
+    #: dnn (256, 128, 64)); an hLSTM has one layer, so one width
+    units: tuple[int, ...] | None = None
+    #: rate of the Dropout layer before the output (None: the family's default, 0.3, or 0.5 for the dnn)
+    dropout: float | None = None
     prune_quantile: float | None = None
     prune_after: int = 1
     prune_criterion: str = "mean_abs"
@@ -89,6 +94,9 @@ class TrainConfig:
     #: out-of-fold teacher predictions on the training split from this many folds (0: the
     #: teachers score the records they were fitted on)
     teacher_folds: int = DEFAULT_FOLDS
+    #: every ``peer:`` teacher is fitted with this many seeds (the student's seed, +1, ...) and averaged:
+    #: a seed ensemble of the peer (LightGBM's bagging and feature sampling differ by seed)
+    teacher_seeds: int = 1
     #: ``"platt"``: a logistic recalibration of the final logit, fitted on the validation split and
     #: folded into the output layer (:mod:`condense.calibrate`); ``"none"``: the model as trained
     calibrate: str = "none"
@@ -104,6 +112,7 @@ class TrainConfig:
         if self.patience is not None:
             check_int("patience", self.patience, 1)
         check_int("prune_after", self.prune_after, 1)
+        self._check_shape()
         self._check_distillation()
         if not isinstance(self.time_since_last, bool):
             raise invalid_argument("time_since_last", "True or False", self.time_since_last)
@@ -115,6 +124,24 @@ class TrainConfig:
             self._check_keras_model()
         else:
             self._check_not_pruned()
+
+    def _check_shape(self) -> None:
+        """``units`` and ``dropout``: Keras models only; an hLSTM has one layer."""
+        for name in ("units", "dropout"):
+            if getattr(self, name) is not None and self.model not in PRUNABLE_MODELS:
+                raise ValueError(f"Argument `{name}` applies to models {PRUNABLE_MODELS}, not to model={self.model!r}; "
+                                 f"got {name}={getattr(self, name)!r}.")
+        if self.units is not None:
+            units = self.units
+            if isinstance(units, (str, bytes)) or not hasattr(units, "__len__") or not units or not all(
+                    isinstance(u, int) and not isinstance(u, bool) and u >= 1 for u in units):
+                raise invalid_argument("units", "a non-empty sequence of positive integers (layer widths)", units)
+            self.units = tuple(units)
+            if self.model == "hlstm" and len(self.units) != 1:
+                raise invalid_argument("units", "one width for an hlstm (it has one recurrent layer)", list(units))
+        if self.dropout is not None and not (isinstance(self.dropout, (int, float))
+                                             and not isinstance(self.dropout, bool) and 0.0 <= self.dropout < 1.0):
+            raise invalid_argument("dropout", "a rate in [0, 1)", self.dropout)
 
     def _check_distillation(self) -> None:
         if isinstance(self.teachers, str) or not all(isinstance(t, str) and t for t in self.teachers):
@@ -133,6 +160,7 @@ class TrainConfig:
         check_positive("distill_temperature", self.distill_temperature)
         if self.teacher_folds != 0:
             check_int("teacher_folds", self.teacher_folds, 2)
+        check_int("teacher_seeds", self.teacher_seeds, 1)
         if self.teachers and self.model not in PRUNABLE_MODELS:
             raise ValueError(f"Argument `teachers` applies to the Keras models {PRUNABLE_MODELS} (students), not "
                              f"to model={self.model!r}; got teachers={list(self.teachers)!r}.")
@@ -180,15 +208,17 @@ class TrainConfig:
         return "custom"
 
     def to_json(self) -> dict:
-        return {**asdict(self), "teachers": list(self.teachers), "protocol": self.protocol}
+        return {**asdict(self), "teachers": list(self.teachers), "units": None if self.units is None else list(self.units),
+                "protocol": self.protocol}
 
     @classmethod
     def from_json(cls, record: dict) -> "TrainConfig":
         """The configuration :meth:`to_json` wrote (derived keys dropped; fields added since default)."""
         names = {f for f in cls.__dataclass_fields__}
         values = {k: v for k, v in record.items() if k in names}
-        if "teachers" in values:
-            values["teachers"] = tuple(values["teachers"])
+        for name in ("teachers", "units"):
+            if values.get(name) is not None:
+                values[name] = tuple(values[name])
         return cls(**values)
 
 
@@ -256,6 +286,10 @@ def build_model(config: TrainConfig, input_shape: tuple[int, ...]):
     kwargs = {"timesteps": input_shape[0]} if config.input_kind.startswith("sequence") else {}
     if config.model == "hlstm":
         kwargs["hidden"] = config.hlstm_hidden
+    if config.units is not None:
+        kwargs["units"] = config.units[0] if config.model == "hlstm" else config.units
+    if config.dropout is not None:
+        kwargs["dropout"] = config.dropout
     return models.build_model(config.model, input_shape[-1], **kwargs)
 
 

@@ -74,7 +74,7 @@ class Job:
 
     def units(self, epochs: int) -> float:
         """The job's share of the grid's work (row weights; training rows count per epoch)."""
-        return sum(r.weight * (epochs if r.kind in ("train", "tfmot") else 1) for r in self.rows)
+        return sum(r.weight * (epochs if r.kind in ("train", "tfmot", "trial") else 1) for r in self.rows)
 
 
 def plan_jobs(rows: list[RowSpec], seeds: int) -> list[Job]:
@@ -166,8 +166,9 @@ def row_identity(spec: RowSpec, seed: int) -> dict:
 def train_config(profile: Profile, spec: RowSpec, seed: int):
     """The :class:`~condense.train.TrainConfig` of a ``"train"`` or ``"peer"`` row (validated on construction)."""
 
-    return TrainConfig(epochs=profile.epochs, batch_size=profile.batch_size, seed=seed, select=profile.select,
-                       patience=profile.patience, prune_after=profile.prune_after, **spec.train)
+    settings = {"epochs": profile.epochs, "batch_size": profile.batch_size, "select": profile.select,
+                "patience": profile.patience, "prune_after": profile.prune_after}
+    return TrainConfig(**{**settings, **spec.train, "seed": seed})  # a row's own settings win over the profile's
 
 
 def run_job(job: Job, ctx: JobContext, *, on_epoch=None, say=None) -> JobResult:
@@ -283,7 +284,7 @@ class _JobRunner:
         return str(Path(path).relative_to(self.work))
 
     # -- the job's own row -----------------------------------------------------------------------
-    def _train_and_save(self, spec: RowSpec) -> tuple[dict, dict, Path]:
+    def _train(self, spec: RowSpec, score_test: bool = True):
         config = train_config(self.profile, spec, self.seed)
         if config.model not in PEERS:
             import keras
@@ -295,7 +296,11 @@ class _JobRunner:
             lambda epoch, seconds, loss, val_auroc: self.on_epoch(spec.row, epoch, config.epochs, seconds, loss,
                                                                   val_auroc))
         model, inputs, record = train_on_dataset(config, self.ctx.dataset, verbose=0, on_epoch=report,
-                                                 prepared=self.ctx.prepared[config.input_kind])
+                                                 prepared=self.ctx.prepared[config.input_kind], score_test=score_test)
+        return config, model, inputs, record
+
+    def _train_and_save(self, spec: RowSpec) -> tuple[dict, dict, Path]:
+        config, model, inputs, record = self._train(spec)
         p_test = record.pop("p_test")
         self.scores[spec.row] = np.asarray(p_test, dtype=np.float64)
         model_dir = self._model_dir(spec.row)
@@ -311,6 +316,17 @@ class _JobRunner:
             model_dir=self._relative(model_dir), prune=record.get("prune"), input_kind=config.input_kind,
         )
         return result
+
+    def _run_trial(self, spec: RowSpec) -> dict:
+        """A tuning trial (:mod:`condense.tune`): trained as a ``"train"`` row, judged on the validation
+        split alone; no file is kept and the test split is never scored."""
+        config, _, _, record = self._train(spec, score_test=False)
+        val = record["metrics"]["val"]
+        distillation = record.get("distillation") or {}
+        return {"val_auroc": val["auroc"], "val_auprc": val["auprc"], "val_brier": val["brier"], "val_ece": val["ece"],
+                "params": record["params"], "epochs_run": len(record["epoch_seconds"]),
+                "selected_epoch": record["selected_epoch"], "train_seconds": record["train_seconds"],
+                "teacher_train_auroc": distillation.get("teacher_train_auroc"), "input_kind": config.input_kind}
 
     def _run_peer(self, spec: RowSpec) -> dict:
         """A peer on hand-made features (LR, GBM): its deployable form is its own model file (the

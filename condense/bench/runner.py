@@ -76,7 +76,7 @@ def input_kinds(rows: list[RowSpec], profile: Profile) -> list[str]:
     """The model input kinds the rows read (each is prepared once, by the driver)."""
     kinds = set()
     for spec in rows:
-        if spec.kind in ("train", "peer"):
+        if spec.kind in ("train", "peer", "trial"):
             kinds.add(train_config(profile, spec, 0).input_kind)
         elif spec.kind == "tfmot":
             kinds |= {"sequence", "features"}

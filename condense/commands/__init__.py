@@ -2,4 +2,4 @@
 handlers they call; :mod:`condense.cli` only assembles them."""
 
 #: Modules that contribute subcommands, in ``condense --help`` order.
-COMMAND_MODULES = ("data", "train", "export", "inspect", "app", "bench", "compare")
+COMMAND_MODULES = ("data", "train", "tune", "export", "inspect", "app", "bench", "compare")

@@ -42,6 +42,10 @@ def register(sub) -> None:
                    help="override the protocol's early stopping: stop when validation AUROC has not improved for "
                         "this many epochs")
     p.add_argument("--hlstm-hidden", choices=("gates", "input"), default="gates", help="where the hLSTM's hidden layer sits")
+    p.add_argument("--units", type=_widths, default=None, metavar="W[,W...]",
+                   help="layer widths, first to last (default: the paper's: lstm 16,16; hlstm 16; dnn 256,128,64)")
+    p.add_argument("--dropout", type=float, default=None,
+                   help="rate of the Dropout layer before the output (default: 0.3; dnn 0.5)")
     p.add_argument("--prune-quantile", type=float, default=None, help="prune units below this quantile of importance (e.g. 0.25, 0.5)")
     p.add_argument("--prune-after", type=int, default=1, help="epochs before pruning (default 1, the paper's)")
     p.add_argument("--prune-criterion", default="mean_abs", help="unit importance criterion: mean_abs (default, the paper), or any name of condense.prune.CRITERIA (docs/pruning.md)")
@@ -63,6 +67,9 @@ def register(sub) -> None:
     d.add_argument("--teacher-folds", type=int, default=DEFAULT_FOLDS,
                    help=f"refit each teacher on {DEFAULT_FOLDS} folds of the training split so that it scores only "
                         "records it has not seen (default); 0: the teacher as saved, scoring its own training records")
+    d.add_argument("--teacher-seeds", type=int, default=1,
+                   help="fit every peer:NAME teacher with this many seeds (--seed, +1, ...) and average them "
+                        "(a seed ensemble; default 1)")
     p.add_argument("--strict", action="store_true", help="stop at the first bad input cell")
     p.add_argument("--cache-dir", default=None)
     p.add_argument("--quiet", action="store_true")
@@ -103,6 +110,17 @@ def register(sub) -> None:
     r.add_argument("--cache-dir", default=None)
     r.add_argument("--quiet", action="store_true")
     r.set_defaults(handler=cmd_predict)
+
+
+def _widths(text: str) -> tuple[int, ...]:
+    """``--units 32,16`` -> (32, 16)."""
+    try:
+        widths = tuple(int(part) for part in text.split(","))
+    except ValueError:
+        widths = ()
+    if not widths or min(widths) < 1:
+        raise argparse.ArgumentTypeError(f"expected positive integers separated by commas (e.g. 16 or 32,16), got {text!r}")
+    return widths
 
 
 def _log(args, message: str) -> None:
@@ -152,6 +170,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         select=args.select or PROTOCOLS[args.protocol]["select"],
         patience=args.patience if args.patience is not None else PROTOCOLS[args.protocol]["patience"],
         hlstm_hidden=args.hlstm_hidden,
+        units=args.units,
+        dropout=args.dropout,
         prune_quantile=args.prune_quantile,
         prune_after=args.prune_after,
         prune_criterion=args.prune_criterion,
@@ -160,6 +180,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         distill_alpha=args.distill_alpha,
         distill_temperature=args.distill_temperature,
         teacher_folds=args.teacher_folds,
+        teacher_seeds=args.teacher_seeds,
         calibrate=args.calibrate,
         strict=args.strict,
         cache_dir=args.cache_dir,

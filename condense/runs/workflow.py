@@ -68,7 +68,7 @@ def score_metrics(y: np.ndarray, p: np.ndarray, seed: int, base_rate: float | No
 
 
 def train_on_dataset(config: TrainConfig, dataset: Dataset, *, verbose: int = 1, on_epoch=None, prepared=None,
-                     log=None):
+                     log=None, score_test: bool = True):
     """Train one model on a loaded dataset; returns (model, inputs, record) without writing.
 
     ``record`` is the manifest body: config, params, timings, selection, pruning, metrics and
@@ -76,6 +76,8 @@ def train_on_dataset(config: TrainConfig, dataset: Dataset, *, verbose: int = 1,
     ``prepared``: ``(inputs, arrays)`` of :func:`fit_inputs` / :func:`prepared_splits` for the
     config's input kind, when the caller already made them (the benchmark prepares each kind once).
     ``log(message)`` reports the distillation teachers (:mod:`condense.distill`), if any.
+    ``score_test=False`` leaves the test split untouched (no ``"test"`` metrics, no ``"p_test"``):
+    what a tuning trial (:mod:`condense.tune`) needs, as its choices are made on validation only.
     """
 
     if prepared is None:
@@ -107,13 +109,12 @@ def train_on_dataset(config: TrainConfig, dataset: Dataset, *, verbose: int = 1,
         if config.calibrate != "none":  # fitted on validation only, folded into the output layer
             record["calibration"] = recalibrate(model, x["val"], y["val"], config.calibrate)
         predict = lambda a: predict_proba(model, a)  # noqa: E731
-    p_val, p_test = predict(x["val"]), predict(x["test"])
     base_rate = dataset.train_death_rate
-    record["metrics"] = {
-        "val": score_metrics(y["val"], p_val, config.seed, base_rate),
-        "test": score_metrics(y["test"], p_test, config.seed, base_rate),
-    }
-    record["p_test"] = p_test
+    record["metrics"] = {"val": score_metrics(y["val"], predict(x["val"]), config.seed, base_rate)}
+    if score_test:
+        p_test = predict(x["test"])
+        record["metrics"]["test"] = score_metrics(y["test"], p_test, config.seed, base_rate)
+        record["p_test"] = p_test
     return model, inputs, record
 
 
