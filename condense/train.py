@@ -134,9 +134,9 @@ class TrainConfig:
         if self.units is not None:
             units = self.units
             if isinstance(units, (str, bytes)) or not hasattr(units, "__len__") or not units or not all(
-                    isinstance(u, int) and not isinstance(u, bool) and u >= 1 for u in units):
+                    isinstance(u, (int, np.integer)) and not isinstance(u, bool) and u >= 1 for u in units):
                 raise invalid_argument("units", "a non-empty sequence of positive integers (layer widths)", units)
-            self.units = tuple(units)
+            self.units = tuple(int(u) for u in units)
             if self.model == "hlstm" and len(self.units) != 1:
                 raise invalid_argument("units", "one width for an hlstm (it has one recurrent layer)", list(units))
         if self.dropout is not None and not (isinstance(self.dropout, (int, float))

@@ -149,7 +149,7 @@ def test_condense_train_with_a_teacher_directory_as_a_new_user(tiny_cohort, tiny
                           "--time-since-last", "--out", student, "--cache-dir", tiny_cache)
     assert code == 0, err[-2000:]
     assert "distilled (teachers' train AUROC" in out
-    assert f"teacher {teacher} (lr): train AUROC" in err and "out of fold (3 folds)" in err
+    assert f"teacher {teacher} (lr, seed 2): train AUROC" in err and "out of fold (3 folds)" in err
     manifest = json.loads((student / "manifest.json").read_text())
     d = manifest["distillation"]
     assert [t["model"] for t in d["teachers"]] == ["lr", "gbm"] and d["alpha"] == 0.4 and d["teacher_folds"] == 3
@@ -234,3 +234,51 @@ def test_a_teacher_that_is_the_output_folder_is_refused(trained_lr, tiny_cohort,
     assert err.strip() == (f"condense train: error: teacher {teacher} is the output folder (--out {teacher}): the "
                            "student would replace its teacher; give another --out")
     assert {p.name: p.read_bytes() for p in teacher.iterdir()} == before
+
+
+def test_teacher_seeds_average_one_peer_fitted_with_consecutive_seeds(tiny_dataset, monkeypatch):
+    from condense.peers import kinds
+
+    monkeypatch.setattr(distill, "_PEER_MEMO", {})
+    prepared = _splits(tiny_dataset)
+    config = TrainConfig(model="lstm", seed=4, teachers=("peer:gbm", "peer:lr"), teacher_seeds=3, teacher_folds=0)
+    mean, info = distill.teacher_probabilities(config, tiny_dataset, prepared=prepared)
+    assert [(t["teacher"], t["seed"]) for t in info["teachers"]] == [
+        ("peer:gbm", 4), ("peer:gbm", 5), ("peer:gbm", 6), ("peer:lr", 4), ("peer:lr", 5), ("peer:lr", 6)]
+    assert info["teacher_seeds"] == 3
+    x, y = prepared[1]["train"], tiny_dataset.train.y
+
+    def fitted(model, seed):
+        peer, _ = kinds.fit_peer(model, seed, x, y, prepared[1]["val"], tiny_dataset.val.y, tiny_dataset.layout)
+        return peer.predict_proba(x)
+
+    gbm = np.mean([fitted("gbm", s) for s in (4, 5, 6)], axis=0)
+    lr = np.mean([fitted("lr", s) for s in (4, 5, 6)], axis=0)
+    np.testing.assert_allclose(mean, (gbm + lr) / 2, rtol=1e-12)  # each name's seeds first: every name weighs the same
+    assert not np.allclose(fitted("gbm", 4), fitted("gbm", 5))  # bagging differs by seed: a real ensemble
+
+
+def test_a_peer_teacher_is_fitted_once_per_process_for_the_same_data(tiny_dataset, monkeypatch):
+    from condense.peers import kinds
+
+    monkeypatch.setattr(distill, "_PEER_MEMO", {})
+    fits = []
+    real = kinds.fit_peer
+    monkeypatch.setattr(distill, "fit_peer", lambda *a, **k: fits.append(a[:2]) or real(*a, **k))
+    prepared = _splits(tiny_dataset)
+    config = TrainConfig(model="lstm", seed=0, teachers=("peer:lr",), teacher_folds=3)
+    first, info = distill.teacher_probabilities(config, tiny_dataset, prepared=prepared)
+    assert len(fits) == 3
+    logged = []
+    again, _ = distill.teacher_probabilities(TrainConfig(model="hlstm", seed=0, teachers=("peer:lr",), teacher_folds=3,
+                                                         distill_alpha=0.5), tiny_dataset, prepared=prepared,
+                                             log=logged.append)
+    assert len(fits) == 3 and np.array_equal(first, again) and "fitted earlier in this process" in logged[0]
+    # another seed (other folds), other folds, or other data: fitted again
+    distill.teacher_probabilities(TrainConfig(model="lstm", seed=1, teachers=("peer:lr",), teacher_folds=3),
+                                  tiny_dataset, prepared=prepared)
+    assert len(fits) == 6
+    changed = (prepared[0], {**prepared[1], "train": prepared[1]["train"] * 1.01})
+    distill.teacher_probabilities(config, tiny_dataset, prepared=changed)
+    assert len(fits) == 9
+    assert len(distill._PEER_MEMO) == 3 and not any(p.flags.writeable for p in distill._PEER_MEMO.values())

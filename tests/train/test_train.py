@@ -157,6 +157,18 @@ CRITERION_ERROR = ("Argument `prune_criterion` must be one of ('mean_abs', 'l2',
          "Argument `prune_quantile` applies to models ('lstm', 'hlstm', 'dnn'), not to model='lr'; "
          "got prune_quantile=0.5."),
         (dict(model="lr", prune_criterion="l2"), "not to model='lr'; got prune_criterion='l2'."),
+        (dict(model="hlstm", units=(8, 8)),
+         "Argument `units` must be one width for an hlstm (it has one recurrent layer); got units=[8, 8]."),
+        (dict(model="lstm", units=(16, 0)),
+         "Argument `units` must be a non-empty sequence of positive integers (layer widths); got units=(16, 0)."),
+        (dict(model="lstm", units="16"), "got units='16'."),
+        (dict(model="dnn", units=()), "got units=()."),
+        (dict(model="gbm", units=(8,)), "Argument `units` applies to models ('lstm', 'hlstm', 'dnn'), not to "
+                                        "model='gbm'; got units=(8,)."),
+        (dict(model="lstm", dropout=1.0), "Argument `dropout` must be a rate in [0, 1); got dropout=1.0."),
+        (dict(model="lstm", dropout=True), "got dropout=True."),
+        (dict(model="lstm", teachers=("peer:gbm",), teacher_seeds=0),
+         "Argument `teacher_seeds` must be an integer >= 1; got teacher_seeds=0."),
     ],
 )
 def test_train_config_rejects_bad_values_at_construction(kwargs, message):
@@ -179,3 +191,32 @@ def test_missing_data_folder_is_one_clear_line(tmp_path, capsys):
     assert main(["train", "--data", str(tmp_path / "nowhere"), "--model", "dnn", "--out", str(tmp_path / "x")]) == 2
     err = capsys.readouterr().err
     assert "nowhere" in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize("model, units, dropout", [("hlstm", (10,), 0.1), ("lstm", (12, 6), 0.0), ("dnn", (32, 8), 0.2)])
+def test_units_and_dropout_shape_the_model_and_survive_the_manifest(model, units, dropout):
+    from condense import models
+    from condense.evaluate.measure import param_count
+    from condense.train import build_model
+
+    config = TrainConfig(model=model, units=list(units), dropout=dropout)
+    assert config.units == units and TrainConfig.from_json(json.loads(json.dumps(config.to_json()))) == config
+    shape = (76,) if model == "dnn" else (48, 76)
+    built = build_model(config, shape)
+    kwargs = {"units": units[0] if model == "hlstm" else units, "dropout": dropout}
+    assert param_count(built) == param_count(models.build_model(model, 76, **kwargs))
+    assert built.get_layer(models.DROPOUT).rate == dropout
+    default = build_model(TrainConfig(model=model), shape)
+    assert param_count(default) == {"hlstm": 6993, "lstm": 8081, "dnn": 60929}[model]
+
+
+def test_units_on_the_command_line(tmp_path, capsys):
+    out = tmp_path / "m"
+    assert main(["train", "--data", "synthetic:60:0", "--model", "hlstm", "--units", "6", "--dropout", "0.2",
+                 "--epochs", "1", "--out", str(out), "--quiet"]) == 0
+    config = read_json(out / "manifest.json")["config"]
+    assert (config["units"], config["dropout"]) == ([6], 0.2)
+    capsys.readouterr()
+    with pytest.raises(SystemExit):
+        main(["train", "--data", "synthetic:60", "--model", "lstm", "--units", "16,x", "--out", str(tmp_path / "y")])
+    assert "expected positive integers separated by commas (e.g. 16 or 32,16), got '16,x'" in capsys.readouterr().err
