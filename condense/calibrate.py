@@ -25,7 +25,8 @@ from condense.evaluate.metrics import calibration, logistic_recalibration, sigmo
 
 # Deferred on purpose: Keras is imported inside the functions that use it, so importing this module stays light.
 
-__all__ = ["CALIBRATIONS", "final_logits", "fit_intercept", "fit_platt", "fold_platt", "recalibrate"]
+__all__ = ["CALIBRATIONS", "final_logits", "fit_intercept", "fit_platt", "fold_platt", "recalibrate",
+           "probability_logits", "fit_map", "apply_map", "recalibrated_calibration"]
 
 #: ``--calibrate`` choices: Platt scaling (slope and intercept), the intercept alone (calibration in
 #: the large: the slope stays 1), or the model as trained.
@@ -117,3 +118,38 @@ def recalibrate(model, x_val: np.ndarray, y_val: np.ndarray, method: str = "plat
     keep = ("ece", "slope", "intercept")
     return {"method": method, "a": a, "b": b, "val_before": {k: before[k] for k in keep},
             "val_after": {k: after[k] for k in keep}}
+
+
+# -- the same maps on probabilities: what the benchmark table reports for every row -------------------
+def probability_logits(p: np.ndarray) -> np.ndarray:
+    """``logit(p)`` in float64, ``p`` clipped to ``[1e-12, 1 - 1e-12]`` (a file's or a peer's output,
+    where no layer input is at hand)."""
+    p = np.clip(np.asarray(p, np.float64), 1e-12, 1.0 - 1e-12)
+    return np.log(p) - np.log1p(-p)
+
+
+def fit_map(y_val: np.ndarray, p_val: np.ndarray, method: str) -> tuple[float, float]:
+    """``(a, b)`` of the recalibration ``method`` fitted on validation probabilities."""
+    z = probability_logits(p_val)
+    if method == "platt":
+        return fit_platt(y_val, z)
+    if method == "intercept":
+        return 1.0, fit_intercept(y_val, z)
+    raise ValueError(f"Argument `method` must be 'platt' or 'intercept', got method={method!r}.")
+
+
+def apply_map(p: np.ndarray, a: float, b: float) -> np.ndarray:
+    """``sigmoid(a * logit(p) + b)``: the probabilities after the recalibration ``(a, b)``."""
+    return sigmoid(a * probability_logits(p) + b)
+
+
+def recalibrated_calibration(y_test: np.ndarray, p_test: np.ndarray, a: float, b: float) -> dict:
+    """The table's after-recalibration columns: ECE, slope, intercept, Brier and Hosmer-Lemeshow H of
+    ``p_test`` mapped by ``(a, b)`` (fitted on validation: the test labels judge it, never fit it)."""
+    from condense.evaluate.metrics import brier, hosmer_lemeshow
+
+    q = apply_map(p_test, a, b)
+    cal = calibration(y_test, q)
+    return {"recal_a": a, "recal_b": b, "ece_recal": cal["ece"], "cal_slope_recal": cal["slope"],
+            "cal_intercept_recal": cal["intercept"], "brier_recal": brier(y_test, q),
+            "hl_h_recal": hosmer_lemeshow(y_test, q)["hl_h"]}

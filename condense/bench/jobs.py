@@ -28,6 +28,7 @@ import numpy as np
 
 from condense.bench.profiles import Profile
 from condense.bench.rows import RowSpec
+from condense.calibrate import fit_map, recalibrated_calibration
 from condense.data import Dataset
 from condense.evaluate import measure
 from condense.evaluate.summary import summarize
@@ -230,6 +231,8 @@ class _JobRunner:
         self.on_epoch, self.say = on_epoch, say
         self.results: dict[str, dict] = {}
         self.scores: dict[str, np.ndarray] = {}
+        #: row -> (a, b) of the recalibration fitted on its validation probabilities (or None)
+        self.recal: dict[str, tuple[float, float] | None] = {}
 
     @property
     def y_test(self) -> np.ndarray:
@@ -277,6 +280,26 @@ class _JobRunner:
                 "auprc": s["auprc"], "brier": s["brier"], "ece": s["ece"], "cal_slope": s["cal_slope"],
                 "cal_intercept": s["cal_intercept"], "event1": s["event1"], "hl_h": s["hl_h"], "n_test": s["n"]}
 
+    def _fit_recalibration(self, row: str, p_val: np.ndarray) -> None:
+        """The profile's recalibration map of ``row``, fitted on its validation probabilities (None
+        when the profile reports none, or the fit has none: the after columns stay empty)."""
+        method = self.profile.recalibration
+        self.recal[row] = None
+        if method != "none":
+            try:
+                self.recal[row] = fit_map(self.ctx.dataset.val.y, p_val, method)
+            except ValueError as exc:
+                self.say(f"  {row} (seed {self.seed}): no {method} recalibration ({exc})")
+
+    def _recalibrated(self, row: str, p_test: np.ndarray, source: str | None = None) -> dict:
+        """The after-recalibration columns of ``row``'s test probabilities, with the map fitted for
+        ``source`` (a converted file takes its Keras model's: the map folded into the model would
+        reach the file exactly)."""
+        fitted = self.recal.get(source or row)
+        if fitted is None:
+            return {}
+        return recalibrated_calibration(self.y_test, p_test, *fitted)
+
     def _model_dir(self, row: str) -> Path:
         return self.work / model_dir_name(self.seed, row)
 
@@ -303,6 +326,7 @@ class _JobRunner:
         config, model, inputs, record = self._train(spec)
         p_test = record.pop("p_test")
         self.scores[spec.row] = np.asarray(p_test, dtype=np.float64)
+        self._fit_recalibration(spec.row, record.pop("p_val"))
         model_dir = self._model_dir(spec.row)
         save_run(model_dir, model=model, inputs=inputs, manifest={**record, "data": self.ctx.data_record})
         return config, record, model_dir
@@ -310,6 +334,7 @@ class _JobRunner:
     def _run_train(self, spec: RowSpec) -> dict:
         config, record, model_dir = self._train_and_save(spec)
         result = self._metrics(self.scores[spec.row])
+        result.update(self._recalibrated(spec.row, self.scores[spec.row]))
         result.update(
             params=record["params"], keras_bytes=measure.file_bytes(model_dir / KERAS_FILE),
             train_seconds=record["train_seconds"], epochs_run=len(record["epoch_seconds"]),
@@ -334,6 +359,7 @@ class _JobRunner:
 
         config, record, model_dir = self._train_and_save(spec)
         result = self._metrics(self.scores[spec.row])
+        result.update(self._recalibrated(spec.row, self.scores[spec.row]))
         model_file = load_manifest(model_dir)["model_file"]
         result.update(params=record["params"], train_seconds=record["train_seconds"],
                       deploy_bytes=measure.file_bytes(model_dir / model_file), model_dir=self._relative(model_dir),
@@ -365,7 +391,11 @@ class _JobRunner:
             raise RuntimeError(peer.get("error", "peer did not run"))
         p = np.asarray(peer.get("p_test_tflite") or peer["p_test"], dtype=np.float64)
         self.scores[spec.row] = p
+        p_val = peer.get("p_val_tflite") or peer.get("p_val")
+        if p_val is not None:
+            self._fit_recalibration(spec.row, np.asarray(p_val, dtype=np.float64))
         result = self._metrics(p)
+        result.update(self._recalibrated(spec.row, p))
         result.update(
             params=peer["params"], nonzero_params=peer.get("nonzero_params"),
             tflite_format="int8" if name.startswith("qat") else "float32",
@@ -421,6 +451,7 @@ class _JobRunner:
         measured, p = self._file_measurements(spec, exported, spec.fmt, source["input_kind"], self.scores[main.row])
         self.scores[spec.row] = p
         result = self._metrics(p)
+        result.update(self._recalibrated(spec.row, p, source=main.row))
         result.update(measured, params=source["params"], train_seconds=source["train_seconds"])
         return result
 

@@ -39,6 +39,10 @@ class Profile:
     bootstrap_resamples: int = 10_000
     peers: bool = True
     threads: int = 1  # TensorFlow intra-op threads of every training job (docs/reproducibility.md)
+    #: the recalibration every row's after columns report (``ece_recal`` ...): fitted on the row's
+    #: validation probabilities, judged on test (:mod:`condense.calibrate`; docs/calibration.md says why
+    #: the intercept: one parameter, the slope kept); ``"none"``: no after columns
+    recalibration: str = "intercept"
 
     def __post_init__(self) -> None:  # a bad profile fails where it is made, naming the field
         check_int("epochs", self.epochs, 1)
@@ -55,6 +59,7 @@ class Profile:
             check_int(name, getattr(self, name), 1)
         check_int("latency_warmup", self.latency_warmup, 0)
         check_int("threads", self.threads, 1)
+        check_choice("recalibration", self.recalibration, ("intercept", "platt", "none"))
 
     def to_json(self) -> dict:
         return asdict(self)

@@ -261,6 +261,35 @@ def calibration_markdown(table: list[dict]) -> list[str]:
         lines.append(f"- **{name}**" + (f" ({own})" if own else "") + f": {body}.")
     if not families:
         lines.append("- no model rows.")
+    return lines + recalibration_markdown(table)
+
+
+def recalibration_markdown(table: list[dict]) -> list[str]:
+    """Every row's calibration before and after the recalibration fitted on its validation split."""
+    rows = [r for r in table if r.get("status") == "ok" and _v(r, "ece_recal") is not None]
+    if not rows:
+        return []
+    lines = [
+        "",
+        "### Before and after recalibration",
+        "",
+        "Each row's test probabilities mapped by sigmoid(a × logit(p) + b), with (a, b) fitted on that row's "
+        "validation split only (a converted file takes its Keras model's map, which `condense train --calibrate` "
+        "would fold into the model and so into every file); AUROC and event 1 are unchanged (the map is monotone). "
+        "Before → after.",
+        "",
+        "| row | a, b | ECE | slope | intercept | Brier | event 2 H | n test |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for row in rows:
+        lines.append(
+            f"| {row['row']} | {_f(_v(row, 'recal_a'), '.2f')}, {_f(_v(row, 'recal_b'), '+.2f')} | "
+            f"{_f(_v(row, 'ece'), '.3f')} → {_f(_v(row, 'ece_recal'), '.3f')} | "
+            f"{_f(_v(row, 'cal_slope'), '.2f')} → {_f(_v(row, 'cal_slope_recal'), '.2f')} | "
+            f"{_f(_v(row, 'cal_intercept'), '+.2f')} → {_f(_v(row, 'cal_intercept_recal'), '+.2f')} | "
+            f"{_f(_v(row, 'brier'), '.4f')} → {_f(_v(row, 'brier_recal'), '.4f')} | "
+            f"{_f(_v(row, 'hl_h'), ',.1f')} → {_f(_v(row, 'hl_h_recal'), ',.1f')} | {_f(_v(row, 'n_test'), ',.0f')} |"
+        )
     return lines
 
 

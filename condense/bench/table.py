@@ -19,6 +19,10 @@ Columns (:data:`COLUMNS`), in groups:
   2012 challenge's ``event1`` (min(Se, +P), threshold from the training death rate) and ``hl_h``
   (event 2: Hosmer-Lemeshow H over deciles of risk, on the ``n_test`` patients: it grows with
   them), paired differences ``auroc_diff*`` (new - reference, with their interval), ``seeds``.
+* after recalibration (``*_recal``): the same calibration columns, Brier and H of the row's test
+  probabilities mapped by ``sigmoid(recal_a * logit(p) + recal_b)``, the map fitted on the row's
+  validation probabilities (the profile's ``recalibration``; a converted file takes its Keras
+  model's map). AUROC and event 1 do not change (the map is monotone).
 * export facts: ``tflite_format``, ``route``, ``parity_max_abs`` (file vs Keras), TFLM columns.
 
 With several seeds every numeric column is the mean over seeds, ``*_std`` its standard
@@ -49,6 +53,8 @@ COLUMNS = (
     "train_seconds", "train_ratio", "epochs_run",
     "auroc", "auroc_low", "auroc_high", "auroc_std", "auprc", "auprc_std", "brier", "brier_std",
     "ece", "ece_std", "cal_slope", "cal_intercept", "event1", "hl_h",
+    "recal_a", "recal_b", "ece_recal", "ece_recal_std", "cal_slope_recal", "cal_intercept_recal", "brier_recal",
+    "hl_h_recal",
     "auroc_diff", "auroc_diff_low", "auroc_diff_high", "auroc_diff_lr", "auroc_diff_lr_low", "auroc_diff_lr_high",
     "auroc_diff_gbm", "auroc_diff_gbm_low", "auroc_diff_gbm_high",
     "parity_max_abs", "n_test", "seeds",

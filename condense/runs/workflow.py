@@ -72,7 +72,8 @@ def train_on_dataset(config: TrainConfig, dataset: Dataset, *, verbose: int = 1,
     """Train one model on a loaded dataset; returns (model, inputs, record) without writing.
 
     ``record`` is the manifest body: config, params, timings, selection, pruning, metrics and
-    the test-set probabilities under ``"p_test"`` (dropped before writing the manifest).
+    the validation and test probabilities under ``"p_val"`` and ``"p_test"`` (dropped before writing
+    the manifest).
     ``prepared``: ``(inputs, arrays)`` of :func:`fit_inputs` / :func:`prepared_splits` for the
     config's input kind, when the caller already made them (the benchmark prepares each kind once).
     ``log(message)`` reports the distillation teachers (:mod:`condense.distill`), if any.
@@ -110,7 +111,9 @@ def train_on_dataset(config: TrainConfig, dataset: Dataset, *, verbose: int = 1,
             record["calibration"] = recalibrate(model, x["val"], y["val"], config.calibrate)
         predict = lambda a: predict_proba(model, a)  # noqa: E731
     base_rate = dataset.train_death_rate
-    record["metrics"] = {"val": score_metrics(y["val"], predict(x["val"]), config.seed, base_rate)}
+    p_val = predict(x["val"])
+    record["metrics"] = {"val": score_metrics(y["val"], p_val, config.seed, base_rate)}
+    record["p_val"] = p_val
     if score_test:
         p_test = predict(x["test"])
         record["metrics"]["test"] = score_metrics(y["test"], p_test, config.seed, base_rate)
@@ -139,6 +142,7 @@ def train_run(*, data: str, out_dir, strict: bool = False, cache_dir=None, verbo
             f"episodes; {_training_text(config)}")
         model, inputs, record = train_on_dataset(config, dataset, verbose=verbose, on_epoch=on_epoch, log=log)
         record.pop("p_test")
+        record.pop("p_val")
         manifest = {
             **record,
             "git_commit": git_commit(),

@@ -134,6 +134,33 @@ def test_table_has_every_row_and_column(smoke_run):
 
 
 @pytest.mark.e2e  # the whole smoke profile
+def test_every_row_is_reported_before_and_after_the_recalibration_fitted_on_its_validation(smoke_run, tiny_dataset):
+    """The after columns: a map fitted on the row's own validation probabilities (the reloaded model's),
+    applied to its test probabilities (predictions.npz); a converted file takes its Keras model's map."""
+    from condense.bench.predictions import read_predictions
+    from condense.calibrate import fit_map, recalibrated_calibration
+    from condense.data.inputs import prepared_splits
+    from condense.runs.model_dir import load_run
+    from condense.runs.scoring import SavedModel
+
+    out_dir, _, rows = smoke_run
+    by_row = {r["row"]: r for r in rows}
+    predictions = read_predictions(out_dir / "predictions.npz")
+    for name, source in (("lstm", "lstm"), ("lstm-int8", "lstm"), ("hlstm-prune50-distill-int8-step",
+                                                                  "hlstm-prune50-distill"), ("gbm", "gbm")):
+        model_dir = out_dir / "models" / "seed0" / source
+        _, inputs, _ = load_run(model_dir)
+        p_val = SavedModel(model_dir).predict_inputs(prepared_splits(tiny_dataset, inputs)["val"])
+        a, b = fit_map(tiny_dataset.val.y, p_val, "intercept")
+        row = by_row[name]
+        assert (float(row["recal_a"]), float(row["recal_b"])) == pytest.approx((a, b), rel=1e-4, abs=1e-6), name
+        after = recalibrated_calibration(tiny_dataset.test.y, predictions.scores[(name, 0)], a, b)
+        for col in ("ece_recal", "cal_slope_recal", "brier_recal", "hl_h_recal"):
+            assert float(row[col]) == pytest.approx(after[col], rel=1e-4, abs=1e-6), (name, col)
+    assert "### Before and after recalibration" in (out_dir / "table.md").read_text()
+
+
+@pytest.mark.e2e  # the whole smoke profile
 def test_gradient_boosting_row(smoke_run):
     """The GBM peer: its booster file is its deployable form, a paired difference against its
     baseline, and a batch-1 latency of its own (rows.json; not a Keras latency)."""

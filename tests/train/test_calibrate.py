@@ -106,3 +106,24 @@ def test_train_with_platt_records_it_and_the_exported_file_carries_it(tiny_cohor
     assert manifest["metrics"]["test"]["cal_intercept"] != plain["metrics"]["test"]["cal_intercept"]
     exported = export_run(out, "float32", cache_dir=tiny_cache, quiet=True)  # the file vs the recalibrated Keras model
     assert exported["max_abs_diff"] < 1e-5
+
+
+def test_the_table_s_maps_on_probabilities_match_the_folded_ones():
+    from condense.calibrate import apply_map, fit_map, probability_logits, recalibrated_calibration
+
+    rng = np.random.default_rng(3)
+    z = rng.normal(-1.5, 1.2, 800)
+    y = (rng.random(800) < 1 / (1 + np.exp(-(0.8 * z - 0.4)))).astype(int)
+    p = 1 / (1 + np.exp(-z))
+    np.testing.assert_allclose(probability_logits(p), z, atol=1e-9)
+    assert fit_map(y, p, "platt") == pytest.approx(fit_platt(y, z), rel=1e-9)
+    assert fit_map(y, p, "intercept") == pytest.approx((1.0, fit_intercept(y, z)), rel=1e-9)
+    a, b = fit_map(y, p, "intercept")
+    assert apply_map(p, a, b).sum() == pytest.approx(y.sum(), rel=1e-9)  # deaths predicted = deaths seen
+    q = apply_map(p, *fit_map(y, p, "platt"))
+    assert auroc(y, q) == auroc(y, p)  # monotone
+    after = recalibrated_calibration(y, p, 1.0, 0.0)  # the identity map: the before numbers
+    before = calibration(y, p)
+    assert (after["ece_recal"], after["cal_slope_recal"]) == pytest.approx((before["ece"], before["slope"]), rel=1e-9)
+    with pytest.raises(ValueError, match="method"):
+        fit_map(y, p, "isotonic")
