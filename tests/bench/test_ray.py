@@ -125,3 +125,19 @@ def test_a_job_failing_on_a_ray_worker_is_its_rows_failed(tiny_dataset, capsys):
     folder = re.search(r"ray: a private cluster in (\S+),", err).group(1)
     assert not Path(folder).exists(), "the private cluster's folder outlived the run"
     assert re.search(r"\] seed0/dnn-broken FAILED: dnn-broken AttributeError", err)
+
+
+def test_a_search_on_two_ray_nodes_equals_the_search_in_one_process(ray_cluster, tiny_cohort, tiny_cache, tmp_path):
+    """``condense tune --executor ray``: every trial a task on a worker node; the same validation AUROC
+    for every trial and seed as the local search (and so the same best setting)."""
+    search = ("tune", "--data", tiny_cohort, "--cache-dir", tiny_cache, "--trials", "2", "--seeds", "2", "--epochs", "2",
+              "--patience", "1", "--space", "units=6,8", "--space", "batch_size=32", "--quiet")
+    local = run_condense(*search, "--out", tmp_path / "local", "--workers", "1")
+    assert local.returncode == 0, local.stderr[-4000:]
+    on_ray = run_condense(*search, "--out", tmp_path / "ray", "--executor", "ray", "--ray-address", ray_cluster.address)
+    assert on_ray.returncode == 0, on_ray.stderr[-4000:]
+    a, b = (json.loads((tmp_path / name / "tune.json").read_text()) for name in ("local", "ray"))
+    assert (a["executor"], b["executor"]) == ("local", "ray")
+    assert [(t["trial"], t["val_auroc_seeds"], t["params"]) for t in a["trials"]] == [
+        (t["trial"], t["val_auroc_seeds"], t["params"]) for t in b["trials"]]
+    assert a["best"]["command"] == b["best"]["command"] and "best: t00" in on_ray.stdout
