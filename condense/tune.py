@@ -8,7 +8,8 @@ A trial is scored by its mean validation AUROC over the seeds; the test split is
 scored, not predicted), so the chosen setting can be tested honestly afterwards.
 
 The search is random over the space, seeded (``search_seed``): the same command gives the same
-trials. Trial 0 is always the current recipe (:data:`RECIPE`), so a search is measured against it. A
+trials. Trial 0 is always the current recipe (:data:`condense.recipe.RECIPE`), so a search is
+measured against it. A
 setting whose final model (after pruning) has more than ``max_params`` parameters is never drawn:
 its count is computed before training from the widths that pruning keeps
 (:func:`condense.prune.selection.select_units` keeps ``n - floor(q n)``) and checked after.
@@ -44,12 +45,13 @@ from condense.bench.runner import data_record, input_kinds, prepare_inputs
 from condense.checks import check_choice, check_int, invalid_argument
 from condense.data.sources import load_dataset
 from condense.io import atomic_write, read_json, write_json
+from condense.recipe import DISTILL_SETTINGS, RECIPE, RECIPE_TEACHERS, train_settings
 from condense.runs.model_dir import acquire_lock, release_lock
-from condense.train import TEACHER_PEER_PREFIX, TrainConfig, set_tf_threads
+from condense.train import TrainConfig, set_tf_threads
 
 # Deferred on purpose: Keras is imported inside the function that counts a setting's parameters.
 
-__all__ = ["RECIPE", "DEFAULT_SPACE", "TUNABLE", "TuneSettings", "TuneError", "parse_space", "draw_trials",
+__all__ = ["DEFAULT_SPACE", "TUNABLE", "TuneSettings", "TuneError", "parse_space", "draw_trials",
            "final_params", "run_tune", "train_command"]
 
 TUNE_FILE = "tune.json"
@@ -86,11 +88,6 @@ TUNABLE = {
     "teacher_seeds": int,
     "time_since_last": _flag,
 }
-DISTILL_SETTINGS = ("distill_alpha", "distill_temperature", "teacher_seeds")
-
-#: The documented recipe before this search (README, docs/distillation.md): trial 0 of every search.
-RECIPE = {"units": 16, "prune_quantile": 0.5, "dropout": 0.3, "batch_size": 8, "learning_rate": 1e-3,
-          "distill_alpha": 0.2, "distill_temperature": 1.0, "teacher_seeds": 1, "time_since_last": False}
 
 #: The default search space (a few values per setting around the recipe; the budget removes the rest).
 DEFAULT_SPACE = {
@@ -134,7 +131,7 @@ class TuneSettings:
 
     data: str
     model: str = "hlstm"
-    teachers: tuple[str, ...] = (f"{TEACHER_PEER_PREFIX}gbm",)
+    teachers: tuple[str, ...] = RECIPE_TEACHERS
     trials: int = 24
     seeds: int = 2
     max_params: int = 4000
@@ -171,13 +168,7 @@ class TuneSettings:
 
     def row(self, name: str, setting: dict) -> RowSpec:
         """The grid row that trains ``setting``."""
-        width = int(setting["units"])
-        train = {"model": self.model, "units": (width,) if self.model == "hlstm" else (width, width),
-                 "prune_quantile": setting["prune_quantile"], "dropout": setting["dropout"],
-                 "batch_size": setting["batch_size"], "learning_rate": setting["learning_rate"],
-                 "time_since_last": setting["time_since_last"]}
-        if self.teachers:
-            train.update(teachers=self.teachers, **{k: setting[k] for k in DISTILL_SETTINGS})
+        train = train_settings(setting, model=self.model, teachers=self.teachers)
         return RowSpec(name, self.model, f"tuning trial {name}", "trial", self.model, train=train)
 
     def to_json(self) -> dict:

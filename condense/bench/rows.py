@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from condense.bench.profiles import Profile
 from condense.bench.table import CONDENSATIONS
 from condense.export.formats import FORMATS
+from condense.recipe import RECIPE, train_settings
 
 RECURRENT = ("lstm", "hlstm")
 #: Formats of the step-file rows ``{row}-step`` (float32) and ``{row}-int8-step`` of every recurrent row.
@@ -75,6 +76,21 @@ class RowSpec:
         return "pruning" if self.train.get("prune_quantile") else "baseline"
 
 
+def recipe_text(setting: dict) -> str:
+    """``16 units, q=0.5, dropout 0.3, batch 8, lr 0.001, alpha 0.2 from GBM``: a recipe in a few words."""
+    text = f"{setting['units']} units"
+    if setting["prune_quantile"]:
+        text += f", q={setting['prune_quantile']:g}"
+    text += f", dropout {setting['dropout']:g}, batch {setting['batch_size']}, lr {setting['learning_rate']:g}"
+    if setting["time_since_last"]:
+        text += ", + hours since last"
+    teachers = f"GBM x {setting['teacher_seeds']} seeds" if setting["teacher_seeds"] > 1 else "GBM"
+    text += f", alpha {setting['distill_alpha']:g}"
+    if setting["distill_temperature"] != 1:
+        text += f", T {setting['distill_temperature']:g}"
+    return text + f" from {teachers}"
+
+
 def _q(q: float) -> str:
     return f"{round(q * 100):d}"
 
@@ -102,6 +118,10 @@ def plan_rows(profile: Profile, reference_scores: dict[str, str] | None = None) 
                             f"hLSTM + channel pruning q={q:g}, distilled from gradient boosting", "train", "hlstm",
                             f"hlstm-prune{_q(q)}", {"model": "hlstm", "hlstm_hidden": "gates", "prune_quantile": q,
                                                     "teachers": (DISTILL_TEACHER,)}, weight=0.8))
+    if profile.peers and profile.hlstm_quantiles:  # the documented recipe (condense tune, docs/tuning.md)
+        rows.append(RowSpec("hlstm-recipe", "hLSTM", f"hLSTM recipe ({recipe_text(RECIPE)})", "train", "hlstm",
+                            f"hlstm-prune{_q(max(profile.hlstm_quantiles))}-distill",
+                            train_settings(RECIPE), weight=0.8))
     rows.append(RowSpec("dnn", "DNN", "baseline (256-128-64)", "train", "dnn", None, {"model": "dnn"}, weight=0.2))
     for q in profile.dnn_quantiles:
         rows.append(RowSpec(f"dnn-prune{_q(q)}", "DNN", f"channel pruning q={q:g} after epoch {profile.prune_after}",

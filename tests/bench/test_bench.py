@@ -21,14 +21,15 @@ from condense.io import sha256_file
 from condense.train import DEFAULT_ALPHA
 
 REAL_RUN_PEER = _JobRunner._run_peer  # the smoke fixture breaks the LR for the module; one test needs it back
-RECURRENT_ROWS = ("lstm", "lstm-prune25", "lstm-prune50", "hlstm", "hlstm-input", "hlstm-prune50", "hlstm-prune50-distill")
+RECURRENT_ROWS = ("lstm", "lstm-prune25", "lstm-prune50", "hlstm", "hlstm-input", "hlstm-prune50", "hlstm-prune50-distill",
+                  "hlstm-recipe")
 EXPECTED_ROWS = [
     "lstm", "lstm-prune25", "lstm-prune50", "hlstm", "hlstm-input", "hlstm-prune50", "hlstm-prune50-distill",
-    "dnn", "dnn-prune25", "dnn-prune50",
+    "hlstm-recipe", "dnn", "dnn-prune25", "dnn-prune50",
     "dnn-int8", "lstm-int8", "lstm-prune25-int8", "lstm-prune50-int8", "hlstm-int8", "hlstm-input-int8",
-    "hlstm-prune50-int8", "hlstm-prune50-distill-int8",
+    "hlstm-prune50-int8", "hlstm-prune50-distill-int8", "hlstm-recipe-int8",
     "lstm-dynamic", "lstm-prune25-dynamic", "lstm-prune50-dynamic", "hlstm-dynamic", "hlstm-input-dynamic",
-    "hlstm-prune50-dynamic", "hlstm-prune50-distill-dynamic",
+    "hlstm-prune50-dynamic", "hlstm-prune50-distill-dynamic", "hlstm-recipe-dynamic",
     *(f"{r}-step" for r in RECURRENT_ROWS), *(f"{r}-int8-step" for r in RECURRENT_ROWS),
     "dnn-dynamic", "lstm-keras3", "lstm-keras3-int8", "tfmot-prune-dnn", "tfmot-prune-lstm", "tfmot-qat-dnn", "lr",
     "gbm",

@@ -11,7 +11,8 @@ import pytest
 
 from condense import tune
 from condense.cli import main
-from condense.tune import DEFAULT_SPACE, RECIPE, TuneSettings, draw_trials, parse_space
+from condense.recipe import RECIPE
+from condense.tune import DEFAULT_SPACE, TuneSettings, draw_trials, parse_space
 
 
 def _settings(**kw) -> TuneSettings:
