@@ -42,7 +42,8 @@ def test_a_small_space_gives_every_setting_once_and_a_fixed_setting_replaces_the
                          "distill_alpha=0.2,0.5", "distill_temperature=1", "teacher_seeds=1", "time_since_last=false"])
     trials = draw_trials(_settings(trials=50, space=space), _params)
     assert len(trials) == 4  # 2 units x 2 alphas
-    assert trials[0]["setting"] == {**RECIPE, "units": 8, "prune_quantile": None, "dropout": 0.1, "batch_size": 16}
+    assert trials[0]["setting"] == {**RECIPE, "units": 8, "prune_quantile": None, "dropout": 0.1, "batch_size": 16,
+                                    "learning_rate": 0.001}
     # without teachers the distillation settings are not searched
     assert len(draw_trials(_settings(trials=50, space=space, teachers=()), _params)) == 2
     assert draw_trials(_settings(trials=5, max_params=10), _params) == []
