@@ -47,9 +47,11 @@ from condense.data.sources import load_dataset
 from condense.io import atomic_write, read_json, write_json
 from condense.recipe import DISTILL_SETTINGS, RECIPE, RECIPE_TEACHERS, train_settings
 from condense.runs.model_dir import acquire_lock, release_lock
-from condense.train import TrainConfig, set_tf_threads
+from condense.evaluate.measure import param_count
+from condense.train import TrainConfig, build_model, set_tf_threads
 
-# Deferred on purpose: Keras is imported inside the function that counts a setting's parameters.
+# Deferred on purpose: Keras and condense.prune (Keras) are imported inside the function that counts a
+# setting's parameters.
 
 __all__ = ["DEFAULT_SPACE", "TUNABLE", "TuneSettings", "TuneError", "parse_space", "draw_trials",
            "final_params", "run_tune", "train_command"]
@@ -160,9 +162,10 @@ class TuneSettings:
 
     def config(self, setting: dict, seed: int) -> TrainConfig:
         """The training configuration of one trial's setting with ``seed``."""
-        return train_config(self._profile(), self.row("check", setting), seed)
+        return train_config(self.profile(), self.row("check", setting), seed)
 
-    def _profile(self) -> Profile:
+    def profile(self) -> Profile:
+        """The benchmark profile the trials run under (epochs, epoch selection; the rest per trial)."""
         return Profile(name="tune", data=self.data, epochs=self.epochs, batch_size=8, select=self.select,
                        patience=self.patience)
 
@@ -182,21 +185,14 @@ def trial_name(k: int) -> str:
     return f"t{k:03d}"
 
 
-def _pruned_width(width: int, quantile: float | None) -> int:
-    if not quantile:
-        return width
-    return width - min(math.floor(quantile * width + 1e-9), width - 1)  # condense.prune.selection.select_units
-
-
 def final_params(config: TrainConfig, input_shape: tuple[int, ...]) -> int:
     """Parameters of ``config``'s model after pruning (built with the kept widths, never trained)."""
     import keras
 
-    from condense.evaluate.measure import param_count
-    from condense.train import build_model
+    from condense.prune.selection import kept_units
 
     widths = config.units or ((16,) if config.model == "hlstm" else (16, 16))
-    kept = tuple(_pruned_width(w, config.prune_quantile) for w in widths)
+    kept = tuple(kept_units(w, config.prune_quantile) if config.prune_quantile else w for w in widths)
     model = build_model(replace(config, units=kept, prune_quantile=None, teachers=()), input_shape)
     count = param_count(model)
     keras.backend.clear_session()
@@ -361,7 +357,7 @@ def _run_locked(settings: TuneSettings, out_dir: Path, cache_dir, quiet: bool, r
     t0 = time.perf_counter()
     dataset = load_dataset(settings.data, seed=0, cache_dir=cache_dir, quiet=quiet)
     dataset.require_labels()
-    profile = settings._profile()
+    profile = settings.profile()
     input_shape = {}
 
     def params_of(setting: dict) -> int:

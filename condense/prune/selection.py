@@ -15,7 +15,13 @@ import numpy as np
 from condense.checks import check_fraction
 from condense.prune.importance import unit_importance
 
-__all__ = ["select_units", "select_model_units"]
+__all__ = ["kept_units", "select_units", "select_model_units"]
+
+
+def kept_units(n: int, quantile: float) -> int:
+    """How many of ``n`` units stay when a layer is pruned at ``quantile``: ``n - min(floor(q n), n - 1)``."""
+    q = check_fraction("quantile", quantile)
+    return n - min(math.floor(q * n + 1e-9), n - 1)
 
 
 def select_units(scores, quantile: float) -> np.ndarray:
@@ -46,7 +52,7 @@ def select_units(scores, quantile: float) -> np.ndarray:
             f"with values {np.array2string(s, threshold=8)}."
         )
     n = s.size
-    remove = min(math.floor(q * n + 1e-9), n - 1)
+    remove = n - kept_units(n, q)
     order = np.lexsort((np.arange(n), s))  # by score, then by index
     return np.sort(order[remove:]).astype(np.int64)
 
