@@ -158,7 +158,10 @@ class TuneSettings:
         # every value is checked now (a bad one fails here, not in trial 17)
         for name, values in self.space.items():
             for value in values:
-                self.config({**RECIPE, name: value}, 0)
+                try:
+                    self.config({**RECIPE, name: value}, 0)
+                except ValueError as exc:
+                    raise ValueError(f"space {name}={value}: {exc}") from None
 
     def config(self, setting: dict, seed: int) -> TrainConfig:
         """The training configuration of one trial's setting with ``seed``."""

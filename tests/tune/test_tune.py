@@ -155,3 +155,16 @@ def test_a_trial_that_fails_is_reported_and_never_chosen(tiny_cohort, tiny_cache
     assert len(failed) == 1 and failed[0]["units"] == 8 and "boom in trial" in failed[0]["error"]
     assert record["trials"][-1] == failed[0] and record["best"]["setting"]["units"] != 8
     assert np.isfinite(record["best"]["val_auroc"])
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--no-teacher", "--teacher", "peer:gbm"], "--no-teacher and --teacher exclude each other"),
+    (["--space", "width=8"], "--space must be one of"),
+    (["--space", "dropout=0.2,1.5"], "space dropout=1.5: Argument `dropout` must be a rate in [0, 1); got dropout=1.5."),
+    (["--trials", "0"], "--trials must be an integer >= 1; got 0"),
+    (["--teacher", "peer:xgb"], "peer:gbm, peer:lr"),
+])
+def test_bad_search_settings_are_one_line_before_any_data_is_read(argv, message, tmp_path, capsys):
+    assert main(["tune", "--data", str(tmp_path / "no-such-data"), "--out", str(tmp_path / "t"), *argv]) == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err and not (tmp_path / "t").exists()
