@@ -278,7 +278,8 @@ class _JobRunner:
         # Hosmer-Lemeshow H): None for a score that is not a probability, or where the fit has no maximum
         return {"auroc": s["auroc"], "auroc_low": s["auroc_ci"][0], "auroc_high": s["auroc_ci"][1],
                 "auprc": s["auprc"], "brier": s["brier"], "ece": s["ece"], "cal_slope": s["cal_slope"],
-                "cal_intercept": s["cal_intercept"], "event1": s["event1"], "hl_h": s["hl_h"], "n_test": s["n"]}
+                "cal_intercept": s["cal_intercept"], "event1": s["event1"], "hl_h": s["hl_h"], "n_test": s["n"],
+                "ece_floor": s["ece_floor"], "ece_floor_high": s["ece_floor_high"]}
 
     def _fit_recalibration(self, row: str, p_val: np.ndarray) -> None:
         """The profile's recalibration map of ``row``, fitted on its validation probabilities (None

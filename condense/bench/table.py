@@ -19,6 +19,10 @@ Columns (:data:`COLUMNS`), in groups:
   2012 challenge's ``event1`` (min(Se, +P), threshold from the training death rate) and ``hl_h``
   (event 2: Hosmer-Lemeshow H over deciles of risk, on the ``n_test`` patients: it grows with
   them), paired differences ``auroc_diff*`` (new - reference, with their interval), ``seeds``.
+* ``ece_floor`` / ``ece_floor_high``: the median and 95th percentile of the ECE a perfectly
+  calibrated model with the row's probabilities would get on the same patients (outcomes drawn from
+  the probabilities: :func:`condense.evaluate.metrics.calibrated_floor`). An ECE below the second is
+  indistinguishable from sampling noise on this test set.
 * after recalibration (``*_recal``): the same calibration columns, Brier and H of the row's test
   probabilities mapped by ``sigmoid(recal_a * logit(p) + recal_b)``, the map fitted on the row's
   validation probabilities (the profile's ``recalibration``; a converted file takes its Keras
@@ -52,7 +56,7 @@ COLUMNS = (
     "peer_latency_us_median", "peer_latency_us_p95",
     "train_seconds", "train_ratio", "epochs_run",
     "auroc", "auroc_low", "auroc_high", "auroc_std", "auprc", "auprc_std", "brier", "brier_std",
-    "ece", "ece_std", "cal_slope", "cal_intercept", "event1", "hl_h",
+    "ece", "ece_std", "ece_floor", "ece_floor_high", "cal_slope", "cal_intercept", "event1", "hl_h",
     "recal_a", "recal_b", "ece_recal", "ece_recal_std", "cal_slope_recal", "cal_intercept_recal", "brier_recal",
     "hl_h_recal",
     "auroc_diff", "auroc_diff_low", "auroc_diff_high", "auroc_diff_lr", "auroc_diff_lr_low", "auroc_diff_lr_high",

@@ -207,12 +207,20 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     test = metrics["test"]
     print(
         f"{args.model} [{metrics['label']}]: test AUROC {test['auroc']:.4f} [{test['auroc_ci'][0]:.4f}, "
-        f"{test['auroc_ci'][1]:.4f}], AUPRC {test['auprc']:.4f}, Brier {test['brier']:.4f}, n={test['n']}"
-        + _challenge_text(test)
+        f"{test['auroc_ci'][1]:.4f}], AUPRC {test['auprc']:.4f}, Brier {test['brier']:.4f}{_ece_text(test)}, "
+        f"n={test['n']}" + _challenge_text(test)
     )
     if args.json:
         write_json(args.json, metrics)
     return 0
+
+
+def _ece_text(m: dict) -> str:
+    """``, ECE 0.035 (a calibrated model: up to 0.031 by chance)``: the ECE beside its sampling-noise floor."""
+    if m.get("ece") is None:
+        return ""
+    floor = m.get("ece_floor_high")
+    return f", ECE {m['ece']:.3f}" + ("" if floor is None else f" (a calibrated model: up to {floor:.3f} by chance)")
 
 
 def _challenge_text(m: dict) -> str:
@@ -240,7 +248,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
         line += f"; AUROC {m['auroc']:.4f} [{m['auroc_ci'][0]:.4f}, {m['auroc_ci'][1]:.4f}] on {labelled:,} labelled"
         if labelled < n:
             line += f" ({n - labelled:,} without a label)"
-        line += _challenge_text(m)
+        line += _ece_text(m) + _challenge_text(m)
     elif labelled:
         line += f" ({labelled:,} labelled, all of one class: no AUROC)"
     else:

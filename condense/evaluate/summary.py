@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 
 from condense.evaluate.bootstrap import bootstrap_values, check_skipped, percentile_interval
-from condense.evaluate.metrics import auprc, auroc, brier, calibration, challenge_event1, hosmer_lemeshow
+from condense.evaluate.metrics import auprc, auroc, brier, calibrated_floor, calibration, challenge_event1, hosmer_lemeshow
 from condense.evaluate.validate import check_alpha, check_labels, check_resamples, check_scores, check_seed, \
     require_both_classes
 
@@ -39,7 +39,10 @@ def summarize(y, p, *, n_resamples: int = 10_000, alpha: float = 0.05, seed: int
         :func:`calibration` with its defaults (10 equal-frequency bins), ``None`` where the
         recalibration fit has no maximum; ``"event1"`` (None without ``base_rate``) and ``"hl_h"``
         (the Hosmer-Lemeshow H over deciles of risk, event 2; None for a score that is not a
-        probability), the PhysioNet/CinC 2012 challenge's scores, on these ``n`` patients.
+        probability), the PhysioNet/CinC 2012 challenge's scores, on these ``n`` patients;
+        ``"ece_floor"`` / ``"ece_floor_high"``: the median and 95th percentile of the ECE a perfectly
+        calibrated model with these probabilities would get on these patients
+        (:func:`~condense.evaluate.metrics.calibrated_floor`): an ECE below the second is sampling noise.
     """
     n_resamples = check_resamples(n_resamples, allow_zero=True)
     alpha = check_alpha(alpha)
@@ -60,11 +63,15 @@ def summarize(y, p, *, n_resamples: int = 10_000, alpha: float = 0.05, seed: int
         "cal_intercept": None,
         "event1": None if base_rate is None else challenge_event1(y, p, base_rate=base_rate)["event1"],
         "hl_h": None,
+        "ece_floor": None,
+        "ece_floor_high": None,
     }
     if probabilities:
         cal = calibration(y, p)
+        floor = calibrated_floor(p, seed=seed)
         out.update(ece=cal["ece"], cal_slope=_finite_or_none(cal["slope"]),
-                   cal_intercept=_finite_or_none(cal["intercept"]), hl_h=hosmer_lemeshow(y, p)["hl_h"])
+                   cal_intercept=_finite_or_none(cal["intercept"]), hl_h=hosmer_lemeshow(y, p)["hl_h"],
+                   ece_floor=floor["ece_floor"], ece_floor_high=floor["ece_floor_high"])
     if n_resamples:
         values = bootstrap_values(y, [p], ("auroc", "auprc"), n_resamples, seed)[0]
         for metric in ("auroc", "auprc"):

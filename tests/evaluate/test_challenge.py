@@ -43,3 +43,19 @@ def test_hosmer_lemeshow_by_hand_and_its_growth_with_patients():
     assert twice == pytest.approx(2 * well, rel=1e-9)  # the same miscalibration on twice the patients
     with pytest.raises(ValueError, match="must hold probabilities"):
         hosmer_lemeshow(y, p * 3)
+
+
+def test_the_calibrated_floor_is_the_ece_of_outcomes_drawn_from_the_probabilities():
+    from condense.evaluate.metrics import calibrated_floor, calibration
+
+    rng = np.random.default_rng(5)
+    p = rng.beta(1, 6, 600)
+    floor = calibrated_floor(p, seed=3)
+    assert floor == calibrated_floor(p, seed=3) and floor != calibrated_floor(p, seed=4)
+    drawn = [calibration((np.random.default_rng(k).random(p.size) < p).astype(int), p)["ece"] for k in range(400)]
+    assert floor["ece_floor"] == pytest.approx(np.median(drawn), rel=0.08)
+    assert floor["ece_floor_high"] == pytest.approx(np.quantile(drawn, 0.95), rel=0.1)
+    assert 0.9 <= np.mean(np.array(drawn) <= floor["ece_floor_high"]) <= 0.99
+    # sampling noise: four times the patients, about half the floor
+    bigger = calibrated_floor(np.tile(p, 4), seed=3)
+    assert 0.4 < bigger["ece_floor"] / floor["ece_floor"] < 0.6

@@ -17,7 +17,7 @@ def test_summarize_returns_plain_json_ready_values():
     y, p = cohort(300, 13)
     out = summarize(y, p, n_resamples=500, seed=0)
     assert set(out) == {"auroc", "auroc_ci", "auprc", "auprc_ci", "brier", "n", "positives",
-                        "ece", "cal_slope", "cal_intercept", "event1", "hl_h"}
+                        "ece", "cal_slope", "cal_intercept", "event1", "hl_h", "ece_floor", "ece_floor_high"}
     assert out["event1"] is None and type(out["hl_h"]) is float  # event 1 needs the training base rate
     assert summarize(y, p, n_resamples=0, base_rate=0.2)["event1"] == challenge_event1(y, p, base_rate=0.2)["event1"]
     assert type(out["n"]) is int and out["n"] == 300

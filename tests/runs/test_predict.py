@@ -120,6 +120,7 @@ def test_labels_are_written_where_known_and_metrics_use_only_those(physionet_mod
     assert "AUROC" in captured.out and "on 60 labelled (20 without a label)" in captured.out
     assert re.search(r"; challenge event 1 0\.\d{4} \(threshold from the training death rate\), event 2 H \d+\.\d\d "
                      r"on 60 patients", captured.out)  # the PhysioNet/CinC 2012 scores, on the labelled records
+    assert re.search(r"\), ECE 0\.\d{3} \(a calibrated model: up to 0\.\d{3} by chance\); challenge", captured.out)
     assert "record_without_outcome 20" in captured.err, "records without an outcome are counted, not dropped"
     header, rows = read_csv(out)
     assert header == ["RecordID", "probability", "label"] and len(rows) == N_RECORDS
