@@ -3,7 +3,8 @@
 The grid is a list of :class:`Job`. A job trains one model row and makes and checks every
 ``.tflite`` file converted from it; or runs one tfmot peer; or fits a peer on hand-made features
 (the logistic regression, gradient boosting); or
-reads a reference score. :func:`run_job` works in a private work folder and returns a
+reads a reference score; or trains a tuning trial of ``condense tune`` (:mod:`condense.tune`: judged on
+the validation split alone, no file kept). :func:`run_job` works in a private work folder and returns a
 :class:`JobResult`: the rows' measurements, their test-set scores, and the bytes of every file
 the job made (paths relative to the run folder). The same function therefore runs anywhere (the
 local executor calls it here, the Ray executor on a worker that may not share a disk with the

@@ -37,7 +37,8 @@ class RowSpec:
     ``"peer"`` (a peer on hand-made features, ``train["model"]`` one of
     :data:`condense.peers.kinds.PEERS`: the logistic regression, gradient boosting) or
     ``"score"`` (a reference risk score shipped with the data,
-    e.g. PhysioNet's SAPS-I; ``train["score"]`` names the ``Dataset.extras`` column).
+    e.g. PhysioNet's SAPS-I; ``train["score"]`` names the ``Dataset.extras`` column), or ``"trial"``
+    (a ``condense tune`` setting, scored on validation only; never a table row).
     ``baseline`` names the row AUROC differences refer to.
     """
 
