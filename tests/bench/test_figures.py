@@ -199,7 +199,7 @@ def test_roc_panels_have_the_baseline_as_reference_and_intervals_in_the_legend(d
     assert entry("lr") in legends["peers & reference scores"]
     assert entry("tfmot-prune-lstm") in legends["peers & reference scores"]
     assert not any(t.startswith("hlstm-step") for texts in legends.values() for t in texts)
-    assert any("14 step-file rows not drawn" in t.get_text() for t in fig.texts)
+    assert any("16 step-file rows not drawn" in t.get_text() for t in fig.texts)
     for ax in fig.axes:  # distinct colours within a panel
         colours = [line.get_color() for line in ax.get_lines()[1:] if line.get_color() != "black"]
         assert len(colours) == len(set(colours)), ax.get_title()
@@ -210,7 +210,7 @@ def test_summary_groups_every_condensed_row_by_method(default_table):
     assert list(groups) == ["pruning", "hLSTM", "distillation", "quantization (.tflite files)",
                             "step files (one hour per call)", "peers"]
     assert groups["pruning"][:2] == ["lstm-prune25", "lstm-prune50"] and "hlstm-prune50" in groups["hLSTM"]
-    assert groups["distillation"] == ["hlstm-prune50-distill"]
+    assert groups["distillation"] == ["hlstm-prune50-distill", "hlstm-recipe"]
     assert groups["quantization (.tflite files)"] == [r["row"] for r in default_table if " -> " in r["method"]
                                                       and "one step per call" not in r["method"]]
     assert groups["step files (one hour per call)"] == [r["row"] for r in default_table if r["row"].endswith("-step")]
