@@ -304,7 +304,7 @@ def test_outputs_and_manifest(smoke_run, tiny_dataset):
     assert machine["cpu"] and machine["cores"] >= 1
     assert machine["onednn"].startswith(("on", "off")) and machine["tf_threads"]["intra_op"] >= 1
     assert f"oneDNN {machine['onednn']}" in md
-    assert manifest["grid"]["executor"] == "local" and manifest["grid"]["jobs"] == 15
+    assert manifest["grid"]["executor"] == "local" and manifest["grid"]["jobs"] == 16
     # every row's per-patient test scores, keyed row@seed, for condense compare's paired test
     from condense.bench.predictions import read_predictions
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import re
 import time
 from pathlib import Path
@@ -97,12 +98,18 @@ def test_a_job_failing_on_a_ray_worker_is_its_rows_failed(tiny_dataset, capsys):
         progress.finished(job, result)
 
     assert not ray.is_initialized()
+    # ray.init sets variables in this process's environment (RAY_AUTH_MODE=token, ...) that the later
+    # tests' `condense` children would inherit and take to the module's cluster, which was started
+    # without them (its workers then cannot reach those drivers: OwnerDiedError): they are put back
+    environment = dict(os.environ)
     try:
         RayExecutor(workers=1).run(jobs, ctx, progress, on_result)
         assert not ray.is_initialized(), "the executor shuts down the cluster it started"
     finally:
         if ray.is_initialized():
             ray.shutdown()
+        os.environ.clear()
+        os.environ.update(environment)
 
     assert sorted(results) == ["seed0/dnn-bad", "seed0/dnn-broken", "seed0/lr"]
     lr = results["seed0/lr"]
