@@ -33,21 +33,37 @@ def register(sub) -> None:
     b.add_argument("--out", default=None, type=output_folder, help="output folder (default benchmarks/results/<profile>-<timestamp>)")
     b.add_argument("--cache-dir", default=None)
     b.add_argument("--quiet", action="store_true")
-    grid = b.add_argument_group("where the jobs run (docs/scale-out.md)")
+    grid = add_grid_arguments(b, "(row, seed) job", " With more than one, training time is re-measured alone "
+                                                       "after the grid.")
+    grid.add_argument("--resume", default=None, type=Path, metavar="DIR",
+                      help="finish the run in DIR with its own settings: saved jobs are kept, the missing "
+                           "(and failed) ones run")
+    b.set_defaults(handler=cmd_bench)
+
+
+def add_grid_arguments(parser, job: str, workers_note: str = ""):
+    """``--executor``, ``--ray-address`` and ``--workers``: where a grid of jobs runs (``condense bench``,
+    ``condense tune``); returns the argument group. ``job`` names one job in the help."""
+    grid = parser.add_argument_group("where the jobs run (docs/scale-out.md)")
     grid.add_argument("--executor", choices=EXECUTORS, default="local",
-                      help="local: one job at a time in this process (default, no Ray needed); ray: every "
-                           "(row, seed) job a Ray task (pip install 'condense[ray]')")
+                      help="local: a process pool on this machine (default, no Ray needed); ray: every "
+                           f"{job} a Ray task (pip install 'condense[ray]')")
     grid.add_argument("--ray-address", default=None,
                       help="a running Ray cluster (`ray start --head` prints it; 'auto' finds a local one); "
                            "default: a private local cluster for this run")
     grid.add_argument("--workers", type=int, default=None,
                       help="jobs at a time: local: a process pool of this many (default: one per core; 1 runs them "
                            "in this process, one after the other); ray: at most this many (default: the cluster's "
-                           "CPUs). With more than one, training time is re-measured alone after the grid")
-    grid.add_argument("--resume", default=None, type=Path, metavar="DIR",
-                      help="finish the run in DIR with its own settings: saved jobs are kept, the missing "
-                           "(and failed) ones run")
-    b.set_defaults(handler=cmd_bench)
+                           "CPUs)." + workers_note)
+    return grid
+
+
+def grid_settings(args: argparse.Namespace) -> dict:
+    """``executor``, ``ray_address`` and ``workers`` (one per core by default on the local executor)."""
+    workers = args.workers
+    if workers is None and args.executor == "local":
+        workers = default_local_workers()
+    return {"executor": args.executor, "ray_address": args.ray_address, "workers": workers}
 
 
 #: Settings a resumed run takes from its folder (giving them with --resume is an error).
@@ -58,11 +74,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
     from condense.bench.runner import resume_benchmark, run_benchmark
     from condense.bench.profiles import get_profile
 
-    workers = args.workers
-    if workers is None and args.executor == "local":
-        workers = default_local_workers()
-    grid = dict(cache_dir=args.cache_dir, quiet=args.quiet, executor=args.executor, ray_address=args.ray_address,
-                workers=workers)
+    grid = dict(cache_dir=args.cache_dir, quiet=args.quiet, **grid_settings(args))
     if args.resume is not None:
         given = [name for name in RUN_SETTINGS if getattr(args, name) is not None]
         if given:

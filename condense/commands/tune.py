@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from condense.bench.executors import EXECUTORS, default_local_workers
+from condense.commands.bench import add_grid_arguments, grid_settings
 from condense.commands.paths import output_folder
 
 # Deferred on purpose: the CLI imports this module to build its parser; what a command runs is imported
@@ -43,11 +43,7 @@ def register(sub) -> None:
                                                          "trials are kept")
     t.add_argument("--cache-dir", default=None)
     t.add_argument("--quiet", action="store_true")
-    grid = t.add_argument_group("where the trials run (docs/scale-out.md)")
-    grid.add_argument("--executor", choices=EXECUTORS, default="local",
-                      help="local: a process pool on this machine (default); ray: every trial and seed a Ray task")
-    grid.add_argument("--ray-address", default=None, help="a running Ray cluster (default: a private local one)")
-    grid.add_argument("--workers", type=int, default=None, help="trials at a time (default: one per core)")
+    add_grid_arguments(t, "(trial, seed) job")
     t.set_defaults(handler=cmd_tune)
 
 
@@ -60,11 +56,8 @@ def cmd_tune(args: argparse.Namespace) -> int:
     settings = TuneSettings(data=args.data, model=args.model, teachers=teachers, trials=args.trials, seeds=args.seeds,
                             max_params=args.max_params, search_seed=args.search_seed, epochs=args.epochs,
                             patience=args.patience, space=parse_space(args.space))
-    workers = args.workers
-    if workers is None and args.executor == "local":
-        workers = default_local_workers()
-    record = run_tune(settings, out_dir=args.out, cache_dir=args.cache_dir, quiet=args.quiet, executor=args.executor,
-                      ray_address=args.ray_address, workers=workers, resume=args.resume)
+    record = run_tune(settings, out_dir=args.out, cache_dir=args.cache_dir, quiet=args.quiet, resume=args.resume,
+                      **grid_settings(args))
     print(summary_text(record))
     return 0 if "best" in record else 1
 
