@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from condense.evaluate.metrics import calibration, logistic_recalibration, sigmoid
+from condense.evaluate.metrics import brier, calibration, hosmer_lemeshow, logistic_recalibration, sigmoid
 
 # Deferred on purpose: Keras is imported inside the functions that use it, so importing this module stays light.
 
@@ -107,11 +107,9 @@ def recalibrate(model, x_val: np.ndarray, y_val: np.ndarray, method: str = "plat
     the last two the validation calibration (ECE, slope, intercept) before and after; after is
     on the data the fit was made on (slope 1 and intercept 0 by construction), so judge it on test.
     """
-    if method not in ("platt", "intercept"):
-        raise ValueError(f"Argument `method` must be 'platt' or 'intercept', got method={method!r}.")
     y_val = np.asarray(y_val)
     logits = final_logits(model, x_val)
-    a, b = fit_platt(y_val, logits) if method == "platt" else (1.0, fit_intercept(y_val, logits))
+    a, b = _fit_logits(y_val, logits, method)
     before = calibration(y_val, sigmoid(logits))
     fold_platt(model, a, b)
     after = calibration(y_val, sigmoid(a * logits + b))
@@ -128,14 +126,18 @@ def probability_logits(p: np.ndarray) -> np.ndarray:
     return np.log(p) - np.log1p(-p)
 
 
+def _fit_logits(y_val: np.ndarray, logits_val: np.ndarray, method: str) -> tuple[float, float]:
+    """``(a, b)`` of the recalibration ``method`` (``"platt"`` or ``"intercept"``: a = 1) on validation logits."""
+    if method == "platt":
+        return fit_platt(y_val, logits_val)
+    if method == "intercept":
+        return 1.0, fit_intercept(y_val, logits_val)
+    raise ValueError(f"Argument `method` must be 'platt' or 'intercept', got method={method!r}.")
+
+
 def fit_map(y_val: np.ndarray, p_val: np.ndarray, method: str) -> tuple[float, float]:
     """``(a, b)`` of the recalibration ``method`` fitted on validation probabilities."""
-    z = probability_logits(p_val)
-    if method == "platt":
-        return fit_platt(y_val, z)
-    if method == "intercept":
-        return 1.0, fit_intercept(y_val, z)
-    raise ValueError(f"Argument `method` must be 'platt' or 'intercept', got method={method!r}.")
+    return _fit_logits(y_val, probability_logits(p_val), method)
 
 
 def apply_map(p: np.ndarray, a: float, b: float) -> np.ndarray:
@@ -146,8 +148,6 @@ def apply_map(p: np.ndarray, a: float, b: float) -> np.ndarray:
 def recalibrated_calibration(y_test: np.ndarray, p_test: np.ndarray, a: float, b: float) -> dict:
     """The table's after-recalibration columns: ECE, slope, intercept, Brier and Hosmer-Lemeshow H of
     ``p_test`` mapped by ``(a, b)`` (fitted on validation: the test labels judge it, never fit it)."""
-    from condense.evaluate.metrics import brier, hosmer_lemeshow
-
     q = apply_map(p_test, a, b)
     cal = calibration(y_test, q)
     return {"recal_a": a, "recal_b": b, "ece_recal": cal["ece"], "cal_slope_recal": cal["slope"],

@@ -173,10 +173,6 @@ def _in_sample(teacher: Teacher, x: dict, y: dict, layout) -> tuple[np.ndarray, 
     return SavedModel(teacher.model_dir).predict_inputs(x["train"]), False
 
 
-def _how(folds: int) -> str:
-    return f"out of fold ({folds} folds)" if folds else "in sample"
-
-
 def _teacher_row(teacher: Teacher, y_train: np.ndarray, p: np.ndarray, log, how_text: str) -> dict:
     row = {"teacher": teacher.name, "model": teacher.config.model, "seed": teacher.config.seed,
            "train_auroc": float(auroc(y_train, p))}
@@ -236,13 +232,12 @@ def teacher_probabilities(config: TrainConfig, dataset: Dataset, *, prepared=Non
         else:
             inputs = inputs or fit_inputs(dataset, teacher.config.input_kind)
             x = prepared_splits(dataset, inputs)
-        cached = _peer_memo_key(teacher, config, x, y)
-        if cached in _PEER_MEMO:  # the same peer, seed, folds and data: the same probabilities
-            p = _PEER_MEMO[cached]
-            probabilities.setdefault(teacher.name, []).append(p)
-            rows.append(_teacher_row(teacher, y["train"], p, log, f"{_how(folds)}, fitted earlier in this process"))
-            continue
-        if fold is None:
+        how = f"out of fold ({folds} folds)" if folds else "in sample"
+        key = _peer_memo_key(teacher, config, x, y)
+        p = _PEER_MEMO.get(key) if key is not None else None  # the same peer, seed, folds and data
+        if p is not None:
+            how += ", fitted earlier in this process"
+        elif fold is None:
             p, ran = _in_sample(teacher, x, y, dataset.layout)
             keras_ran |= ran
         else:
@@ -253,10 +248,10 @@ def teacher_probabilities(config: TrainConfig, dataset: Dataset, *, prepared=Non
                                             y["val"], dataset.layout, x["train"][held])
                 keras_ran |= ran
         p = np.asarray(p, dtype=np.float64).reshape(-1)
-        if cached is not None:
-            _remember(cached, p)
+        if key is not None and key not in _PEER_MEMO:
+            _remember(key, p)
         probabilities.setdefault(teacher.name, []).append(p)
-        rows.append(_teacher_row(teacher, y["train"], p, log, _how(folds)))
+        rows.append(_teacher_row(teacher, y["train"], p, log, how))
     if keras_ran:  # the student's layer names restart as if no teacher had been built in this process
         import keras
 

@@ -126,11 +126,7 @@ class TrainConfig:
             self._check_not_pruned()
 
     def _check_shape(self) -> None:
-        """``units`` and ``dropout``: Keras models only; an hLSTM has one layer."""
-        for name in ("units", "dropout"):
-            if getattr(self, name) is not None and self.model not in PRUNABLE_MODELS:
-                raise ValueError(f"Argument `{name}` applies to models {PRUNABLE_MODELS}, not to model={self.model!r}; "
-                                 f"got {name}={getattr(self, name)!r}.")
+        """``units`` and ``dropout`` values (Keras models only: :meth:`_check_not_pruned`); an hLSTM has one layer."""
         if self.units is not None:
             units = self.units
             if isinstance(units, (str, bytes)) or not hasattr(units, "__len__") or not units or not all(
@@ -166,7 +162,8 @@ class TrainConfig:
                              f"to model={self.model!r}; got teachers={list(self.teachers)!r}.")
 
     def _check_not_pruned(self) -> None:
-        for name, default in (("prune_quantile", None), ("prune_criterion", "mean_abs"), ("calibrate", "none")):
+        for name, default in (("prune_quantile", None), ("prune_criterion", "mean_abs"), ("calibrate", "none"),
+                              ("units", None), ("dropout", None)):
             value = getattr(self, name)
             if value != default:
                 raise ValueError(

@@ -361,13 +361,16 @@ def _run_locked(settings: TuneSettings, out_dir: Path, cache_dir, quiet: bool, r
     dataset = load_dataset(settings.data, seed=0, cache_dir=cache_dir, quiet=quiet)
     dataset.require_labels()
     profile = settings.profile()
-    input_shape = {}
+    prepared = {}  # the model inputs of each input kind, made once: counting parameters needs their shape
+
+    def inputs_of(kind: str):
+        if kind not in prepared:
+            prepared.update(prepare_inputs(dataset, [kind]))
+        return prepared[kind]
 
     def params_of(setting: dict) -> int:
         config = settings.config(setting, 0)
-        if config.input_kind not in input_shape:
-            input_shape[config.input_kind] = prepare_inputs(dataset, [config.input_kind])[config.input_kind][1]["train"].shape[1:]
-        return final_params(config, input_shape[config.input_kind])
+        return final_params(config, inputs_of(config.input_kind)[1]["train"].shape[1:])
 
     trials = draw_trials(settings, params_of)
     if not trials:
@@ -375,13 +378,13 @@ def _run_locked(settings: TuneSettings, out_dir: Path, cache_dir, quiet: bool, r
                         "(raise --max-params or give smaller --space units=...)")
     plan = {"settings": settings.to_json(), "data": {"spec": settings.data, "fingerprint": dataset.fingerprint},
             "trials": trials}
-    plan = json_roundtrip(plan)
+    plan = _json_roundtrip(plan)
     _start(out_dir, plan, resume)
     rows = [settings.row(t["trial"], t["setting"]) for t in trials]
     jobs = [Job(seed, (row,)) for seed in range(settings.seeds) for row in rows]
     threads = set_tf_threads(1) if runner.name == "local" else None
-    prepared = prepare_inputs(dataset, input_kinds(rows, profile))
-    ctx = JobContext(profile, dataset, prepared, data_record(profile, dataset))
+    ctx = JobContext(profile, dataset, {kind: inputs_of(kind) for kind in input_kinds(rows, profile)},
+                     data_record(profile, dataset))
     fields = {}
     for job in jobs:
         saved = _load_job(out_dir, job) if resume else None
@@ -420,6 +423,6 @@ def _run_locked(settings: TuneSettings, out_dir: Path, cache_dir, quiet: bool, r
     return record
 
 
-def json_roundtrip(obj):
+def _json_roundtrip(obj):
     """``obj`` as JSON reads it back (tuples become lists): what a resumed search compares."""
     return json.loads(json.dumps(obj))
